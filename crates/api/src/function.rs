@@ -1,0 +1,74 @@
+//! The locked function version: what the runtime consumes.
+//!
+//! A manifest entry resolves into a [`FunctionVersion`] with every default
+//! filled in and the code identified by digest. Versions are immutable and
+//! numbered from 1; the runtime never sees the manifest.
+
+use crate::limits::Limits;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What kind of code a version runs, detected from the binary at deploy time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeKind {
+    /// A WASI preview 2 component exporting `wasi:http/incoming-handler`.
+    WasiHttp,
+    /// A WASI preview 1 command module run CGI-style.
+    WasiCgi,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::WasiHttp => "wasi_http",
+            CodeKind::WasiCgi => "wasi_cgi",
+        }
+    }
+}
+
+/// A custom HTTP route mapped to a function, like an API gateway route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Route {
+    /// Upper-case methods; empty means any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// A path pattern: `/hello/{who}`, `/files/{*rest}`.
+    pub path: String,
+}
+
+impl Route {
+    pub fn matches_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.methods.is_empty() {
+            write!(f, "{}", self.path)
+        } else {
+            write!(f, "{} {}", self.methods.join(","), self.path)
+        }
+    }
+}
+
+/// One immutable, numbered version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    pub namespace: String,
+    pub name: String,
+    /// 1, 2, 3, ...: each deploy of a function adds one.
+    pub version: u32,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Lower-case hex SHA-256 of the code.
+    pub code_digest: String,
+    pub code_size_bytes: u64,
+    pub kind: CodeKind,
+    /// Reachable without a token.
+    pub public: bool,
+    pub limits: Limits,
+    pub env: BTreeMap<String, String>,
+    pub routes: Vec<Route>,
+}

@@ -1,0 +1,20 @@
+//! Nimbus data types: the user's manifest, the locked function version the
+//! runtime consumes, invocation records, API wire types and error codes.
+//!
+//! This crate holds data only (serde types and their validation) so that the
+//! CLI and other clients can link it without pulling in the server.
+
+pub mod error;
+pub mod function;
+pub mod invocation;
+pub mod limits;
+pub mod manifest;
+pub mod names;
+pub mod wire;
+
+pub use error::ErrorCode;
+pub use function::{CodeKind, FunctionVersion, Route};
+pub use invocation::InvocationRecord;
+pub use limits::Limits;
+pub use manifest::{Manifest, ManifestError};
+pub use names::{FunctionName, Namespace};

@@ -1,0 +1,136 @@
+//! Per-function limits, their defaults and their bounds.
+//!
+//! | limit                     | default   | bounds            | why the default                                   |
+//! |---------------------------|-----------|-------------------|---------------------------------------------------|
+//! | `timeout_ms`              | 30 000    | 1 – 900 000       | long enough for an API call, short enough to free a slot; 15 min max as Lambda |
+//! | `memory_limit_mib`        | 128       | 1 – 4 096         | Lambda's smallest size; wasm32 cannot address more than 4 GiB |
+//! | `max_request_body_bytes`  | 6 291 456 | 0 – 104 857 600   | 6 MiB, Lambda's synchronous payload limit          |
+//! | `max_response_body_bytes` | 6 291 456 | 0 – 104 857 600   | same                                              |
+//! | `max_log_bytes`           | 262 144   | 0 – 16 777 216    | 256 KiB of stdout+stderr per invocation; the rest is cut with a marker |
+//!
+//! Values out of bounds are rejected while the manifest is parsed, with the
+//! line they are on.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! bounded {
+    ($ty:ident, $inner:ty, $field:literal, $min:expr, $max:expr, $default:expr) => {
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(try_from = "u64", into = "u64")]
+        pub struct $ty($inner);
+
+        impl $ty {
+            pub const MIN: $inner = $min;
+            pub const MAX: $inner = $max;
+            pub const DEFAULT: $ty = $ty($default);
+
+            pub fn new(v: u64) -> Result<Self, String> {
+                if v < Self::MIN as u64 || v > Self::MAX as u64 {
+                    return Err(format!(
+                        "{} must be between {} and {}, got {}",
+                        $field,
+                        Self::MIN,
+                        Self::MAX,
+                        v
+                    ));
+                }
+                Ok($ty(v as $inner))
+            }
+
+            pub fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::DEFAULT
+            }
+        }
+
+        impl TryFrom<u64> for $ty {
+            type Error = String;
+            fn try_from(v: u64) -> Result<Self, String> {
+                $ty::new(v)
+            }
+        }
+
+        impl From<$ty> for u64 {
+            fn from(v: $ty) -> u64 {
+                v.0 as u64
+            }
+        }
+    };
+}
+
+bounded!(TimeoutMs, u64, "timeout_ms", 1, 900_000, 30_000);
+bounded!(MemoryLimitMib, u32, "memory_limit_mib", 1, 4096, 128);
+bounded!(
+    RequestBodyBytes,
+    u64,
+    "max_request_body_bytes",
+    0,
+    100 * 1024 * 1024,
+    6 * 1024 * 1024
+);
+bounded!(
+    ResponseBodyBytes,
+    u64,
+    "max_response_body_bytes",
+    0,
+    100 * 1024 * 1024,
+    6 * 1024 * 1024
+);
+bounded!(
+    LogBytes,
+    u64,
+    "max_log_bytes",
+    0,
+    16 * 1024 * 1024,
+    256 * 1024
+);
+
+/// The limits of one function version, every value filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub timeout_ms: TimeoutMs,
+    pub memory_limit_mib: MemoryLimitMib,
+    pub max_request_body_bytes: RequestBodyBytes,
+    pub max_response_body_bytes: ResponseBodyBytes,
+    pub max_log_bytes: LogBytes,
+}
+
+impl Limits {
+    /// The memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> u64 {
+        u64::from(self.memory_limit_mib.get()) * 1024 * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let l = Limits::default();
+        assert_eq!(l.timeout_ms.get(), 30_000);
+        assert_eq!(l.memory_limit_mib.get(), 128);
+        assert_eq!(l.max_request_body_bytes.get(), 6 * 1024 * 1024);
+        assert_eq!(l.max_response_body_bytes.get(), 6 * 1024 * 1024);
+        assert_eq!(l.max_log_bytes.get(), 256 * 1024);
+        assert_eq!(l.memory_limit_bytes(), 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        assert!(TimeoutMs::new(0).is_err());
+        assert!(TimeoutMs::new(900_001).is_err());
+        assert!(MemoryLimitMib::new(4097).is_err());
+        let err = MemoryLimitMib::new(0).unwrap_err();
+        assert!(err.contains("memory_limit_mib must be between 1 and 4096"));
+    }
+}

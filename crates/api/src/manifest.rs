@@ -1,0 +1,337 @@
+//! The user's `nimbus.yaml`, parsed strictly.
+//!
+//! ```yaml
+//! functions:
+//!   hello:
+//!     code: target/wasm/hello.wasm   # path relative to the manifest
+//!     public: true                   # callable without a token
+//!     limits: { timeout_ms: 5000, memory_limit_mib: 64 }
+//!     env: { GREETING: hi }
+//!     routes:
+//!       - GET /hello/{who}
+//! ```
+//!
+//! Unknown keys, bad values and bad names are errors that carry the line and
+//! column they were found at.
+
+use crate::function::Route;
+use crate::limits::Limits;
+use crate::names::{EnvName, FunctionName};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most functions one manifest may declare.
+pub const MAX_FUNCTIONS_PER_MANIFEST: usize = 256;
+/// Most routes one function may declare.
+pub const MAX_ROUTES_PER_FUNCTION: usize = 64;
+/// Largest total size of a function's environment (names + values), in bytes.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Largest manifest accepted, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+/// Path prefixes that belong to the platform and cannot be custom routes.
+pub const RESERVED_PREFIXES: &[&str] = &["/api", "/fn", "/healthz", "/metrics", "/_nimbus"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version; only `1` exists.
+    #[serde(default = "default_format")]
+    pub version: u32,
+    pub functions: BTreeMap<FunctionName, FunctionSpec>,
+}
+
+fn default_format() -> u32 {
+    1
+}
+
+/// The runtime a function asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeName {
+    /// WebAssembly; component or CGI module is detected from the binary.
+    #[default]
+    Wasm,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Path to the code, relative to the manifest's directory.
+    pub code: String,
+    #[serde(default)]
+    pub runtime: RuntimeName,
+    /// Callable without a token.
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, String>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+impl FunctionSpec {
+    pub fn env_map(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+            .collect()
+    }
+
+    pub fn route_list(&self) -> Vec<Route> {
+        self.routes.iter().map(|r| r.0.clone()).collect()
+    }
+}
+
+/// A route written as `"GET /hello/{who}"`, `"GET,POST /x"` or `"/x"` (any method).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RouteSpec(pub Route);
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+impl TryFrom<String> for RouteSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_route(&s).map(RouteSpec)
+    }
+}
+
+impl From<RouteSpec> for String {
+    fn from(r: RouteSpec) -> String {
+        r.0.to_string()
+    }
+}
+
+/// Parses `"[METHOD[,METHOD...]] /path"`.
+pub fn parse_route(s: &str) -> Result<Route, String> {
+    let s = s.trim();
+    let (methods, path) = match s.split_once(char::is_whitespace) {
+        Some((m, p)) => (m, p.trim()),
+        None => ("", s),
+    };
+    let mut list = Vec::new();
+    for m in methods.split(',').filter(|m| !m.is_empty()) {
+        let up = m.to_ascii_uppercase();
+        if !METHODS.contains(&up.as_str()) {
+            return Err(format!("route {s:?}: unknown HTTP method {m:?}"));
+        }
+        if !list.contains(&up) {
+            list.push(up);
+        }
+    }
+    validate_route_path(path).map_err(|e| format!("route {s:?}: {e}"))?;
+    Ok(Route {
+        methods: list,
+        path: path.to_owned(),
+    })
+}
+
+fn validate_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("the path must start with '/'".to_owned());
+    }
+    if path.len() > 1024 {
+        return Err("the path is longer than 1024 bytes".to_owned());
+    }
+    for prefix in RESERVED_PREFIXES {
+        if path == *prefix || path.starts_with(&format!("{prefix}/")) {
+            return Err(format!("the prefix {prefix} is reserved by Nimbus"));
+        }
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        if seg.contains('{') || seg.contains('}') {
+            let inner = seg
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .ok_or_else(|| {
+                    format!("segment {seg:?}: a parameter must be a whole segment like {{name}}")
+                })?;
+            let (wild, name) = match inner.strip_prefix('*') {
+                Some(n) => (true, n),
+                None => (false, inner),
+            };
+            if wild && !is_last {
+                return Err(format!(
+                    "segment {seg:?}: a catch-all parameter must be last"
+                ));
+            }
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(format!(
+                    "segment {seg:?}: parameter names use letters, digits, '_' and '-'"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A manifest that failed to parse or validate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestError {
+    pub message: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.message),
+            (Some(l), None) => write!(f, "line {l}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Manifest {
+    /// Parses and validates a manifest.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError {
+                message: format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+                line: None,
+                column: None,
+            });
+        }
+        let manifest: Manifest = serde_yaml_ng::from_str(text).map_err(|e| {
+            let loc = e.location();
+            // The message of serde_yaml_ng ends with " at line L column C";
+            // the location is reported separately.
+            let mut message = e.to_string();
+            if let Some(idx) = message.rfind(" at line ") {
+                message.truncate(idx);
+            }
+            ManifestError {
+                message,
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+            }
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let err = |message: String| ManifestError {
+            message,
+            line: None,
+            column: None,
+        };
+        if self.version != 1 {
+            return Err(err(format!(
+                "version: unsupported manifest version {}, expected 1",
+                self.version
+            )));
+        }
+        if self.functions.is_empty() {
+            return Err(err("functions: declare at least one function".to_owned()));
+        }
+        if self.functions.len() > MAX_FUNCTIONS_PER_MANIFEST {
+            return Err(err(format!(
+                "functions: at most {MAX_FUNCTIONS_PER_MANIFEST} functions per manifest"
+            )));
+        }
+        for (name, f) in &self.functions {
+            if f.code.trim().is_empty() {
+                return Err(err(format!("functions.{name}.code: must not be empty")));
+            }
+            if f.routes.len() > MAX_ROUTES_PER_FUNCTION {
+                return Err(err(format!(
+                    "functions.{name}.routes: at most {MAX_ROUTES_PER_FUNCTION} routes"
+                )));
+            }
+            let env_bytes: usize = f.env.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+            if env_bytes > MAX_ENV_BYTES {
+                return Err(err(format!(
+                    "functions.{name}.env: {env_bytes} bytes exceeds the {MAX_ENV_BYTES}-byte limit"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = Manifest::parse(
+            "functions:\n  hello:\n    code: hello.wasm\n    public: true\n    limits:\n      timeout_ms: 5000\n    env:\n      GREETING: hi\n    routes:\n      - GET /hello/{who}\n      - /any\n",
+        )
+        .expect("parse");
+        let f = &m.functions[&FunctionName::new("hello").expect("name")];
+        assert!(f.public);
+        assert_eq!(f.limits.timeout_ms.get(), 5000);
+        assert_eq!(f.limits.memory_limit_mib.get(), 128);
+        assert_eq!(f.env_map()["GREETING"], "hi");
+        let routes = f.route_list();
+        assert_eq!(routes[0].methods, vec!["GET"]);
+        assert_eq!(routes[0].path, "/hello/{who}");
+        assert!(routes[1].methods.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_has_line_number() {
+        let e = Manifest::parse(
+            "functions:\n  hello:\n    code: a.wasm\n    limits:\n      timout_ms: 5\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("unknown field `timout_ms`"), "{e}");
+    }
+
+    #[test]
+    fn bad_limit_has_line_number() {
+        let e = Manifest::parse(
+            "functions:\n  hello:\n    code: a.wasm\n    limits:\n      memory_limit_mib: 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(
+            e.message
+                .contains("memory_limit_mib must be between 1 and 4096"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_function_name_is_rejected() {
+        let e = Manifest::parse("functions:\n  Hello_World:\n    code: a.wasm\n").unwrap_err();
+        assert!(e.message.contains("invalid function name"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn routes_are_validated() {
+        assert!(parse_route("GET /api/x").is_err());
+        assert!(parse_route("FETCH /x").is_err());
+        assert!(parse_route("GET x").is_err());
+        assert!(parse_route("GET /a/{*rest}/b").is_err());
+        assert!(parse_route("GET /a/b{c}").is_err());
+        assert!(parse_route("get,post /a/{id}/{*rest}").is_ok());
+        assert!(parse_route("/fnord").is_ok());
+    }
+
+    #[test]
+    fn empty_and_wrong_version() {
+        assert!(Manifest::parse("functions: {}\n").is_err());
+        assert!(Manifest::parse("version: 2\nfunctions:\n  a:\n    code: a.wasm\n").is_err());
+        assert!(Manifest::parse("").is_err());
+    }
+}

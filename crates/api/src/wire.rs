@@ -1,0 +1,74 @@
+//! Request and response bodies of the admin API (`/api/v1`).
+
+use crate::function::{CodeKind, FunctionVersion, Route};
+use crate::invocation::InvocationRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /api/v1/namespaces/{ns}/deployments`: a manifest and the code it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The manifest text (YAML).
+    pub manifest: String,
+    /// Code files by the path the manifest gives them, base64-encoded.
+    pub artifacts: BTreeMap<String, String>,
+}
+
+/// What a deploy created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub functions: Vec<DeployedFunction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployedFunction {
+    pub namespace: String,
+    pub name: String,
+    pub version: u32,
+    pub kind: CodeKind,
+    pub code_digest: String,
+    /// Path of the function URL on this server: `/fn/{ns}/{name}`.
+    pub url_path: String,
+    pub routes: Vec<Route>,
+    pub public: bool,
+}
+
+/// One function and its latest version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionSummary {
+    pub namespace: String,
+    pub name: String,
+    pub latest_version: u32,
+    pub kind: CodeKind,
+    pub public: bool,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionList {
+    pub functions: Vec<FunctionSummary>,
+}
+
+/// A function with all its versions (newest first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionDetail {
+    pub namespace: String,
+    pub name: String,
+    pub latest_version: u32,
+    pub url_path: String,
+    pub versions: Vec<FunctionVersion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvocationList {
+    pub invocations: Vec<InvocationRecord>,
+}
+
+/// Where the CLI finds a running server: written by `nimbus serve` to
+/// `DATA_DIR/server.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub pid: u32,
+}

@@ -1,0 +1,511 @@
+//! The subcommands.
+
+use crate::client::{Client, failure};
+use crate::timefmt::{format_ms, parse_since};
+use crate::{Cli, Command, FnCommand, Global, Output};
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use nimbus_api::manifest::{FunctionSpec, Manifest, RouteSpec, RuntimeName, parse_route};
+use nimbus_api::wire::{
+    DeployRequest, DeployResponse, FunctionDetail, FunctionList, InvocationList,
+};
+use nimbus_api::{FunctionName, InvocationRecord, Limits};
+use reqwest::Method;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// Deploy one function with this name from flags (needs --wasm).
+    pub name: Option<String>,
+    /// The manifest (when no NAME is given).
+    #[arg(long, short = 'f', default_value = "nimbus.yaml")]
+    pub file: PathBuf,
+    /// The WebAssembly code of the function (with NAME).
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Callable without a token.
+    #[arg(long)]
+    pub public: bool,
+    /// Wall-clock limit per invocation, in ms (default 30000).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Memory limit, in MiB (default 128).
+    #[arg(long)]
+    pub memory_limit_mib: Option<u64>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// Custom route like "GET /hello/{who}" (repeatable).
+    #[arg(long = "route")]
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    pub name: String,
+    /// Request body: JSON text, or @file to read it from a file.
+    #[arg(long, short = 'd')]
+    pub data: Option<String>,
+    /// HTTP method (default GET, or POST with --data).
+    #[arg(long = "request", short = 'X')]
+    pub method: Option<String>,
+    /// Path under the function, e.g. /items/1?x=2.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Extra header "Name: value" (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Print the status line and headers too.
+    #[arg(long, short = 'i')]
+    pub include: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Only invocations since: 10m, 2h, 1d, an RFC 3339 UTC time, or epoch ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show one invocation by id.
+    #[arg(long)]
+    pub invocation: Option<String>,
+    /// Most invocations to show (newest).
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Serve {
+            listen,
+            shutdown_grace_ms,
+        } => {
+            nimbus_server::init_tracing();
+            let mut config = nimbus_server::ServerConfig::new(&g.data_dir, listen);
+            config.shutdown_grace_ms = shutdown_grace_ms;
+            nimbus_server::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy(args) => deploy(&g, args).await,
+        Command::Invoke(args) => invoke(&g, args).await,
+        Command::Logs(args) => logs(&g, args).await,
+        Command::Fn(cmd) => function(&g, cmd).await,
+    }
+}
+
+fn client(g: &Global) -> anyhow::Result<Client> {
+    Client::discover(g.url.as_deref(), g.token.as_deref(), &g.data_dir)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).context("encode JSON")?
+    );
+    Ok(())
+}
+
+/// Builds the manifest text and artifacts for a deploy.
+fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
+    let (manifest_text, base_dir) = match &args.name {
+        Some(name) => {
+            let wasm = args
+                .wasm
+                .as_ref()
+                .context("deploying one function from flags needs --wasm PATH")?;
+            let name = FunctionName::new(name.clone()).map_err(anyhow::Error::msg)?;
+            let mut limits = Limits::default();
+            if let Some(v) = args.timeout_ms {
+                limits.timeout_ms = v.try_into().map_err(anyhow::Error::msg)?;
+            }
+            if let Some(v) = args.memory_limit_mib {
+                limits.memory_limit_mib = v.try_into().map_err(anyhow::Error::msg)?;
+            }
+            let mut env = BTreeMap::new();
+            for kv in &args.env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
+                env.insert(
+                    k.to_owned().try_into().map_err(anyhow::Error::msg)?,
+                    v.to_owned(),
+                );
+            }
+            let routes = args
+                .routes
+                .iter()
+                .map(|r| parse_route(r).map(RouteSpec).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = FunctionSpec {
+                code: wasm.display().to_string(),
+                runtime: RuntimeName::Wasm,
+                public: args.public,
+                limits,
+                env,
+                routes,
+            };
+            let manifest = Manifest {
+                version: 1,
+                functions: BTreeMap::from([(name, spec)]),
+            };
+            let text = serde_yaml_ng::to_string(&manifest).context("write the manifest")?;
+            (text, PathBuf::from("."))
+        }
+        None => {
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("read the manifest {}", args.file.display()))?;
+            let dir = args
+                .file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            (text, dir)
+        }
+    };
+    let manifest = Manifest::parse(&manifest_text)
+        .map_err(|e| anyhow::anyhow!("invalid manifest {}: {e}", args.file.display()))?;
+    let mut artifacts = BTreeMap::new();
+    for (name, f) in &manifest.functions {
+        if artifacts.contains_key(&f.code) {
+            continue;
+        }
+        let path = if Path::new(&f.code).is_absolute() {
+            PathBuf::from(&f.code)
+        } else {
+            base_dir.join(&f.code)
+        };
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("read the code of {name}: {}", path.display()))?;
+        artifacts.insert(
+            f.code.clone(),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    Ok(DeployRequest {
+        manifest: manifest_text,
+        artifacts,
+    })
+}
+
+async fn deploy(g: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let req = deploy_request(&args)?;
+    let c = client(g)?;
+    let resp: DeployResponse = c
+        .send(
+            c.request(
+                Method::POST,
+                &format!("/api/v1/namespaces/{}/deployments", g.namespace),
+            )
+            .json(&req),
+        )
+        .await?;
+    if g.output == Output::Json {
+        print_json(&resp)?;
+    } else {
+        for f in &resp.functions {
+            println!(
+                "deployed {}/{} version {} ({}) → {}{}{}",
+                f.namespace,
+                f.name,
+                f.version,
+                f.kind.as_str(),
+                c.base,
+                f.url_path,
+                if f.public {
+                    ""
+                } else {
+                    "  [private: needs a token]"
+                }
+            );
+            for r in &f.routes {
+                println!("  route {r} → {}", f.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoke(g: &Global, args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    let body = match &args.data {
+        Some(d) if d.starts_with('@') => Some(
+            std::fs::read(&d[1..]).with_context(|| format!("read the request body {}", &d[1..]))?,
+        ),
+        Some(d) => Some(d.clone().into_bytes()),
+        None => None,
+    };
+    let method = match &args.method {
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("invalid method {m:?}"))?,
+        None if body.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    let path = if args.path.starts_with('/') {
+        args.path.clone()
+    } else {
+        format!("/{}", args.path)
+    };
+    let mut rb = c.request(
+        method,
+        &format!("/fn/{}/{}{}", g.namespace, args.name, path),
+    );
+    if let Some(b) = body {
+        let is_json = serde_json::from_slice::<serde_json::Value>(&b).is_ok();
+        if is_json
+            && !args
+                .headers
+                .iter()
+                .any(|h| h.to_ascii_lowercase().starts_with("content-type"))
+        {
+            rb = rb.header("content-type", "application/json");
+        }
+        rb = rb.body(b);
+    }
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?}: use 'Name: value'"))?;
+        rb = rb.header(k.trim(), v.trim());
+    }
+    let resp = rb
+        .send()
+        .await
+        .with_context(|| format!("reach the Nimbus server at {}", c.base))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.context("read the response")?;
+    let id = headers
+        .get("x-nimbus-invocation-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if g.output == Output::Json {
+        let hmap: BTreeMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "status": status,
+            "invocation_id": id,
+            "headers": hmap,
+            "body": String::from_utf8_lossy(&bytes),
+        }))?;
+    } else {
+        if args.include {
+            println!("HTTP {status}");
+            for (k, v) in &headers {
+                println!("{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+            }
+            println!();
+        }
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        out.write_all(&bytes).context("write the response")?;
+        if !bytes.ends_with(b"\n") && !bytes.is_empty() {
+            let _ = writeln!(out);
+        }
+        if status >= 400 {
+            let f = failure(status, &bytes);
+            eprintln!("error: {f} (invocation {id})");
+        }
+    }
+    Ok(if status >= 400 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_record(r: &InvocationRecord) {
+    let outcome = match &r.error_code {
+        Some(code) => format!("{} {code}", r.status),
+        None => r.status.to_string(),
+    };
+    println!(
+        "{}  {}  v{}  {}  {:.1} ms  {}{}",
+        format_ms(r.started_at_ms),
+        r.id,
+        r.version,
+        outcome,
+        r.duration_us as f64 / 1000.0,
+        if r.cold { "cold" } else { "warm" },
+        r.memory_peak_bytes
+            .map(|b| format!("  mem {:.1} MiB", b as f64 / 1048576.0))
+            .unwrap_or_default()
+    );
+    if let Some(m) = &r.error_message {
+        println!("  error: {m}");
+    }
+    for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        for line in text.lines() {
+            println!("  {stream}| {line}");
+        }
+    }
+}
+
+async fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    let records: Vec<InvocationRecord> = match &args.invocation {
+        Some(id) => {
+            let r: InvocationRecord = c
+                .send(c.request(Method::GET, &format!("/api/v1/invocations/{id}")))
+                .await?;
+            if r.function != args.name || r.namespace != g.namespace {
+                bail!(
+                    "invocation {id} belongs to {}/{}, not {}/{}",
+                    r.namespace,
+                    r.function,
+                    g.namespace,
+                    args.name
+                );
+            }
+            vec![r]
+        }
+        None => {
+            let mut q = vec![("limit".to_owned(), args.limit.to_string())];
+            if let Some(s) = &args.since {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                q.push(("since_ms".to_owned(), parse_since(s, now)?.to_string()));
+            }
+            let list: InvocationList = c
+                .send(
+                    c.request(
+                        Method::GET,
+                        &format!(
+                            "/api/v1/namespaces/{}/functions/{}/invocations",
+                            g.namespace, args.name
+                        ),
+                    )
+                    .query(&q),
+                )
+                .await?;
+            let mut v = list.invocations;
+            v.reverse(); // oldest first, like a log
+            v
+        }
+    };
+    if g.output == Output::Json {
+        print_json(&records)?;
+    } else if records.is_empty() {
+        println!("no invocations of {}/{} yet", g.namespace, args.name);
+    } else {
+        for r in &records {
+            print_record(r);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    match cmd {
+        FnCommand::List => {
+            let list: FunctionList = c
+                .send(c.request(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/{}/functions", g.namespace),
+                ))
+                .await?;
+            if g.output == Output::Json {
+                print_json(&list)?;
+            } else if list.functions.is_empty() {
+                println!("no functions in namespace {}", g.namespace);
+            } else {
+                println!(
+                    "{:<32} {:>7}  {:<9}  {:<7}  UPDATED",
+                    "NAME", "VERSION", "KIND", "ACCESS"
+                );
+                for f in &list.functions {
+                    println!(
+                        "{:<32} {:>7}  {:<9}  {:<7}  {}",
+                        f.name,
+                        f.latest_version,
+                        f.kind.as_str(),
+                        if f.public { "public" } else { "private" },
+                        format_ms(f.updated_at_ms)
+                    );
+                }
+            }
+        }
+        FnCommand::Show { name } => {
+            let d: FunctionDetail = c
+                .send(c.request(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/{}/functions/{name}", g.namespace),
+                ))
+                .await?;
+            if g.output == Output::Json {
+                print_json(&d)?;
+            } else {
+                println!("function {}/{}", d.namespace, d.name);
+                println!("  url:     {}{}", c.base, d.url_path);
+                println!("  latest:  version {}", d.latest_version);
+                if let Some(v) = d.versions.first() {
+                    let l = &v.limits;
+                    println!("  kind:    {}", v.kind.as_str());
+                    println!(
+                        "  access:  {}",
+                        if v.public {
+                            "public"
+                        } else {
+                            "private (token required)"
+                        }
+                    );
+                    println!(
+                        "  limits:  timeout_ms={} memory_limit_mib={} max_request_body_bytes={} max_response_body_bytes={} max_log_bytes={}",
+                        l.timeout_ms.get(),
+                        l.memory_limit_mib.get(),
+                        l.max_request_body_bytes.get(),
+                        l.max_response_body_bytes.get(),
+                        l.max_log_bytes.get()
+                    );
+                    if !v.env.is_empty() {
+                        println!(
+                            "  env:     {}",
+                            v.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                    for r in &v.routes {
+                        println!("  route:   {r}");
+                    }
+                }
+                println!("  versions:");
+                for v in &d.versions {
+                    println!(
+                        "    {:>4}  {}  {}  sha256:{}  {} bytes",
+                        v.version,
+                        format_ms(v.created_at_ms),
+                        v.kind.as_str(),
+                        &v.code_digest[..v.code_digest.len().min(12)],
+                        v.code_size_bytes
+                    );
+                }
+            }
+        }
+        FnCommand::Delete { name } => {
+            let _: serde_json::Value = c
+                .send(c.request(
+                    Method::DELETE,
+                    &format!("/api/v1/namespaces/{}/functions/{name}", g.namespace),
+                ))
+                .await?;
+            if g.output == Output::Json {
+                print_json(&serde_json::json!({ "deleted": format!("{}/{name}", g.namespace) }))?;
+            } else {
+                println!("deleted {}/{name}", g.namespace);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,125 @@
+//! The `nimbus` command line.
+//!
+//! Every command but `serve` talks to a running server over its admin API.
+//! The server and token are found, in order, from `--url`/`--token`, the
+//! `NIMBUS_URL`/`NIMBUS_TOKEN` environment variables, or the local data
+//! directory (`--data-dir`, default `./.nimbus`: `server.json` and
+//! `admin-token`, both written by `nimbus serve`).
+
+mod client;
+mod commands;
+mod timefmt;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Nimbus: a self-hosted serverless platform"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Server URL (default: from NIMBUS_URL or DATA_DIR/server.json).
+    #[arg(long, global = true, env = "NIMBUS_URL")]
+    pub url: Option<String>,
+    /// Admin token (default: from NIMBUS_TOKEN or DATA_DIR/admin-token).
+    #[arg(long, global = true, env = "NIMBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of a local server.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".nimbus",
+        env = "NIMBUS_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Namespace of the functions.
+    #[arg(long, short = 'n', global = true, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start Nimbus: the API, the function runtime and the embedded store.
+    #[command(after_help = "Example:\n  nimbus serve --data-dir ./.nimbus --listen 127.0.0.1:8080")]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// How long shutdown waits for in-flight invocations, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        shutdown_grace_ms: u64,
+    },
+    /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
+    #[command(
+        after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000"
+    )]
+    Deploy(commands::DeployArgs),
+    /// Call a function and print its response.
+    #[command(
+        after_help = "Examples:\n  nimbus invoke hello\n  nimbus invoke echo-json --data '{\"a\":1}'\n  nimbus invoke echo-json --data @body.json -X PUT --path /items/1"
+    )]
+    Invoke(commands::InvokeArgs),
+    /// Show a function's invocations and their logs.
+    #[command(
+        after_help = "Examples:\n  nimbus logs hello\n  nimbus logs hello --since 10m\n  nimbus logs hello --invocation 019a..."
+    )]
+    Logs(commands::LogsArgs),
+    /// List, show and delete functions.
+    #[command(subcommand, name = "fn")]
+    Fn(FnCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// List the functions of a namespace.
+    #[command(after_help = "Example:\n  nimbus fn list --namespace default")]
+    List,
+    /// Show a function: versions, routes, limits.
+    #[command(after_help = "Example:\n  nimbus fn show hello")]
+    Show { name: String },
+    /// Delete a function and all its versions.
+    #[command(after_help = "Example:\n  nimbus fn delete hello")]
+    Delete { name: String },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Admin token and private functions.
+
+use crate::common::{TestServer, error_code};
+use reqwest::Method;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_refuses_requests_without_the_token() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .get(s.url("/api/v1/namespaces/default/functions"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_eq!(error_code(&r.text().await.expect("t")), "unauthorized");
+    let r = s
+        .http
+        .get(s.url("/api/v1/namespaces/default/functions"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    let r = s
+        .admin(Method::GET, "/namespaces/default/functions")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    // Unknown admin routes are JSON errors too.
+    let r = s.admin(Method::GET, "/nope").send().await.expect("get");
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.text().await.expect("t")), "not_found");
+    assert_eq!(s.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_functions_need_the_token_which_is_not_passed_on() {
+    let s = TestServer::start().await;
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  echo:\n    code: http_echo.wasm\n",
+            &["http_echo"],
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["functions"][0]["public"], false);
+    let (status, body, _) = s.call("/fn/default/echo").await;
+    assert_eq!(status, 401);
+    assert_eq!(error_code(&body), "unauthorized");
+    let r = s
+        .http
+        .get(s.url("/fn/default/echo"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("t");
+    assert!(
+        !text.contains(&s.token),
+        "the admin token must not reach the function: {text}"
+    );
+    assert!(!text.to_lowercase().contains("authorization"), "{text}");
+
+    // A public function receives the caller's own Authorization header.
+    s.deploy("pub", "http_echo", "").await;
+    let r = s
+        .http
+        .get(s.url("/fn/default/pub"))
+        .bearer_auth("user-token")
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        r.text()
+            .await
+            .expect("t")
+            .contains("authorization: Bearer user-token")
+    );
+}

@@ -1,0 +1,161 @@
+//! The `nimbus` binary, driven as a user would.
+
+use crate::common::{TestServer, guest};
+use std::process::Command;
+
+fn nimbus(s: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["--url", &s.url, "--token", &s.token])
+        .args(args)
+        .env_remove("NIMBUS_URL")
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("run nimbus");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_invoke_logs_and_manage_through_the_cli() {
+    let s = TestServer::start().await;
+    let wasm = guest("echo-json");
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let (code, out, err) = nimbus(&s, &["deploy", "echo", "--wasm", wasm, "--env", "A=1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployed default/echo version 1"), "{out}");
+    assert!(out.contains("private"), "{out}");
+
+    let (code, out, err) = nimbus(
+        &s,
+        &["invoke", "echo", "--data", r#"{"n":42}"#, "--path", "/p"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["received"]["n"], 42);
+    assert_eq!(v["method"], "POST");
+
+    let (code, out, _) = nimbus(
+        &s,
+        &["invoke", "echo", "--data", r#"{"n":1}"#, "-o", "json"],
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["status"], 200);
+    let id = v["invocation_id"].as_str().expect("id").to_owned();
+    s.record(&id).await;
+
+    let (code, out, _) = nimbus(&s, &["logs", "echo"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id), "{out}");
+    let (code, out, _) = nimbus(&s, &["logs", "echo", "--invocation", &id, "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["id"], id.as_str());
+    let (code, out, _) = nimbus(&s, &["logs", "echo", "--since", "1h"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id), "{out}");
+
+    let (code, out, _) = nimbus(&s, &["fn", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("echo") && out.contains("wasi_cgi"), "{out}");
+    let (code, out, _) = nimbus(&s, &["fn", "list", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["functions"][0]["name"], "echo");
+    let (code, out, _) = nimbus(&s, &["fn", "show", "echo"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("timeout_ms=30000") && out.contains("env:     A"),
+        "{out}"
+    );
+    let (code, out, _) = nimbus(&s, &["fn", "delete", "echo"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = nimbus(&s, &["fn", "show", "echo"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not_found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_deploy_and_errors_through_the_cli() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(guest("hello"), dir.path().join("hello.wasm")).expect("copy");
+    std::fs::copy(guest("greet"), dir.path().join("greet.wasm")).expect("copy");
+    let manifest = dir.path().join("nimbus.yaml");
+    std::fs::write(
+        &manifest,
+        "functions:\n  hello:\n    code: hello.wasm\n    public: true\n  greet:\n    code: greet.wasm\n    public: true\n    routes:\n      - GET /hello/{who}\n",
+    )
+    .expect("write");
+    let m = manifest.to_str().expect("path");
+    let (code, out, err) = nimbus(&s, &["deploy", "-f", m]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("default/hello version 1"), "{out}");
+    assert!(out.contains("route GET /hello/{who}"), "{out}");
+    assert_eq!(s.call("/hello/ann").await.1, "Hello, ann!\n");
+    let (code, out, _) = nimbus(&s, &["invoke", "hello", "--path", "/x", "-i"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("HTTP 200"), "{out}");
+    assert!(out.contains("x-nimbus-invocation-id"), "{out}");
+
+    std::fs::write(
+        &manifest,
+        "functions:\n  hello:\n    code: hello.wasm\n    limits:\n      timeout: 5\n",
+    )
+    .expect("write");
+    let (code, _, err) = nimbus(&s, &["deploy", "-f", m]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 5"), "{err}");
+    assert!(err.contains("unknown field `timeout`"), "{err}");
+
+    let (code, _, err) = nimbus(&s, &["deploy", "x", "--wasm", "/etc/hostname"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid_code"), "{err}");
+
+    let (code, _, err) = nimbus(&s, &["invoke", "missing"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not_found"), "{err}");
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for args in [
+        vec!["serve"],
+        vec!["deploy"],
+        vec!["invoke"],
+        vec!["logs"],
+        vec!["fn", "list"],
+        vec!["fn", "show"],
+        vec!["fn", "delete"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("run nimbus");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            text.contains("Example"),
+            "{args:?} --help has an example:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn cli_without_a_server_says_how_to_find_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["fn", "list", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("NIMBUS_URL")
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("run nimbus");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--url") && err.contains("NIMBUS_URL"), "{err}");
+}

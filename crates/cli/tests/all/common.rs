@@ -1,0 +1,156 @@
+//! Shared helpers: start a server in a temporary data dir, deploy guests.
+
+use base64::Engine as _;
+use nimbus_server::{RunningServer, ServerConfig};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Path of a guest built by `scripts/build-guests`.
+pub fn guest(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "guest {} is missing: run scripts/build-guests first",
+        path.display()
+    );
+    path
+}
+
+pub fn guest_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).expect("read guest")
+}
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+pub fn config(dir: &std::path::Path) -> ServerConfig {
+    let mut c = ServerConfig::new(dir, "127.0.0.1:0".parse().expect("addr"));
+    // Small pools keep each test's engine cheap; behaviour is the same.
+    c.max_wasm_instances = 64;
+    c.records.flush_interval_ms = 5;
+    c.shutdown_grace_ms = 5_000;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
+        let server = nimbus_server::start(config(dir.path()))
+            .await
+            .expect("start server");
+        TestServer {
+            url: server.url(),
+            token: server.admin_token().to_owned(),
+            server: Some(server),
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data dir.
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let dir = self.dir;
+        Self::start_in(dir).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("shutdown");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(&format!("/api/v1{path}")))
+            .bearer_auth(&self.token)
+    }
+
+    /// Deploys a manifest whose `code` entries name guests; returns (status, body).
+    pub async fn deploy_manifest(&self, manifest: &str, guests: &[&str]) -> (u16, Value) {
+        let artifacts: BTreeMap<String, String> = guests
+            .iter()
+            .map(|g| {
+                (
+                    format!("{g}.wasm"),
+                    base64::engine::general_purpose::STANDARD.encode(guest_bytes(g)),
+                )
+            })
+            .collect();
+        let resp = self
+            .admin(reqwest::Method::POST, "/namespaces/default/deployments")
+            .json(&serde_json::json!({ "manifest": manifest, "artifacts": artifacts }))
+            .send()
+            .await
+            .expect("deploy request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("deploy response json"))
+    }
+
+    /// Deploys one public guest under `name` with extra manifest lines
+    /// (indented for the function's block).
+    pub async fn deploy(&self, name: &str, guest: &str, extra: &str) -> Value {
+        let manifest =
+            format!("functions:\n  {name}:\n    code: {guest}.wasm\n    public: true\n{extra}");
+        let (status, body) = self.deploy_manifest(&manifest, &[guest]).await;
+        assert_eq!(status, 201, "deploy {name}: {body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// Invokes and returns (status, body, invocation id).
+    pub async fn call(&self, path: &str) -> (u16, String, String) {
+        let r = self.get(path).await;
+        let status = r.status().as_u16();
+        let id = r
+            .headers()
+            .get("x-nimbus-invocation-id")
+            .map(|v| v.to_str().expect("id").to_owned())
+            .unwrap_or_default();
+        (status, r.text().await.expect("body"), id)
+    }
+
+    /// The invocation record for `id`, waiting for the batched writer.
+    pub async fn record(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let r = self
+                .admin(reqwest::Method::GET, &format!("/invocations/{id}"))
+                .send()
+                .await
+                .expect("get record");
+            if r.status() == 200 {
+                return r.json().await.expect("record json");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("invocation record {id} was never written");
+    }
+}
+
+/// The error code of a JSON error body.
+pub fn error_code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code: {body}"))
+        .to_owned()
+}

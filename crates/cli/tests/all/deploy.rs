@@ -1,0 +1,274 @@
+//! Deploy: validation at deploy time, versions, all-or-nothing, routes, delete.
+
+use crate::common::{TestServer, error_code, guest_bytes};
+use reqwest::Method;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_deploy_creates_a_numbered_version_and_latest_follows() {
+    let s = TestServer::start().await;
+    let v1 = s.deploy("f", "hello", "").await;
+    assert_eq!(v1["functions"][0]["version"], 1);
+    assert_eq!(v1["functions"][0]["kind"], "wasi_http");
+    let v2 = s.deploy("f", "cgi-hello", "").await;
+    assert_eq!(v2["functions"][0]["version"], 2);
+    assert_eq!(v2["functions"][0]["kind"], "wasi_cgi");
+    let (status, body, _) = s.call("/fn/default/f").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("Hello from a CGI function!"),
+        "latest serves: {body}"
+    );
+    let detail: serde_json::Value = s
+        .admin(Method::GET, "/namespaces/default/functions/f")
+        .send()
+        .await
+        .expect("show")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["latest_version"], 2);
+    assert_eq!(detail["versions"].as_array().expect("versions").len(), 2);
+    let limits = &detail["versions"][0]["limits"];
+    assert_eq!(limits["timeout_ms"], 30000);
+    assert_eq!(limits["memory_limit_mib"], 128);
+    let v1: serde_json::Value = s
+        .admin(Method::GET, "/namespaces/default/functions/f/versions/1")
+        .send()
+        .await
+        .expect("version")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v1["kind"], "wasi_http", "old versions stay as they were");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_code_is_rejected_and_nothing_is_deployed() {
+    let s = TestServer::start().await;
+    let r = s
+        .admin(Method::PUT, "/namespaces/default/functions/bad/code")
+        .body("this is not wasm")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().await.expect("t")), "invalid_code");
+    // A truncated wasm binary fails compilation.
+    let mut truncated = guest_bytes("hello");
+    truncated.truncate(1000);
+    let r = s
+        .admin(Method::PUT, "/namespaces/default/functions/bad/code")
+        .body(truncated)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().await.expect("t")), "invalid_code");
+    let r = s
+        .admin(Method::GET, "/namespaces/default/functions/bad")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_and_exports_are_checked_at_deploy() {
+    let s = TestServer::start().await;
+    let unsupported = wat::parse_str(
+        r#"(module (import "env" "launch_missiles" (func)) (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    )
+    .expect("wat");
+    let r = s
+        .admin(Method::PUT, "/namespaces/default/functions/m/code")
+        .body(unsupported)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.expect("t");
+    assert_eq!(error_code(&body), "unsupported_import");
+    assert!(body.contains("launch_missiles"), "{body}");
+
+    let library = wat::parse_str(r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#)
+        .expect("wat");
+    let r = s
+        .admin(Method::PUT, "/namespaces/default/functions/m/code")
+        .body(library)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.expect("t");
+    assert_eq!(error_code(&body), "invalid_code");
+    assert!(body.contains("_start"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_errors_carry_line_numbers() {
+    let s = TestServer::start().await;
+    let cases = [
+        (
+            "functions:\n  f:\n    code: hello.wasm\n    limits:\n      timout_ms: 5\n",
+            "line 5",
+            "unknown field `timout_ms`",
+        ),
+        (
+            "functions:\n  f:\n    code: hello.wasm\n    limits:\n      memory_limit_mib: 0\n",
+            "line 5",
+            "memory_limit_mib must be between 1 and 4096",
+        ),
+        (
+            "functions:\n  f:\n    code: hello.wasm\n    limits:\n      timeout_ms: 900001\n",
+            "line 5",
+            "timeout_ms must be between",
+        ),
+        (
+            "functions:\n  f:\n    code: hello.wasm\n    colour: blue\n",
+            "line 4",
+            "unknown field `colour`",
+        ),
+        (
+            "functions:\n  Bad_Name:\n    code: hello.wasm\n",
+            "line 2",
+            "invalid function name",
+        ),
+        (
+            "functions:\n  f:\n    code: hello.wasm\n    routes:\n      - GET /api/x\n",
+            "line 5",
+            "reserved",
+        ),
+        (
+            "functions:\n  f:\n    code: [\n",
+            "line 3",
+            "invalid type: sequence",
+        ),
+        (
+            "functions:\n  f:\n    code: \"open\n",
+            "line",
+            "quoted scalar",
+        ),
+    ];
+    for (manifest, line, msg) in cases {
+        let (status, body) = s.deploy_manifest(manifest, &["hello"]).await;
+        assert_eq!(status, 400, "{manifest}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_manifest", "{body}");
+        let m = body["error"]["message"].as_str().expect("message");
+        assert!(m.contains(line), "{m}");
+        assert!(m.contains(msg), "{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_is_all_or_nothing() {
+    let s = TestServer::start().await;
+    let manifest = "functions:\n  good:\n    code: hello.wasm\n  bad:\n    code: counter.wasm\n";
+    // The artifact for counter.wasm is corrupted below.
+    let mut artifacts = std::collections::BTreeMap::new();
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    artifacts.insert("hello.wasm", b64(&guest_bytes("hello")));
+    artifacts.insert("counter.wasm", b64(b"\0asm\x01\0\0\0garbage"));
+    let r = s
+        .admin(Method::POST, "/namespaces/default/deployments")
+        .json(&serde_json::json!({ "manifest": manifest, "artifacts": artifacts }))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().await.expect("t")), "invalid_code");
+    for f in ["good", "bad"] {
+        assert_eq!(
+            s.call(&format!("/fn/default/{f}")).await.0,
+            404,
+            "{f} must not exist"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_routes_are_rejected() {
+    let s = TestServer::start().await;
+    s.deploy("a", "greet", "    routes:\n      - GET /hello/{who}\n")
+        .await;
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  b:\n    code: hello.wasm\n    routes:\n      - GET /hello/{name}\n",
+            &["hello"],
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "route_conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("default/a"),
+        "{body}"
+    );
+    // Redeploying the owner with the same route is fine.
+    s.deploy("a", "greet", "    routes:\n      - GET /hello/{who}\n")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_function_and_routes() {
+    let s = TestServer::start().await;
+    s.deploy("greet", "greet", "    routes:\n      - GET /hello/{who}\n")
+        .await;
+    assert_eq!(s.call("/hello/bob").await.0, 200);
+    let r = s
+        .admin(Method::DELETE, "/namespaces/default/functions/greet")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.call("/fn/default/greet").await.0, 404);
+    assert_eq!(s.call("/hello/bob").await.0, 404);
+    let r = s
+        .admin(Method::DELETE, "/namespaces/default/functions/greet")
+        .send()
+        .await
+        .expect("delete again");
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.text().await.expect("t")), "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_code_upload_takes_limits_as_query_parameters() {
+    let s = TestServer::start().await;
+    let r = s
+        .admin(
+            Method::PUT,
+            "/namespaces/tenant-a/functions/loop/code?public=true&timeout_ms=200",
+        )
+        .body(guest_bytes("loop_forever"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 201);
+    let (status, body, _) = s.call("/fn/tenant-a/loop").await;
+    assert_eq!(status, 504, "{body}");
+    let r = s
+        .admin(
+            Method::PUT,
+            "/namespaces/default/functions/x/code?timeout_ms=0",
+        )
+        .body(guest_bytes("hello"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let r = s
+        .admin(
+            Method::PUT,
+            "/namespaces/default/functions/x/code?colour=red",
+        )
+        .body(guest_bytes("hello"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().await.expect("t")), "bad_request");
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: a real server (real wasmtime, real SQLite on disk, real
+//! HTTP over loopback) and the real `nimbus` binary.
+//!
+//! Guests come from `scripts/build-guests` (`target/wasm/*.wasm`).
+
+mod auth;
+mod cli;
+mod common;
+mod deploy;
+mod invoke;
+mod limits;
+mod persistence;

@@ -1,0 +1,73 @@
+//! Restarts keep functions, versions, routes and records, without recompiling.
+
+use crate::common::TestServer;
+use reqwest::Method;
+
+fn cache_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir.join("cache")).expect("cache dir") {
+        let sub = sub.expect("entry").path();
+        for f in std::fs::read_dir(&sub).expect("engine dir") {
+            let f = f.expect("entry").path();
+            let mtime = std::fs::metadata(&f)
+                .expect("meta")
+                .modified()
+                .expect("mtime");
+            out.push((f, mtime));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_restart_without_recompiling() {
+    let s = TestServer::start().await;
+    s.deploy("hello", "hello", "").await;
+    s.deploy("hello", "hello", "    env: { A: b }\n").await;
+    s.deploy("greet", "greet", "    routes:\n      - GET /hello/{who}\n")
+        .await;
+    s.deploy("cgi", "cgi-hello", "").await;
+    let (status, _, id) = s.call("/fn/default/hello").await;
+    assert_eq!(status, 200);
+    let first = s.record(&id).await;
+    assert_eq!(
+        first["cold"], false,
+        "the first call after a deploy is warm"
+    );
+    let cache_before = cache_files(s.dir.path());
+    assert_eq!(
+        cache_before.len(),
+        3,
+        "one compiled artifact per distinct code"
+    );
+
+    let s = s.restart().await;
+    let (status, body, id2) = s.call("/fn/default/hello").await;
+    assert_eq!((status, body.as_str()), (200, "Hello from Nimbus!\n"));
+    assert_eq!(s.call("/hello/zoe").await.1, "Hello, zoe!\n");
+    assert_eq!(s.call("/fn/default/cgi").await.0, 200);
+    let after = s.record(&id2).await;
+    assert_eq!(
+        after["cold"], true,
+        "the first call after a restart is cold"
+    );
+    assert_eq!(after["version"], 2);
+    assert_eq!(
+        cache_files(s.dir.path()),
+        cache_before,
+        "nothing was recompiled"
+    );
+    // The record from before the restart is still there.
+    assert_eq!(s.record(&id).await["id"], first["id"]);
+    let detail: serde_json::Value = s
+        .admin(Method::GET, "/namespaces/default/functions/hello")
+        .send()
+        .await
+        .expect("show")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["versions"].as_array().expect("v").len(), 2);
+    assert_eq!(detail["versions"][0]["env"]["A"], "b");
+}

@@ -1,0 +1,80 @@
+//! Content-addressed code storage on disk: `DIR/<sha256>.bin`.
+//!
+//! Code is written once, by digest, through a temporary file and a rename,
+//! so a crash never leaves a half-written artifact under its final name.
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    dir: PathBuf,
+}
+
+/// Lower-case hex SHA-256.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl ArtifactStore {
+    pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("create artifact directory {}", dir.display()))?;
+        Ok(ArtifactStore { dir })
+    }
+
+    pub fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.bin"))
+    }
+
+    /// Stores `bytes` under their digest (a no-op if present) and returns the digest.
+    pub fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
+        let digest = digest(bytes);
+        let path = self.path(&digest);
+        if path.exists() {
+            return Ok(digest);
+        }
+        write_atomically(&path, bytes)?;
+        Ok(digest)
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file in the same directory,
+/// fsynced, then renamed into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("artifact path has no parent")?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename into {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_content_addressed_and_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(dir.path()).expect("open");
+        let a = store.put(b"hello").expect("put");
+        let b = store.put(b"hello").expect("put again");
+        assert_eq!(a, b);
+        assert_eq!(
+            a,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(std::fs::read(store.path(&a)).expect("read"), b"hello");
+    }
+}

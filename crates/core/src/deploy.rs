@@ -1,0 +1,157 @@
+//! Deploy: manifest → locked versions → prepared code, all or nothing.
+//!
+//! 1. The manifest is parsed strictly (line-numbered errors).
+//! 2. Each function's code is stored by digest, its kind detected, and it is
+//!    prepared by the runtime (compiled, imports checked, compiled form
+//!    cached on disk). Any failure rejects the whole deploy.
+//! 3. Custom routes are checked against every other function's.
+//! 4. The versions are committed in one store transaction, then made live.
+//!
+//! Deploys are serialised so two of them cannot race on routes or numbering.
+
+use crate::dispatch::Platform;
+use crate::error::{Error, Result};
+use base64::Engine as _;
+use nimbus_api::manifest::{FunctionSpec, Manifest};
+use nimbus_api::wire::DeployRequest;
+use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Namespace};
+use std::collections::BTreeMap;
+
+/// Largest code artifact accepted, in bytes (100 MiB: a Python interpreter
+/// component is about 20 MiB).
+pub const MAX_CODE_BYTES: usize = 100 * 1024 * 1024;
+
+/// One function to deploy: its resolved spec and its code.
+pub struct DeployItem {
+    pub name: FunctionName,
+    pub spec: FunctionSpec,
+    pub code: Vec<u8>,
+}
+
+impl Platform {
+    /// Deploys every function of a manifest, with code sent alongside.
+    pub async fn deploy_manifest(
+        &self,
+        namespace: &Namespace,
+        req: DeployRequest,
+    ) -> Result<Vec<FunctionVersion>> {
+        let manifest = Manifest::parse(&req.manifest)
+            .map_err(|e| Error::new(ErrorCode::InvalidManifest, format!("nimbus.yaml: {e}")))?;
+        let mut artifacts = req.artifacts;
+        let mut items = Vec::new();
+        for (name, spec) in manifest.functions {
+            let b64 = artifacts.remove(&spec.code).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "functions.{name}.code: the request carries no artifact named {:?}",
+                    spec.code
+                ))
+            })?;
+            let code = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| {
+                    Error::bad_request(format!("artifact {:?}: invalid base64: {e}", spec.code))
+                })?;
+            items.push(DeployItem { name, spec, code });
+        }
+        if let Some(extra) = artifacts.keys().next() {
+            return Err(Error::bad_request(format!(
+                "artifact {extra:?} is not named by any function's code"
+            )));
+        }
+        self.deploy(namespace, items).await
+    }
+
+    /// Deploys functions, all or nothing. Returns the created versions in order.
+    pub async fn deploy(
+        &self,
+        namespace: &Namespace,
+        items: Vec<DeployItem>,
+    ) -> Result<Vec<FunctionVersion>> {
+        if items.is_empty() {
+            return Err(Error::bad_request("nothing to deploy"));
+        }
+        let _guard = self.deploy_lock.lock().await;
+        let mut drafts = Vec::with_capacity(items.len());
+        let mut prepared = Vec::with_capacity(items.len());
+        for item in items {
+            let name = &item.name;
+            if item.code.len() > MAX_CODE_BYTES {
+                return Err(Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "functions.{name}.code: {} bytes exceeds the {MAX_CODE_BYTES}-byte limit",
+                        item.code.len()
+                    ),
+                ));
+            }
+            let kind = self
+                .runtime
+                .detect(&item.code)
+                .map_err(|e| Error::new(e.code, format!("functions.{name}.code: {}", e.message)))?;
+            let digest = self
+                .artifacts
+                .put(&item.code)
+                .map_err(|e| Error::internal(e.context("store the function's code")))?;
+            let draft = FunctionVersion {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                version: 0,
+                created_at_ms: 0,
+                code_digest: digest.clone(),
+                code_size_bytes: item.code.len() as u64,
+                kind,
+                public: item.spec.public,
+                limits: item.spec.limits,
+                env: item.spec.env_map(),
+                routes: item.spec.route_list(),
+            };
+            let p = self
+                .runtime
+                .prepare(&draft, &self.artifacts.path(&digest))
+                .await
+                .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
+            drafts.push(draft);
+            prepared.push(p);
+        }
+        self.route_table_with(&drafts)
+            .map_err(|e| Error::new(ErrorCode::RouteConflict, e))?;
+        let versions =
+            self.store.create_versions(drafts).await.map_err(|e| {
+                Error::internal(anyhow::Error::from(e).context("commit the versions"))
+            })?;
+        self.install(versions.iter().cloned().zip(prepared).collect());
+        for v in &versions {
+            tracing::info!(
+                namespace = %v.namespace,
+                function = %v.name,
+                version = v.version,
+                kind = v.kind.as_str(),
+                "deployed"
+            );
+        }
+        Ok(versions)
+    }
+
+    /// Deletes a function and all its versions.
+    pub async fn delete_function(&self, namespace: &str, name: &str) -> Result<()> {
+        let _guard = self.deploy_lock.lock().await;
+        let existed = self
+            .store
+            .delete_function(namespace, name)
+            .await
+            .map_err(|e| Error::internal(anyhow::Error::from(e).context("delete the function")))?;
+        self.uninstall(namespace, name);
+        if existed {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "function {namespace}/{name} does not exist"
+            )))
+        }
+    }
+}
+
+/// Env of a function as the manifest gives it (used by single-function deploys).
+pub fn env_from_pairs(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs.iter().cloned().collect()
+}

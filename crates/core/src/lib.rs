@@ -1,0 +1,26 @@
+//! Nimbus domain logic: the traits every backend and runtime implements and
+//! the code that drives them (deploy, dispatch, records).
+//!
+//! - [`runtime`]: the three-phase [`runtime::Runtime`] trait (prepare →
+//!   invoke → release) that wasm and (later) process runtimes implement.
+//! - [`store`]: storage traits by aggregate, with a conformance suite every
+//!   backend runs ([`store::conformance`]).
+//! - [`deploy`]: manifest → locked versions → prepared code, all or nothing.
+//! - [`dispatch`]: finds a function, prepares it if cold, bounds concurrency,
+//!   invokes it and records the result.
+//! - [`records`]: batches invocation records off the hot path and prunes them.
+//! - [`routes`]: the custom-route table (API-gateway style).
+//! - [`bus`]: the event-bus trait later triggers deliver through.
+
+pub mod artifacts;
+pub mod bus;
+pub mod deploy;
+pub mod dispatch;
+pub mod error;
+pub mod records;
+pub mod routes;
+pub mod runtime;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, Result};

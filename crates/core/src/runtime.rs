@@ -1,0 +1,114 @@
+//! The runtime trait: how Nimbus runs a function version.
+//!
+//! ```text
+//! prepare(version, code)   once per version: at deploy (compile, validate) or
+//!                          after a restart / scale-to-zero (from the on-disk cache) → Prepared
+//! Prepared::invoke(req,ctx) per call: a fresh instance (wasm) or a warm worker (process) → Outcome
+//! Prepared::release()      when the version goes idle (scale to zero) or is deleted
+//! ```
+//!
+//! Limits are enforced inside the runtime (epoch deadlines, resource
+//! limiters, cgroups) and reported as typed [`InvokeError`]s, never panics.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use nimbus_api::{CodeKind, ErrorCode, FunctionVersion};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A request as handed to a function: the body is fully read and within the
+/// version's `max_request_body_bytes`.
+pub type FnRequest = http::Request<Bytes>;
+/// A response as returned by a function, within `max_response_body_bytes`.
+pub type FnResponse = http::Response<Bytes>;
+
+/// Per-invocation context.
+#[derive(Debug, Clone)]
+pub struct InvokeContext {
+    pub invocation_id: String,
+    /// The instant the invocation must be finished by (`timeout_ms` from its start).
+    pub deadline: Instant,
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct InvokeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl InvokeError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        InvokeError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Logs captured from one invocation, cut at `max_log_bytes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logs {
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+}
+
+/// The marker appended where logs were cut.
+pub const LOG_TRUNCATED_MARKER: &str = "\n[nimbus: log output truncated at max_log_bytes]\n";
+
+/// Everything an invocation produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<FnResponse, InvokeError>,
+    pub logs: Logs,
+    /// Highest linear memory size reached, in bytes, if the runtime knows it.
+    pub memory_peak_bytes: Option<u64>,
+}
+
+/// Why code could not be prepared; always the user's fault or a platform limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct PrepareError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl PrepareError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        PrepareError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A runtime: turns code into something invocable.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Detects what kind of code `bytes` are, rejecting what this runtime cannot run.
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError>;
+
+    /// Prepares a version: validates and compiles its code (or loads the
+    /// compiled form from cache), checks its imports, and pre-links it.
+    /// `code_path` is the version's code, identified by `version.code_digest`.
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        code_path: &Path,
+    ) -> Result<Arc<dyn Prepared>, PrepareError>;
+}
+
+/// A prepared version, ready to serve many invocations concurrently.
+#[async_trait]
+pub trait Prepared: Send + Sync + 'static {
+    /// Runs one invocation. Never panics; every failure is in the outcome.
+    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome;
+
+    /// Frees what the version holds (pre-linked instances, warm workers).
+    /// Called when the version goes idle or is replaced; invocations already
+    /// running finish first because they hold their own reference.
+    fn release(&self) {}
+}

@@ -1,0 +1,313 @@
+//! The conformance suite every store backend runs.
+//!
+//! A backend's test module calls [`run_all`] with a factory that opens a fresh,
+//! empty store; each check gets its own store.
+
+use super::{InvocationQuery, Store, StoreError};
+use nimbus_api::{CodeKind, FunctionVersion, InvocationRecord, Limits, Route};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A draft version of `ns/name` with recognisable contents.
+pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
+    FunctionVersion {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        version: 0,
+        created_at_ms: 0,
+        code_digest: digest.to_owned(),
+        code_size_bytes: 42,
+        kind: CodeKind::WasiHttp,
+        public: false,
+        limits: Limits::default(),
+        env: BTreeMap::from([("K".to_owned(), "v".to_owned())]),
+        routes: vec![Route {
+            methods: vec!["GET".to_owned()],
+            path: format!("/{name}/{{id}}"),
+        }],
+    }
+}
+
+/// A record of `ns/name` started at `started_at_ms`.
+pub fn record(id: &str, ns: &str, name: &str, started_at_ms: u64) -> InvocationRecord {
+    InvocationRecord {
+        id: id.to_owned(),
+        namespace: ns.to_owned(),
+        function: name.to_owned(),
+        version: 1,
+        trigger: "http".to_owned(),
+        started_at_ms,
+        duration_us: 1234,
+        status: 200,
+        error_code: None,
+        error_message: None,
+        cold: true,
+        memory_peak_bytes: Some(65536),
+        memory_limit_mib: 128,
+        stdout: "out line\n".to_owned(),
+        stderr: "err line\n".to_owned(),
+        logs_truncated: false,
+    }
+}
+
+/// Runs every check, each against a fresh store from `open`.
+pub async fn run_all<S, F, Fut>(open: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<S>>,
+{
+    versions_are_numbered_per_function(open().await).await;
+    create_versions_is_atomic(open().await).await;
+    latest_and_list(open().await).await;
+    delete_restarts_numbering(open().await).await;
+    version_round_trips_every_field(open().await).await;
+    invocations_insert_query_get(open().await).await;
+    prune_by_age_and_count(open().await).await;
+    concurrent_deploys_get_distinct_versions(open().await).await;
+}
+
+async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {
+    let v1 = s
+        .create_versions(vec![draft("default", "a", "d1")])
+        .await
+        .expect("create a");
+    assert_eq!(v1[0].version, 1);
+    assert!(v1[0].created_at_ms > 0, "created_at_ms is assigned");
+    let v2 = s
+        .create_versions(vec![draft("default", "a", "d2")])
+        .await
+        .expect("create a again");
+    assert_eq!(v2[0].version, 2);
+    let b = s
+        .create_versions(vec![draft("default", "b", "d3")])
+        .await
+        .expect("create b");
+    assert_eq!(b[0].version, 1, "numbering is per function");
+    let other_ns = s
+        .create_versions(vec![draft("other", "a", "d4")])
+        .await
+        .expect("create other/a");
+    assert_eq!(other_ns[0].version, 1, "numbering is per namespace");
+    let versions = s.versions("default", "a").await.expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1],
+        "newest first"
+    );
+    assert_eq!(
+        s.version("default", "a", 1)
+            .await
+            .expect("v1")
+            .expect("exists")
+            .code_digest,
+        "d1"
+    );
+    assert!(s.version("default", "a", 3).await.expect("v3").is_none());
+}
+
+async fn create_versions_is_atomic<S: Store>(s: Arc<S>) {
+    let out = s
+        .create_versions(vec![
+            draft("default", "x", "d1"),
+            draft("default", "y", "d2"),
+        ])
+        .await
+        .expect("create two");
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].name, "x");
+    assert_eq!(out[1].name, "y");
+    // The same function twice in one batch is a conflict and nothing is written.
+    let err = s
+        .create_versions(vec![
+            draft("default", "z", "d3"),
+            draft("default", "z", "d4"),
+        ])
+        .await
+        .expect_err("duplicate in batch");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(
+        s.latest("default", "z").await.expect("latest").is_none(),
+        "nothing half-written"
+    );
+}
+
+async fn latest_and_list<S: Store>(s: Arc<S>) {
+    assert!(s.latest("default", "nope").await.expect("latest").is_none());
+    assert!(s.list_latest(None).await.expect("list").is_empty());
+    s.create_versions(vec![draft("default", "b", "d1")])
+        .await
+        .expect("b1");
+    s.create_versions(vec![draft("default", "a", "d2")])
+        .await
+        .expect("a1");
+    s.create_versions(vec![draft("default", "a", "d3")])
+        .await
+        .expect("a2");
+    s.create_versions(vec![draft("zeta", "c", "d4")])
+        .await
+        .expect("c1");
+    let latest = s
+        .latest("default", "a")
+        .await
+        .expect("latest")
+        .expect("exists");
+    assert_eq!((latest.version, latest.code_digest.as_str()), (2, "d3"));
+    let all = s.list_latest(None).await.expect("list all");
+    let names: Vec<_> = all
+        .iter()
+        .map(|v| format!("{}/{}@{}", v.namespace, v.name, v.version))
+        .collect();
+    assert_eq!(names, vec!["default/a@2", "default/b@1", "zeta/c@1"]);
+    let ns = s.list_latest(Some("zeta")).await.expect("list zeta");
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0].name, "c");
+}
+
+async fn delete_restarts_numbering<S: Store>(s: Arc<S>) {
+    s.create_versions(vec![draft("default", "a", "d1")])
+        .await
+        .expect("a1");
+    s.create_versions(vec![draft("default", "a", "d2")])
+        .await
+        .expect("a2");
+    assert!(s.delete_function("default", "a").await.expect("delete"));
+    assert!(
+        !s.delete_function("default", "a")
+            .await
+            .expect("delete again")
+    );
+    assert!(s.latest("default", "a").await.expect("latest").is_none());
+    assert!(
+        s.versions("default", "a")
+            .await
+            .expect("versions")
+            .is_empty()
+    );
+    let again = s
+        .create_versions(vec![draft("default", "a", "d3")])
+        .await
+        .expect("a again");
+    assert_eq!(again[0].version, 1);
+}
+
+async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
+    let mut d = draft("default", "full", "abc");
+    d.public = true;
+    d.kind = CodeKind::WasiCgi;
+    d.env
+        .insert("GREETING".to_owned(), "héllo\nworld".to_owned());
+    d.routes.push(Route {
+        methods: vec![],
+        path: "/any/{*rest}".to_owned(),
+    });
+    let created = s.create_versions(vec![d.clone()]).await.expect("create");
+    let read = s
+        .version("default", "full", 1)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read, created[0]);
+    let mut expected = d;
+    expected.version = 1;
+    expected.created_at_ms = read.created_at_ms;
+    assert_eq!(read, expected);
+}
+
+async fn invocations_insert_query_get<S: Store>(s: Arc<S>) {
+    let mut failed = record("i3", "default", "a", 3000);
+    failed.status = 504;
+    failed.error_code = Some("timeout".to_owned());
+    failed.error_message = Some("ran past 10 ms".to_owned());
+    failed.memory_peak_bytes = None;
+    failed.logs_truncated = true;
+    s.insert_invocations(vec![
+        record("i1", "default", "a", 1000),
+        record("i2", "default", "b", 2000),
+        failed.clone(),
+        record("i4", "other", "a", 4000),
+    ])
+    .await
+    .expect("insert");
+    assert_eq!(
+        s.invocation("i3").await.expect("get").expect("exists"),
+        failed
+    );
+    assert!(s.invocation("nope").await.expect("get").is_none());
+
+    let q = |ns: Option<&str>, f: Option<&str>, since: Option<u64>, limit| InvocationQuery {
+        namespace: ns.map(str::to_owned),
+        function: f.map(str::to_owned),
+        since_ms: since,
+        limit,
+    };
+    let ids = |v: Vec<InvocationRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.invocations(q(None, None, None, 100)).await.expect("all")),
+        vec!["i4", "i3", "i2", "i1"]
+    );
+    assert_eq!(
+        ids(s
+            .invocations(q(Some("default"), Some("a"), None, 100))
+            .await
+            .expect("a")),
+        vec!["i3", "i1"]
+    );
+    assert_eq!(
+        ids(s
+            .invocations(q(Some("default"), None, Some(2000), 100))
+            .await
+            .expect("since")),
+        vec!["i3", "i2"]
+    );
+    assert_eq!(
+        ids(s.invocations(q(None, None, None, 2)).await.expect("limit")),
+        vec!["i4", "i3"]
+    );
+}
+
+async fn prune_by_age_and_count<S: Store>(s: Arc<S>) {
+    let records = (1..=10)
+        .map(|i| record(&format!("r{i:02}"), "default", "a", i * 100))
+        .collect();
+    s.insert_invocations(records).await.expect("insert");
+    // Older than 300 ms: r01, r02 go.
+    assert_eq!(s.prune_invocations(300, 1000).await.expect("prune age"), 2);
+    // Keep the newest 5 of the remaining 8.
+    assert_eq!(s.prune_invocations(0, 5).await.expect("prune count"), 3);
+    let left = s
+        .invocations(InvocationQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("left");
+    let ids: Vec<_> = left.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["r10", "r09", "r08", "r07", "r06"]);
+}
+
+async fn concurrent_deploys_get_distinct_versions<S: Store>(s: Arc<S>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_versions(vec![draft("default", "hot", &format!("d{i}"))])
+                .await
+                .expect("create")[0]
+                .version
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.expect("join"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=16).collect::<Vec<u32>>());
+    let latest = s
+        .latest("default", "hot")
+        .await
+        .expect("latest")
+        .expect("exists");
+    assert_eq!(latest.version, 16);
+}

@@ -1,0 +1,97 @@
+//! Storage traits, one per aggregate.
+//!
+//! Backends (embedded SQLite now, Postgres later) implement these traits and
+//! run the same [`conformance`] suite, so callers never depend on a backend.
+//!
+//! Lifecycle: a backend is opened once at start-up (creating or migrating its
+//! schema), shared behind an `Arc`, and closed when dropped. Every method is
+//! durable when it returns `Ok`: a deploy that was acknowledged survives a
+//! crash.
+
+pub mod conformance;
+
+use async_trait::async_trait;
+use nimbus_api::{FunctionVersion, InvocationRecord};
+
+/// Errors a caller may branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write conflicted with the current state (e.g. a concurrent deploy).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend failed (I/O, corruption, connection).
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Functions and their immutable versions.
+#[async_trait]
+pub trait FunctionStore: Send + Sync + 'static {
+    /// Atomically creates the next version of each function in `drafts`
+    /// (their `version` and `created_at_ms` fields are ignored and assigned
+    /// here: one more than the function's highest version, starting at 1) and
+    /// points each function's `latest` at it. Either all are created or none.
+    async fn create_versions(
+        &self,
+        drafts: Vec<FunctionVersion>,
+    ) -> StoreResult<Vec<FunctionVersion>>;
+
+    /// The latest version of a function, if the function exists.
+    async fn latest(&self, namespace: &str, name: &str) -> StoreResult<Option<FunctionVersion>>;
+
+    /// One version of a function.
+    async fn version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u32,
+    ) -> StoreResult<Option<FunctionVersion>>;
+
+    /// All versions of a function, newest first (empty if it does not exist).
+    async fn versions(&self, namespace: &str, name: &str) -> StoreResult<Vec<FunctionVersion>>;
+
+    /// The latest version of every function, ordered by namespace then name;
+    /// only those in `namespace` when given.
+    async fn list_latest(&self, namespace: Option<&str>) -> StoreResult<Vec<FunctionVersion>>;
+
+    /// Deletes a function and all its versions. Returns whether it existed.
+    /// A later deploy of the same name starts again at version 1.
+    async fn delete_function(&self, namespace: &str, name: &str) -> StoreResult<bool>;
+}
+
+/// Which invocation records to read.
+#[derive(Debug, Clone, Default)]
+pub struct InvocationQuery {
+    pub namespace: Option<String>,
+    pub function: Option<String>,
+    /// Only records that started at or after this time (ms since epoch).
+    pub since_ms: Option<u64>,
+    /// Most records to return (newest first); backends cap it at 1000.
+    pub limit: u32,
+}
+
+/// Largest page of invocation records a query returns.
+pub const MAX_QUERY_LIMIT: u32 = 1000;
+
+/// Invocation records and their logs.
+#[async_trait]
+pub trait InvocationStore: Send + Sync + 'static {
+    /// Inserts a batch of records in one transaction.
+    async fn insert_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()>;
+
+    /// Records matching `query`, newest first.
+    async fn invocations(&self, query: InvocationQuery) -> StoreResult<Vec<InvocationRecord>>;
+
+    /// One record by id.
+    async fn invocation(&self, id: &str) -> StoreResult<Option<InvocationRecord>>;
+
+    /// Deletes records that started before `older_than_ms`, then the oldest
+    /// ones beyond the newest `keep_max`. Returns how many were deleted.
+    async fn prune_invocations(&self, older_than_ms: u64, keep_max: u64) -> StoreResult<u64>;
+}
+
+/// A backend that holds every aggregate.
+pub trait Store: FunctionStore + InvocationStore {}
+impl<T: FunctionStore + InvocationStore> Store for T {}

@@ -1,0 +1,311 @@
+//! The admin API under `/api/v1`; every route needs the admin token.
+
+use crate::error::{ApiError, error_response};
+use crate::{Gateway, bearer, token_matches};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use nimbus_api::limits::{
+    LogBytes, MemoryLimitMib, RequestBodyBytes, ResponseBodyBytes, TimeoutMs,
+};
+use nimbus_api::manifest::{FunctionSpec, RuntimeName};
+use nimbus_api::wire::{
+    DeployRequest, DeployResponse, DeployedFunction, FunctionDetail, FunctionList, FunctionSummary,
+    InvocationList,
+};
+use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Limits, Namespace};
+use nimbus_core::deploy::DeployItem;
+use nimbus_core::store::InvocationQuery;
+use serde::Deserialize;
+use std::sync::Arc;
+
+type St = State<Arc<Gateway>>;
+
+pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/namespaces/{ns}/functions", get(list_functions))
+        .route(
+            "/namespaces/{ns}/functions/{name}",
+            get(show_function).delete(delete_function),
+        )
+        .route("/namespaces/{ns}/functions/{name}/code", put(put_code))
+        .route(
+            "/namespaces/{ns}/functions/{name}/versions/{version}",
+            get(show_version),
+        )
+        .route(
+            "/namespaces/{ns}/functions/{name}/invocations",
+            get(function_invocations),
+        )
+        .route("/namespaces/{ns}/deployments", post(deploy))
+        .route("/invocations", get(list_invocations))
+        .route("/invocations/{id}", get(show_invocation))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(gateway, require_admin))
+}
+
+async fn require_admin(State(g): St, req: Request, next: Next) -> Response {
+    match bearer(req.headers()) {
+        Some(t) if token_matches(t, &g.admin_token) => next.run(req).await,
+        Some(_) => error_response(ErrorCode::Unauthorized, "the token is not valid"),
+        None => error_response(
+            ErrorCode::Unauthorized,
+            "the admin API needs an admin token: Authorization: Bearer <token> (see DATA_DIR/admin-token)",
+        ),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(ErrorCode::NotFound, "no such admin API route")
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+fn namespace(ns: &str) -> Result<Namespace, ApiError> {
+    Namespace::new(ns).map_err(|e| ApiError::new(ErrorCode::InvalidName, e))
+}
+
+fn function_name(name: &str) -> Result<FunctionName, ApiError> {
+    FunctionName::new(name).map_err(|e| ApiError::new(ErrorCode::InvalidName, e))
+}
+
+fn url_path(ns: &str, name: &str) -> String {
+    format!("/fn/{ns}/{name}")
+}
+
+fn deployed(versions: Vec<FunctionVersion>) -> Response {
+    let functions = versions
+        .into_iter()
+        .map(|v| DeployedFunction {
+            url_path: url_path(&v.namespace, &v.name),
+            namespace: v.namespace,
+            name: v.name,
+            version: v.version,
+            kind: v.kind,
+            code_digest: v.code_digest,
+            routes: v.routes,
+            public: v.public,
+        })
+        .collect();
+    (
+        http::StatusCode::CREATED,
+        Json(DeployResponse { functions }),
+    )
+        .into_response()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+fn parse_query<T: serde::de::DeserializeOwned + Default>(
+    req_query: Option<&str>,
+) -> Result<T, ApiError> {
+    match req_query {
+        None | Some("") => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {e}"))),
+    }
+}
+
+async fn deploy(State(g): St, Path(ns): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let req: DeployRequest = parse_json(&body)?;
+    let versions = g.platform.deploy_manifest(&ns, req).await?;
+    Ok(deployed(versions))
+}
+
+/// Options of `PUT …/functions/{name}/code` (the body is the wasm binary).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeOptions {
+    public: Option<bool>,
+    timeout_ms: Option<u64>,
+    memory_limit_mib: Option<u64>,
+    max_request_body_bytes: Option<u64>,
+    max_response_body_bytes: Option<u64>,
+    max_log_bytes: Option<u64>,
+}
+
+fn limits_from(o: &CodeOptions) -> Result<Limits, String> {
+    let mut l = Limits::default();
+    if let Some(v) = o.timeout_ms {
+        l.timeout_ms = TimeoutMs::new(v)?;
+    }
+    if let Some(v) = o.memory_limit_mib {
+        l.memory_limit_mib = MemoryLimitMib::new(v)?;
+    }
+    if let Some(v) = o.max_request_body_bytes {
+        l.max_request_body_bytes = RequestBodyBytes::new(v)?;
+    }
+    if let Some(v) = o.max_response_body_bytes {
+        l.max_response_body_bytes = ResponseBodyBytes::new(v)?;
+    }
+    if let Some(v) = o.max_log_bytes {
+        l.max_log_bytes = LogBytes::new(v)?;
+    }
+    Ok(l)
+}
+
+async fn put_code(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let name = function_name(&name)?;
+    let opts: CodeOptions = parse_query(req.uri().query())?;
+    let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let body = axum::body::to_bytes(req.into_body(), crate::MAX_ADMIN_BODY_BYTES)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::PayloadTooLarge, format!("read the code: {e}")))?;
+    let spec = FunctionSpec {
+        code: format!("{name}.wasm"),
+        runtime: RuntimeName::Wasm,
+        public: opts.public.unwrap_or(false),
+        limits,
+        env: Default::default(),
+        routes: Vec::new(),
+    };
+    let versions = g
+        .platform
+        .deploy(
+            &ns,
+            vec![DeployItem {
+                name,
+                spec,
+                code: body.to_vec(),
+            }],
+        )
+        .await?;
+    Ok(deployed(versions))
+}
+
+async fn list_functions(State(g): St, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let versions = g.platform.store().list_latest(Some(&ns)).await?;
+    let functions = versions
+        .into_iter()
+        .map(|v| FunctionSummary {
+            namespace: v.namespace,
+            name: v.name,
+            latest_version: v.version,
+            kind: v.kind,
+            public: v.public,
+            updated_at_ms: v.created_at_ms,
+        })
+        .collect();
+    Ok(Json(FunctionList { functions }).into_response())
+}
+
+async fn show_function(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let versions = g.platform.store().versions(&ns, &name).await?;
+    let Some(latest) = versions.first() else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("function {ns}/{name} does not exist"),
+        ));
+    };
+    Ok(Json(FunctionDetail {
+        namespace: ns.clone(),
+        name: name.clone(),
+        latest_version: latest.version,
+        url_path: url_path(&ns, &name),
+        versions,
+    })
+    .into_response())
+}
+
+async fn show_version(
+    State(g): St,
+    Path((ns, name, version)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let n: u32 = version.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("invalid version number {version:?}"),
+        )
+    })?;
+    match g.platform.store().version(&ns, &name, n).await? {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("function {ns}/{name} has no version {n}"),
+        )),
+    }
+}
+
+async fn delete_function(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    g.platform.delete_function(&ns, &name).await?;
+    Ok(http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvocationParams {
+    namespace: Option<String>,
+    function: Option<String>,
+    since_ms: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn query_invocations(g: &Gateway, p: InvocationParams) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    let records = g
+        .platform
+        .store()
+        .invocations(InvocationQuery {
+            namespace: p.namespace,
+            function: p.function,
+            since_ms: p.since_ms,
+            limit,
+        })
+        .await?;
+    Ok(Json(InvocationList {
+        invocations: records,
+    })
+    .into_response())
+}
+
+async fn list_invocations(State(g): St, req: Request) -> Result<Response, ApiError> {
+    let p: InvocationParams = parse_query(req.uri().query())?;
+    query_invocations(&g, p).await
+}
+
+async fn function_invocations(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let mut p: InvocationParams = parse_query(req.uri().query())?;
+    p.namespace = Some(ns);
+    p.function = Some(name);
+    query_invocations(&g, p).await
+}
+
+async fn show_invocation(State(g): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match g.platform.store().invocation(&id).await? {
+        Some(r) => Ok(Json(r).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("invocation {id} does not exist (or was pruned)"),
+        )),
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP front door (axum).
+//!
+//! ```text
+//! listener ──► router ─┬─ /healthz
+//!                      ├─ /api/v1/…            admin API  (admin token required)
+//!                      ├─ /fn/{ns}/{name}/…    function URLs (token unless public)
+//!                      └─ any other path       custom routes from manifests
+//!                               │
+//!                               └─► auth ──► body limit ──► Platform::invoke ──► response
+//! ```
+//!
+//! Every error leaves as `{"error":{"code","message"}}` with the status that
+//! [`nimbus_api::ErrorCode::http_status`] assigns.
+
+mod admin;
+mod error;
+mod invoke;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get};
+use nimbus_core::dispatch::Platform;
+use std::sync::Arc;
+
+pub use error::ApiError;
+
+/// Largest admin request body, in bytes: a deploy carries its code base64
+/// encoded (4/3 of [`nimbus_core::deploy::MAX_CODE_BYTES`]) plus the manifest.
+pub const MAX_ADMIN_BODY_BYTES: usize = 140 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct Gateway {
+    pub platform: Arc<Platform>,
+    pub admin_token: String,
+}
+
+/// Builds the whole router.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let admin = admin::router(gateway.clone()).layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", admin)
+        .route("/fn/{ns}/{name}", any(invoke::function_url))
+        .route("/fn/{ns}/{name}/", any(invoke::function_url))
+        .route("/fn/{ns}/{name}/{*rest}", any(invoke::function_url))
+        .fallback(invoke::custom_route)
+        .with_state(gateway)
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Constant-time comparison of a presented token with the expected one.
+pub(crate) fn token_matches(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer abc".parse().expect("header"),
+        );
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Basic abc".parse().expect("header"),
+        );
+        assert_eq!(bearer(&h), None);
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+    }
+}

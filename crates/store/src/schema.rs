@@ -1,0 +1,123 @@
+//! Connection settings and schema migrations.
+//!
+//! The schema version lives in `PRAGMA user_version`: 0 is an empty file and
+//! version `n` means the first `n` entries of [`MIGRATIONS`] have run. Each
+//! migration runs in its own transaction together with the version bump, so a
+//! crash mid-migration leaves the previous version intact. A file written by
+//! a newer Nimbus (a version above what this build knows) is refused rather
+//! than guessed at.
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, TransactionBehavior};
+use std::time::Duration;
+
+/// How long a connection waits for a lock held by another connection (another
+/// process on the same file, or a checkpoint) before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Version 1: functions, their versions and invocation records.
+///
+/// - `functions` holds one row per live function: `latest_version` is the
+///   version callers get, `next_version` the number the next deploy takes.
+///   Deleting the row (and its versions) restarts numbering at 1.
+/// - `versions` holds each immutable version as JSON in `body`; the key
+///   columns are copies used for lookups.
+/// - `invocations` holds each record as JSON in `body`, with the columns
+///   queries filter and sort on.
+const SCHEMA_V1: &str = "
+CREATE TABLE functions (
+    namespace      TEXT    NOT NULL,
+    name           TEXT    NOT NULL,
+    next_version   INTEGER NOT NULL,
+    latest_version INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+
+CREATE TABLE versions (
+    namespace     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    body          TEXT    NOT NULL,
+    PRIMARY KEY (namespace, name, version),
+    FOREIGN KEY (namespace, name) REFERENCES functions (namespace, name) ON DELETE CASCADE
+);
+
+CREATE TABLE invocations (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    namespace     TEXT    NOT NULL,
+    function      TEXT    NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    body          TEXT    NOT NULL
+);
+
+CREATE INDEX invocations_by_start ON invocations (started_at_ms, id);
+CREATE INDEX invocations_by_function ON invocations (namespace, function, started_at_ms, id);
+";
+
+/// Every migration in order; entry `i` takes the schema from version `i` to
+/// `i + 1`. Append only: released entries never change.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Settings every connection gets.
+fn configure_common(conn: &Connection) -> anyhow::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .context("set busy_timeout")?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .context("enable foreign_keys")?;
+    Ok(())
+}
+
+/// Settings of the write connection: write-ahead logging, and a full sync
+/// of the log on every commit so an acknowledged write survives power loss.
+pub(crate) fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
+    configure_common(conn)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .context("switch to journal_mode=WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("the database refused journal_mode=WAL (it is in {mode} mode)");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .context("set synchronous=FULL")?;
+    Ok(())
+}
+
+/// Settings of a read-only connection.
+pub(crate) fn configure_reader(conn: &Connection) -> anyhow::Result<()> {
+    configure_common(conn)?;
+    conn.pragma_update(None, "query_only", "ON")
+        .context("set query_only")?;
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .context("read the schema version")?;
+    let current = match u32::try_from(current) {
+        Ok(v) if v <= SCHEMA_VERSION => v,
+        _ => bail!(
+            "the database has schema version {current}, newer than this Nimbus supports \
+             ({SCHEMA_VERSION}); upgrade Nimbus to open it"
+        ),
+    };
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let to = from + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .with_context(|| format!("begin the migration to schema version {to}"))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migrate the schema to version {to}"))?;
+        tx.pragma_update(None, "user_version", to as i64)
+            .with_context(|| format!("record schema version {to}"))?;
+        tx.commit()
+            .with_context(|| format!("commit the migration to schema version {to}"))?;
+        tracing::info!(version = to, "migrated the store schema");
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+use crate::{db_path, fresh};
+use nimbus_core::store::conformance::{draft, record};
+use nimbus_core::store::{FunctionStore, InvocationQuery, InvocationStore, StoreError};
+use nimbus_store::{SqliteStore, WriterStats, schema::SCHEMA_VERSION};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+fn all() -> InvocationQuery {
+    InvocationQuery {
+        limit: 1000,
+        ..Default::default()
+    }
+}
+
+/// Takes the database's write lock from another connection, so the store's
+/// writer waits and commands pile up in its queue.
+fn hold_write_lock(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db_path(dir)).expect("open blocker");
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopen() {
+    let (dir, store) = fresh();
+    store
+        .create_versions(vec![draft("default", "a", "d1")])
+        .await
+        .expect("a1");
+    store
+        .create_versions(vec![draft("default", "a", "d2"), draft("ns", "b", "d3")])
+        .await
+        .expect("a2 b1");
+    store
+        .insert_invocations(vec![
+            record("i1", "default", "a", 1000),
+            record("i2", "ns", "b", 2000),
+        ])
+        .await
+        .expect("insert");
+    drop(store);
+
+    let store = SqliteStore::open(&db_path(&dir)).expect("reopen");
+    assert_eq!(store.stats(), WriterStats::default());
+    let latest = store
+        .latest("default", "a")
+        .await
+        .expect("latest")
+        .expect("exists");
+    assert_eq!((latest.version, latest.code_digest.as_str()), (2, "d2"));
+    assert_eq!(
+        store
+            .versions("default", "a")
+            .await
+            .expect("versions")
+            .len(),
+        2
+    );
+    assert_eq!(store.list_latest(None).await.expect("list").len(), 2);
+    let ids: Vec<_> = store
+        .invocations(all())
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec!["i2", "i1"]);
+    // Numbering carries on from what is on disk.
+    let next = store
+        .create_versions(vec![draft("default", "a", "d4")])
+        .await
+        .expect("a3");
+    assert_eq!(next[0].version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_is_versioned_and_in_wal_mode() {
+    let (dir, store) = fresh();
+    store
+        .insert_invocations(vec![record("i1", "default", "a", 1)])
+        .await
+        .expect("insert");
+    drop(store);
+    // Closing checkpoints the log into the database file and removes it.
+    assert!(
+        !dir.path().join("nimbus.db-wal").exists(),
+        "the log is left behind"
+    );
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+
+    // A file from a newer Nimbus is refused, not modified.
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
+    drop(conn);
+    let err = SqliteStore::open(&db_path(&dir)).expect_err("newer schema");
+    assert!(
+        format!("{err:#}").contains("newer than this Nimbus supports"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_missing_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a/b/nimbus.db");
+    let store = SqliteStore::open(&path).expect("open");
+    assert_eq!(store.path(), path);
+    assert!(path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_transactions() {
+    let (_dir, store) = fresh();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_invocations(vec![record(&format!("r{i:03}"), "default", "a", 1000 + i)])
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("insert");
+    }
+    assert_eq!(store.invocations(all()).await.expect("query").len(), 200);
+    let stats = store.stats();
+    assert_eq!(stats.commands, 200);
+    assert!(
+        stats.transactions < stats.commands,
+        "group commit batched nothing: {stats:?}"
+    );
+}
+
+/// Polls `fut` until it first waits, which queues its write command, and
+/// hands it back to be awaited later. Commands queued this way reach the
+/// writer in the order of the calls.
+async fn queued<F: Future + Unpin>(mut fut: F) -> F {
+    std::future::poll_fn(|cx| match Pin::new(&mut fut).poll(cx) {
+        Poll::Pending => Poll::Ready(()),
+        Poll::Ready(_) => panic!("the write finished while the write lock was held"),
+    })
+    .await;
+    fut
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_fails_alone_in_its_batch() {
+    let (dir, store) = fresh();
+    let blocker = hold_write_lock(&dir);
+    let insert = |ids: &[&str]| {
+        let records: Vec<_> = ids
+            .iter()
+            .map(|id| record(id, "default", "a", 1000))
+            .collect();
+        store.insert_invocations(records)
+    };
+    // The writer takes what is queued and waits for the lock; whatever
+    // queues behind it forms the next batch. Either way every command below
+    // is queued before the lock is released, so exactly two transactions run.
+    let a = queued(insert(&["a"])).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = queued(insert(&["b"])).await;
+    let dup_in_batch = queued(insert(&["c", "b"])).await;
+    let dup_on_disk = queued(insert(&["d", "a"])).await;
+    let e = queued(insert(&["e"])).await;
+    blocker.execute_batch("COMMIT").expect("release the lock");
+
+    a.await.expect("a");
+    b.await.expect("b");
+    let err = dup_in_batch.await.expect_err("b twice");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = dup_on_disk.await.expect_err("a twice");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    e.await.expect("e");
+
+    let ids: Vec<_> = store
+        .invocations(all())
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec!["e", "b", "a"], "failed commands wrote nothing");
+    assert_eq!(
+        store.stats(),
+        WriterStats {
+            transactions: 2,
+            commands: 5
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_store_finishes_queued_writes() {
+    let (dir, store) = fresh();
+    let blocker = hold_write_lock(&dir);
+    // Callers that stop waiting: their commands are already queued.
+    for i in 0..3 {
+        let store = store.clone();
+        let write = store.insert_invocations(vec![record(&format!("q{i}"), "default", "a", 1000)]);
+        let waited = tokio::time::timeout(Duration::from_millis(50), write).await;
+        assert!(waited.is_err(), "the writer should be waiting for the lock");
+    }
+    // Dropping the last handle waits for the writer, which waits for the lock.
+    let closing = tokio::task::spawn_blocking(move || drop(store));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    blocker.execute_batch("COMMIT").expect("release the lock");
+    closing.await.expect("close");
+
+    let store = SqliteStore::open(&db_path(&dir)).expect("reopen");
+    assert_eq!(store.invocations(all()).await.expect("query").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_limit_defaults_and_caps() {
+    let (_dir, store) = fresh();
+    let records = (0..1100)
+        .map(|i| record(&format!("r{i:04}"), "default", "a", 1000 + i))
+        .collect();
+    store.insert_invocations(records).await.expect("insert");
+    let page = |limit| InvocationQuery {
+        limit,
+        ..Default::default()
+    };
+    let default = store.invocations(page(0)).await.expect("default");
+    assert_eq!(default.len(), 100);
+    assert_eq!(default[0].id, "r1099");
+    assert_eq!(
+        store.invocations(page(5000)).await.expect("capped").len(),
+        1000
+    );
+    // A bound past anything stored matches nothing instead of failing.
+    let later = InvocationQuery {
+        since_ms: Some(u64::MAX),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .invocations(later)
+            .await
+            .expect("since max")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .prune_invocations(u64::MAX, u64::MAX)
+            .await
+            .expect("prune all"),
+        1100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_input_is_an_error_not_a_panic() {
+    let (_dir, store) = fresh();
+    let err = store
+        .insert_invocations(vec![
+            record("ok", "default", "a", 1),
+            record("bad", "default", "a", u64::MAX),
+        ])
+        .await
+        .expect_err("started_at_ms past i64");
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(
+        store.invocation("ok").await.expect("get").is_none(),
+        "the command is all or nothing"
+    );
+    // The writer is still there.
+    store
+        .insert_invocations(vec![record("later", "default", "a", 1)])
+        .await
+        .expect("insert");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_writes_are_no_ops() {
+    let (_dir, store) = fresh();
+    assert!(
+        store
+            .create_versions(vec![])
+            .await
+            .expect("no drafts")
+            .is_empty()
+    );
+    store.insert_invocations(vec![]).await.expect("no records");
+    assert_eq!(store.stats().commands, 0);
+}

@@ -1,0 +1,323 @@
+//! The WebAssembly runtime: the only crate that touches wasmtime.
+//!
+//! ```text
+//!   deploy ──► detect (component | core module) ──► compile (or load the
+//!              compiled form from DIR/<engine-hash>/<digest>.cwasm)
+//!              ──► link against WASI (+ wasi:http) ──► InstancePre / ProxyPre
+//!   invoke ──► Store (fresh per call: limiter, epoch deadline, captured stdio)
+//!              ──► instantiate from the pooling allocator (copy-on-write
+//!                  memory images: microseconds) ──► call ──► drop
+//! ```
+//!
+//! Two function styles:
+//! - [`http`]: WASI preview 2 components exporting `wasi:http/incoming-handler`
+//!   (the proxy world, as `wasmtime serve` runs them);
+//! - [`cgi`]: WASI preview 1 command modules run CGI-style, as WAGI did.
+//!
+//! Limits: wall-clock timeouts use epoch interruption (a ticker thread bumps
+//! the epoch every `epoch_tick_ms`; a running guest yields to the scheduler
+//! at each tick, so a busy loop cannot starve other invocations, and traps
+//! once past its deadline); memory uses a per-store [`limiter::MemoryLimiter`].
+
+mod capture;
+mod cgi;
+mod http;
+mod limiter;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use nimbus_api::{CodeKind, ErrorCode, FunctionVersion};
+use nimbus_core::runtime::{
+    InvokeError, LOG_TRUNCATED_MARKER, Logs, PrepareError, Prepared, Runtime,
+};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
+
+/// Compiled code and its serialized form for the cache.
+type Compiled<T> = anyhow::Result<(T, Vec<u8>)>;
+
+/// Settings of the wasm engine. All limits derive from `max_instances`.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Where compiled code is cached, keyed by engine and code digest.
+    pub cache_dir: PathBuf,
+    /// Most wasm instances alive at once (the pooling allocator's slots).
+    /// Default 1000, the platform's default concurrency cap.
+    pub max_instances: u32,
+    /// Largest memory any one linear memory may have, in MiB (the pool
+    /// reserves address space for this per slot). Default 4096, all of wasm32.
+    pub max_memory_mib: u32,
+    /// How often the epoch advances, in ms: the granularity of timeouts and
+    /// of the yields that keep a busy guest from starving others. Default 2.
+    pub epoch_tick_ms: u64,
+}
+
+impl WasmConfig {
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        WasmConfig {
+            cache_dir: cache_dir.into(),
+            max_instances: 1000,
+            max_memory_mib: 4096,
+            epoch_tick_ms: 2,
+        }
+    }
+}
+
+/// The wasmtime engine, its linkers and its compile cache.
+pub struct WasmRuntime {
+    engine: Engine,
+    cache_dir: PathBuf,
+    http_linker: wasmtime::component::Linker<http::HttpState>,
+    cgi_linker: wasmtime::Linker<cgi::CgiState>,
+    _ticker: EpochTicker,
+}
+
+/// Advances the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const WASM_MAGIC: [u8; 4] = *b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+impl WasmRuntime {
+    pub fn new(config: WasmConfig) -> anyhow::Result<Arc<WasmRuntime>> {
+        let max = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(max)
+            // A component holds several core instances (its code plus the
+            // WASI adapter and shims); 4 per slot covers common toolchains.
+            .total_core_instances(max * 4)
+            .total_memories(max * 2)
+            .total_tables(max * 4)
+            .total_stacks(max)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_memories_per_module(2)
+            .max_tables_per_module(8)
+            .table_elements(100_000)
+            .max_core_instance_size(2 << 20)
+            .max_component_instance_size(2 << 20)
+            .max_memory_size((config.max_memory_mib as usize) << 20);
+        let mut cfg = wasmtime::Config::new();
+        cfg.epoch_interruption(true)
+            .wasm_component_model(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg)
+            .map_err(anyhow::Error::from)
+            .context("create the wasmtime engine")?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let cache_dir = config
+            .cache_dir
+            .join(format!("wasmtime-48-{:016x}", hasher.finish()));
+        std::fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("create compile cache {}", cache_dir.display()))?;
+
+        let http_linker = http::linker(&engine)?;
+        let cgi_linker = cgi::linker(&engine)?;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tick = Duration::from_millis(config.epoch_tick_ms.max(1));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("nimbus-epoch".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("start the epoch ticker thread")?;
+        }
+        Ok(Arc::new(WasmRuntime {
+            engine,
+            cache_dir,
+            http_linker,
+            cgi_linker,
+            _ticker: EpochTicker { stop },
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn cache_path(&self, digest: &str, kind: CodeKind) -> PathBuf {
+        self.cache_dir
+            .join(format!("{digest}-{}.cwasm", kind.as_str()))
+    }
+
+    /// Loads compiled code from the cache, or compiles `code_path` and caches
+    /// the result. Compilation runs on a blocking thread.
+    async fn load_or_compile<T: Send + 'static>(
+        &self,
+        version: &FunctionVersion,
+        code_path: &Path,
+        deserialize: fn(&Engine, &Path) -> anyhow::Result<T>,
+        compile: fn(&Engine, &[u8]) -> Compiled<T>,
+    ) -> Result<T, PrepareError> {
+        let cached = self.cache_path(&version.code_digest, version.kind);
+        if cached.exists() {
+            match deserialize(&self.engine, &cached) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), error = %e, "discarding an unusable compile cache entry");
+                    let _ = std::fs::remove_file(&cached);
+                }
+            }
+        }
+        let bytes = std::fs::read(code_path).map_err(|e| {
+            PrepareError::new(
+                ErrorCode::Internal,
+                format!("read the code {}: {e}", code_path.display()),
+            )
+        })?;
+        let engine = self.engine.clone();
+        let (t, serialized) = tokio::task::spawn_blocking(move || compile(&engine, &bytes))
+            .await
+            .map_err(|e| {
+                PrepareError::new(ErrorCode::Internal, format!("compile task failed: {e}"))
+            })?
+            .map_err(|e| PrepareError::new(ErrorCode::InvalidCode, format!("compile: {e:#}")))?;
+        if let Err(e) = nimbus_core::artifacts::write_atomically(&cached, &serialized) {
+            tracing::warn!(error = %e, "failed to write the compile cache");
+        }
+        Ok(t)
+    }
+}
+
+#[async_trait]
+impl Runtime for WasmRuntime {
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
+        if bytes.len() < 8 || bytes[..4] != WASM_MAGIC {
+            return Err(PrepareError::new(
+                ErrorCode::InvalidCode,
+                "not a WebAssembly binary (expected the \\0asm magic number)",
+            ));
+        }
+        let version: [u8; 4] = [bytes[4], bytes[5], bytes[6], bytes[7]];
+        match version {
+            COMPONENT_VERSION => Ok(CodeKind::WasiHttp),
+            CORE_MODULE_VERSION => Ok(CodeKind::WasiCgi),
+            other => Err(PrepareError::new(
+                ErrorCode::InvalidCode,
+                format!("unsupported WebAssembly binary version {other:02x?}"),
+            )),
+        }
+    }
+
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        code_path: &Path,
+    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        match version.kind {
+            CodeKind::WasiHttp => {
+                let component = self
+                    .load_or_compile(version, code_path, http::deserialize, http::compile)
+                    .await?;
+                http::prepare(self, version, component)
+            }
+            CodeKind::WasiCgi => {
+                let module = self
+                    .load_or_compile(version, code_path, cgi::deserialize, cgi::compile)
+                    .await?;
+                cgi::prepare(self, version, module)
+            }
+        }
+    }
+}
+
+/// Arms a store's epoch deadline: yield to the scheduler every tick, trap
+/// with `Interrupt` once `deadline` has passed.
+fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Classifies a failed call into a stable error.
+fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> InvokeError {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::Interrupt {
+            return InvokeError::new(
+                ErrorCode::Timeout,
+                format!("the function ran past its timeout of {timeout_ms} ms"),
+            );
+        }
+        if memory_denied {
+            return memory_error();
+        }
+        let what = match trap {
+            Trap::StackOverflow => "stack overflow",
+            Trap::UnreachableCodeReached => "unreachable code reached (a guest panic or abort)",
+            Trap::MemoryOutOfBounds => {
+                "out-of-bounds memory access (in Rust and C guests often a stack overflow)"
+            }
+            Trap::IntegerDivisionByZero => "integer division by zero",
+            _ => "",
+        };
+        let detail = if what.is_empty() {
+            trap.to_string()
+        } else {
+            what.to_owned()
+        };
+        return InvokeError::new(ErrorCode::Trap, format!("the function trapped: {detail}"));
+    }
+    if memory_denied {
+        return memory_error();
+    }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return InvokeError::new(
+            ErrorCode::Capacity,
+            "no free wasm instance slot; retry later",
+        );
+    }
+    InvokeError::new(ErrorCode::Crashed, format!("the function failed: {err:#}"))
+}
+
+fn memory_error() -> InvokeError {
+    InvokeError::new(
+        ErrorCode::MemoryLimit,
+        "the function tried to use more memory than its memory_limit_mib",
+    )
+}
+
+/// Turns captured bytes into [`Logs`], marking truncation.
+fn logs_from(stdout: Vec<u8>, stderr: Vec<u8>, truncated: bool) -> Logs {
+    let mut logs = Logs {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        truncated,
+    };
+    if truncated {
+        logs.stderr.push_str(LOG_TRUNCATED_MARKER);
+    }
+    logs
+}
