@@ -4,7 +4,7 @@
 //! filled in and the code identified by digest. Versions are immutable and
 //! numbered from 1; the runtime never sees the manifest.
 
-use crate::limits::Limits;
+use crate::limits::{Limits, Scaling};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -69,6 +69,9 @@ pub struct FunctionVersion {
     /// Reachable without a token.
     pub public: bool,
     pub limits: Limits,
+    /// Concurrency and scale-to-zero settings.
+    #[serde(default)]
+    pub scaling: Scaling,
     pub env: BTreeMap<String, String>,
     pub routes: Vec<Route>,
 }

@@ -14,7 +14,7 @@ pub mod wire;
 
 pub use error::ErrorCode;
 pub use function::{CodeKind, FunctionVersion, Route};
-pub use invocation::InvocationRecord;
-pub use limits::Limits;
+pub use invocation::{InvocationRecord, UsageRow};
+pub use limits::{Limits, Scaling};
 pub use manifest::{Manifest, ManifestError};
 pub use names::{FunctionName, Namespace};

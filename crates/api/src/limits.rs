@@ -91,6 +91,30 @@ bounded!(
     16 * 1024 * 1024,
     256 * 1024
 );
+bounded!(MaxConcurrency, u32, "max_concurrency", 1, 10_000, 100);
+bounded!(MaxQueue, u32, "max_queue", 0, 100_000, 100);
+bounded!(QueueTimeoutMs, u64, "queue_timeout_ms", 0, 900_000, 1_000);
+bounded!(MinInstances, u32, "min_instances", 0, 1_000, 0);
+bounded!(IdleTtlMs, u64, "idle_ttl_ms", 1_000, 86_400_000, 60_000);
+
+/// How a function scales: concurrency, waiting, and scale to zero.
+///
+/// | setting            | default | bounds             | meaning |
+/// |--------------------|---------|--------------------|---------|
+/// | `max_concurrency`  | 100     | 1 – 10 000         | invocations of this function running at once (the public clouds' default) |
+/// | `max_queue`        | 100     | 0 – 100 000        | requests that may wait for a slot; beyond it: 429 `throttled` at once |
+/// | `queue_timeout_ms` | 1 000   | 0 – 900 000        | longest a request waits for a slot before 429 `throttled` |
+/// | `min_instances`    | 0       | 0 – 1 000          | kept warm (never scaled to zero) when > 0 |
+/// | `idle_ttl_ms`      | 60 000  | 1 000 – 86 400 000 | idle time after which a function is scaled to zero |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scaling {
+    pub max_concurrency: MaxConcurrency,
+    pub max_queue: MaxQueue,
+    pub queue_timeout_ms: QueueTimeoutMs,
+    pub min_instances: MinInstances,
+    pub idle_ttl_ms: IdleTtlMs,
+}
 
 /// The limits of one function version, every value filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

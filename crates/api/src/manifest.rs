@@ -6,6 +6,7 @@
 //!     code: target/wasm/hello.wasm   # path relative to the manifest
 //!     public: true                   # callable without a token
 //!     limits: { timeout_ms: 5000, memory_limit_mib: 64 }
+//!     scaling: { max_concurrency: 10, idle_ttl_ms: 300000 }
 //!     env: { GREETING: hi }
 //!     routes:
 //!       - GET /hello/{who}
@@ -15,7 +16,7 @@
 //! column they were found at.
 
 use crate::function::Route;
-use crate::limits::Limits;
+use crate::limits::{Limits, Scaling};
 use crate::names::{EnvName, FunctionName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,6 +67,8 @@ pub struct FunctionSpec {
     pub public: bool,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub scaling: Scaling,
     #[serde(default)]
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]

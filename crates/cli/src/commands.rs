@@ -76,6 +76,19 @@ pub struct LogsArgs {
     pub limit: u32,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct UsageArgs {
+    /// Only this function.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// Only usage since: 10m, 2h, 1d, an RFC 3339 UTC time, or epoch ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// All namespaces (default: only --namespace).
+    #[arg(long)]
+    pub all_namespaces: bool,
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {
@@ -92,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy(&g, args).await,
         Command::Invoke(args) => invoke(&g, args).await,
         Command::Logs(args) => logs(&g, args).await,
+        Command::Usage(args) => usage(&g, args).await,
         Command::Fn(cmd) => function(&g, cmd).await,
     }
 }
@@ -144,6 +158,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
                 runtime: RuntimeName::Wasm,
                 public: args.public,
                 limits,
+                scaling: Default::default(),
                 env,
                 routes,
             };
@@ -324,6 +339,64 @@ async fn invoke(g: &Global, args: InvokeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn usage(g: &Global, args: UsageArgs) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    let mut q = Vec::new();
+    if !args.all_namespaces {
+        q.push(("namespace", g.namespace.clone()));
+    }
+    if let Some(f) = &args.function {
+        q.push(("function", f.clone()));
+    }
+    if let Some(s) = &args.since {
+        q.push(("since_ms", parse_since(s, now_ms())?.to_string()));
+    }
+    let v: serde_json::Value = c
+        .send(c.request(Method::GET, "/api/v1/usage").query(&q))
+        .await?;
+    if g.output == Output::Json {
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<12} {:<24} {:>11} {:>7} {:>12} {:>14}",
+        "HOUR (UTC)", "NAMESPACE", "FUNCTION", "INVOCATIONS", "ERRORS", "BILLED MS", "GB-SECONDS"
+    );
+    let empty = Vec::new();
+    for r in v["rows"].as_array().unwrap_or(&empty) {
+        let hour = format_ms(r["hour_start_ms"].as_u64().unwrap_or(0));
+        println!(
+            "{:<20} {:<12} {:<24} {:>11} {:>7} {:>12} {:>14.6}",
+            &hour[..hour.len().min(16)],
+            r["namespace"].as_str().unwrap_or(""),
+            r["function"].as_str().unwrap_or(""),
+            r["invocations"].as_u64().unwrap_or(0),
+            r["errors"].as_u64().unwrap_or(0),
+            r["billed_ms"].as_u64().unwrap_or(0),
+            r["gb_seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let t = &v["total"];
+    println!(
+        "{:<20} {:<12} {:<24} {:>11} {:>7} {:>12} {:>14.6}",
+        "TOTAL",
+        "",
+        "",
+        t["invocations"].as_u64().unwrap_or(0),
+        t["errors"].as_u64().unwrap_or(0),
+        t["billed_ms"].as_u64().unwrap_or(0),
+        t["gb_seconds"].as_f64().unwrap_or(0.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_record(r: &InvocationRecord) {
     let outcome = match &r.error_code {
         Some(code) => format!("{} {code}", r.status),
@@ -372,11 +445,7 @@ async fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         None => {
             let mut q = vec![("limit".to_owned(), args.limit.to_string())];
             if let Some(s) = &args.since {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                q.push(("since_ms".to_owned(), parse_since(s, now)?.to_string()));
+                q.push(("since_ms".to_owned(), parse_since(s, now_ms())?.to_string()));
             }
             let list: InvocationList = c
                 .send(

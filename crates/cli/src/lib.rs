@@ -84,6 +84,11 @@ pub enum Command {
         after_help = "Examples:\n  nimbus logs hello\n  nimbus logs hello --since 10m\n  nimbus logs hello --invocation 019a..."
     )]
     Logs(commands::LogsArgs),
+    /// Show metered usage: invocations, errors, billed ms and GB-seconds per function and hour.
+    #[command(
+        after_help = "Examples:\n  nimbus usage\n  nimbus usage --since 1d --namespace default -o json"
+    )]
+    Usage(commands::UsageArgs),
     /// List, show and delete functions.
     #[command(subcommand, name = "fn")]
     Fn(FnCommand),

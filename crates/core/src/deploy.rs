@@ -102,6 +102,7 @@ impl Platform {
                 kind,
                 public: item.spec.public,
                 limits: item.spec.limits,
+                scaling: item.spec.scaling,
                 env: item.spec.env_map(),
                 routes: item.spec.route_list(),
             };

@@ -6,12 +6,22 @@
 //! on its first call — that call is *cold* — or at deploy time, so the first
 //! call after a deploy is warm.
 //!
-//! Every invocation takes a permit from a platform-wide semaphore
-//! (`max_inflight`): when none is free the caller gets `429 throttled`
-//! instead of an unbounded queue.
+//! Admission, in order:
+//! 1. a per-function slot (`scaling.max_concurrency`); when none is free the
+//!    request waits in a bounded FIFO (`scaling.max_queue` deep, at most
+//!    `scaling.queue_timeout_ms`), then gets `429 throttled`;
+//! 2. a platform-wide permit (`max_inflight`): none free → `429 throttled`.
+//!
+//! Nothing waits without a bound, and one flooded function only ever holds
+//! its own `max_concurrency` slots.
+//!
+//! Scale to zero: a reaper releases the prepared code of functions idle for
+//! `scaling.idle_ttl_ms` (unless `scaling.min_instances > 0`); their next
+//! call is cold and loads the compiled code from the on-disk cache.
 
 use crate::artifacts::ArtifactStore;
 use crate::error::{Error, Result};
+use crate::metrics::{FunctionMetrics, Metrics};
 use crate::records::Recorder;
 use crate::routes::{Lookup, RouteTable, Target};
 use crate::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError, Prepared, Runtime};
@@ -19,46 +29,126 @@ use crate::store::Store;
 use crate::time::now_ms;
 use nimbus_api::{ErrorCode, FunctionVersion, InvocationRecord};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Platform-wide dispatch settings.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
     /// Most invocations running at once across all functions. Default 1000.
     pub max_inflight: usize,
+    /// How often idle functions are looked for, in ms. Default 1000.
+    pub reap_interval_ms: u64,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { max_inflight: 1000 }
+        DispatchConfig {
+            max_inflight: 1000,
+            reap_interval_ms: 1000,
+        }
     }
 }
 
-/// One function: its latest version and its prepared code, once prepared.
+/// One function: its latest version, its prepared code while warm, and its
+/// concurrency gate.
 pub struct FunctionSlot {
     pub version: FunctionVersion,
-    prepared: OnceCell<Arc<dyn Prepared>>,
+    prepared: Mutex<Option<Arc<dyn Prepared>>>,
+    /// Single-flight preparation: concurrent cold callers prepare once.
+    prepare_lock: tokio::sync::Mutex<()>,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// Invocations admitted and not yet finished.
+    active: AtomicUsize,
+    last_used_ms: AtomicU64,
+    pub metrics: Arc<FunctionMetrics>,
 }
 
 impl FunctionSlot {
-    fn new(version: FunctionVersion) -> Arc<Self> {
+    fn new(
+        version: FunctionVersion,
+        prepared: Option<Arc<dyn Prepared>>,
+        metrics: Arc<FunctionMetrics>,
+    ) -> Arc<Self> {
+        let max = version.scaling.max_concurrency.get() as usize;
         Arc::new(FunctionSlot {
             version,
-            prepared: OnceCell::new(),
+            prepared: Mutex::new(prepared),
+            prepare_lock: tokio::sync::Mutex::new(()),
+            slots: Arc::new(Semaphore::new(max)),
+            waiting: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            last_used_ms: AtomicU64::new(now_ms()),
+            metrics,
         })
     }
 
-    fn with_prepared(version: FunctionVersion, prepared: Arc<dyn Prepared>) -> Arc<Self> {
-        Arc::new(FunctionSlot {
-            version,
-            prepared: OnceCell::new_with(Some(prepared)),
-        })
+    fn current(&self) -> Option<Arc<dyn Prepared>> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
+    /// Whether the function holds prepared code (is warm).
     pub fn is_prepared(&self) -> bool {
-        self.prepared.initialized()
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Releases the prepared code (scale to zero). Returns whether it was warm.
+    fn release(&self) -> bool {
+        let taken = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match taken {
+            Some(p) => {
+                p.release();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits for a concurrency slot within the function's queue bounds.
+    async fn admit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let s = &self.version.scaling;
+        let max_queue = s.max_queue.get() as usize;
+        let throttled = |why: &str| {
+            InvokeError::new(
+                ErrorCode::Throttled,
+                format!(
+                    "{}/{} is at its max_concurrency of {}: {why}; retry later",
+                    self.version.namespace,
+                    self.version.name,
+                    s.max_concurrency.get()
+                ),
+            )
+        };
+        if self.waiting.fetch_add(1, Relaxed) >= max_queue {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(throttled("the wait queue is full"));
+        }
+        self.metrics.queued.fetch_add(1, Relaxed);
+        let wait = Duration::from_millis(s.queue_timeout_ms.get());
+        let r = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Relaxed);
+        self.metrics.queued.fetch_sub(1, Relaxed);
+        match r {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(throttled("the function is being replaced")),
+            Err(_) => Err(throttled("no slot freed within queue_timeout_ms")),
+        }
     }
 }
 
@@ -82,6 +172,7 @@ pub struct Platform {
     functions: RwLock<HashMap<Key, Arc<FunctionSlot>>>,
     routes: RwLock<Arc<RouteTable>>,
     inflight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl Platform {
@@ -103,6 +194,7 @@ impl Platform {
             functions: RwLock::new(HashMap::new()),
             routes: RwLock::new(Arc::new(RouteTable::default())),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            metrics: Arc::new(Metrics::default()),
         });
         let latest = platform
             .store
@@ -112,11 +204,56 @@ impl Platform {
         {
             let mut map = write(&platform.functions);
             for v in latest {
-                map.insert((v.namespace.clone(), v.name.clone()), FunctionSlot::new(v));
+                let m = platform.metrics.function(&v.namespace, &v.name);
+                map.insert(
+                    (v.namespace.clone(), v.name.clone()),
+                    FunctionSlot::new(v, None, m),
+                );
             }
         }
         platform.rebuild_routes().map_err(|e| anyhow::anyhow!(e))?;
+        let weak = Arc::downgrade(&platform);
+        let every = Duration::from_millis(config.reap_interval_ms.max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(p) = weak.upgrade() else { break };
+                p.reap_idle();
+            }
+        });
         Ok(platform)
+    }
+
+    /// Scales to zero every function idle for longer than its `idle_ttl_ms`.
+    pub fn reap_idle(&self) {
+        let now = now_ms();
+        for slot in self.slots() {
+            let s = &slot.version.scaling;
+            let idle_ms = now.saturating_sub(slot.last_used_ms.load(Relaxed));
+            if s.min_instances.get() == 0
+                && slot.active.load(Relaxed) == 0
+                && idle_ms >= s.idle_ttl_ms.get()
+                && slot.release()
+            {
+                slot.metrics.scale_to_zero.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    namespace = %slot.version.namespace,
+                    function = %slot.version.name,
+                    idle_ms,
+                    "scaled to zero"
+                );
+            }
+        }
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let map = read(&self.functions);
+        self.metrics.render(&|ns, name| {
+            map.get(&(ns.to_owned(), name.to_owned()))
+                .is_some_and(|s| s.is_prepared())
+        })
     }
 
     pub fn recorder(&self) -> &Recorder {
@@ -175,7 +312,8 @@ impl Platform {
             let mut map = write(&self.functions);
             for (v, p) in deployed {
                 let key = (v.namespace.clone(), v.name.clone());
-                if let Some(prev) = map.insert(key, FunctionSlot::with_prepared(v, p)) {
+                let m = self.metrics.function(&v.namespace, &v.name);
+                if let Some(prev) = map.insert(key, FunctionSlot::new(v, Some(p), m)) {
                     old.push(prev);
                 }
             }
@@ -185,9 +323,7 @@ impl Platform {
             tracing::error!(error = %e, "bug: route table conflict after a checked deploy");
         }
         for slot in old {
-            if let Some(p) = slot.prepared.get() {
-                p.release();
-            }
+            slot.release();
         }
     }
 
@@ -197,9 +333,10 @@ impl Platform {
         if let Err(e) = self.rebuild_routes() {
             tracing::error!(error = %e, "bug: route table conflict after a delete");
         }
-        if let Some(p) = old.as_ref().and_then(|s| s.prepared.get()) {
-            p.release();
+        if let Some(slot) = old {
+            slot.release();
         }
+        self.metrics.remove(namespace, name);
     }
 
     /// Every function's slot, ordered by namespace and name.
@@ -217,61 +354,86 @@ impl Platform {
         let started_at_ms = now_ms();
         let start = Instant::now();
         let v = &slot.version;
-        let timeout = Duration::from_millis(v.limits.timeout_ms.get());
+        let m = &slot.metrics;
 
-        let (result, logs, memory_peak_bytes, cold) =
-            match self.inflight.clone().try_acquire_owned() {
-                Err(_) => (
-                    Err(InvokeError::new(
-                        ErrorCode::Throttled,
-                        "the platform is at its limit of concurrent invocations; retry later",
-                    )),
-                    Default::default(),
-                    None,
-                    false,
-                ),
-                Ok(_permit) => match self.prepared(slot).await {
-                    Err(e) => (
-                        Err(InvokeError::new(e.code, e.message)),
+        // Admission: the function's own slots first (bounded queue), then the
+        // platform-wide cap. Refusals are not invocations: no record, no bill.
+        let _slot_permit = match slot.admit().await {
+            Ok(p) => p,
+            Err(e) => {
+                m.throttles.fetch_add(1, Relaxed);
+                return Invocation {
+                    id,
+                    cold: false,
+                    result: Err(e),
+                };
+            }
+        };
+        let Ok(_platform_permit) = self.inflight.clone().try_acquire_owned() else {
+            m.throttles.fetch_add(1, Relaxed);
+            self.metrics.platform_throttles.fetch_add(1, Relaxed);
+            return Invocation {
+                id,
+                cold: false,
+                result: Err(InvokeError::new(
+                    ErrorCode::Throttled,
+                    "the platform is at its limit of concurrent invocations; retry later",
+                )),
+            };
+        };
+        let _active = ActiveGuard::enter(slot, &self.metrics);
+
+        let timeout = Duration::from_millis(v.limits.timeout_ms.get());
+        let (result, logs, memory_peak_bytes, cold) = match self.prepared(slot).await {
+            Err(e) => (
+                Err(InvokeError::new(e.code, e.message)),
+                Default::default(),
+                None,
+                true,
+            ),
+            Ok((prepared, cold)) => {
+                let ctx = InvokeContext {
+                    invocation_id: id.clone(),
+                    deadline: start + timeout,
+                };
+                // The runtime enforces the timeout itself; this outer bound
+                // only guards against a runtime that fails to.
+                let backstop = timeout + Duration::from_secs(1);
+                match tokio::time::timeout(backstop, prepared.invoke(req, ctx)).await {
+                    Ok(o) => (o.result, o.logs, o.memory_peak_bytes, cold),
+                    Err(_) => (
+                        Err(InvokeError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "the function ran past its timeout of {} ms",
+                                timeout.as_millis()
+                            ),
+                        )),
                         Default::default(),
                         None,
-                        true,
+                        cold,
                     ),
-                    Ok((prepared, cold)) => {
-                        let ctx = InvokeContext {
-                            invocation_id: id.clone(),
-                            deadline: start + timeout,
-                        };
-                        // The runtime enforces the timeout itself; this outer bound
-                        // only guards against a runtime that fails to.
-                        let backstop = timeout + Duration::from_secs(1);
-                        match tokio::time::timeout(backstop, prepared.invoke(req, ctx)).await {
-                            Ok(o) => (o.result, o.logs, o.memory_peak_bytes, cold),
-                            Err(_) => (
-                                Err(InvokeError::new(
-                                    ErrorCode::Timeout,
-                                    format!(
-                                        "the function ran past its timeout of {} ms",
-                                        timeout.as_millis()
-                                    ),
-                                )),
-                                Default::default(),
-                                None,
-                                cold,
-                            ),
-                        }
-                    }
-                },
-            };
+                }
+            }
+        };
 
         let duration_us = start.elapsed().as_micros() as u64;
+        let billed_ms = nimbus_api::invocation::billed_ms(duration_us);
+        let mib = v.limits.memory_limit_mib.get();
+        m.invocations.fetch_add(1, Relaxed);
+        m.duration.observe_us(duration_us);
+        m.billed_ms.fetch_add(billed_ms, Relaxed);
+        m.mib_ms.fetch_add(billed_ms * u64::from(mib), Relaxed);
         let (status, error_code, error_message) = match &result {
             Ok(resp) => (resp.status().as_u16(), None, None),
-            Err(e) => (
-                e.code.http_status(),
-                Some(e.code.as_str().to_owned()),
-                Some(e.message.clone()),
-            ),
+            Err(e) => {
+                m.error(e.code.as_str());
+                (
+                    e.code.http_status(),
+                    Some(e.code.as_str().to_owned()),
+                    Some(e.message.clone()),
+                )
+            }
         };
         self.recorder
             .record(InvocationRecord {
@@ -287,7 +449,8 @@ impl Platform {
                 error_message,
                 cold,
                 memory_peak_bytes,
-                memory_limit_mib: v.limits.memory_limit_mib.get(),
+                memory_limit_mib: mib,
+                billed_ms,
                 stdout: logs.stdout,
                 stderr: logs.stderr,
                 logs_truncated: logs.truncated,
@@ -297,34 +460,62 @@ impl Platform {
     }
 
     /// The prepared handle of a slot, preparing it (once, even under
-    /// concurrent callers) if needed. Returns whether this call prepared it.
+    /// concurrent callers) if it is cold. Returns whether this call prepared it.
     async fn prepared(&self, slot: &FunctionSlot) -> Result<(Arc<dyn Prepared>, bool)> {
-        if let Some(p) = slot.prepared.get() {
-            return Ok((p.clone(), false));
+        if let Some(p) = slot.current() {
+            return Ok((p, false));
         }
-        let mut did_prepare = false;
-        let p = slot
-            .prepared
-            .get_or_try_init(|| async {
-                did_prepare = true;
-                let path = self.artifacts.path(&slot.version.code_digest);
-                self.runtime
-                    .prepare(&slot.version, &path)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(
-                            function = %slot.version.name,
-                            error = %e,
-                            "failed to prepare a deployed version"
-                        );
-                        Error::new(
-                            ErrorCode::Internal,
-                            format!("prepare the deployed code: {}", e.message),
-                        )
-                    })
-            })
-            .await?;
-        Ok((p.clone(), did_prepare))
+        let _single = slot.prepare_lock.lock().await;
+        if let Some(p) = slot.current() {
+            return Ok((p, false));
+        }
+        let started = Instant::now();
+        let path = self.artifacts.path(&slot.version.code_digest);
+        let p = self
+            .runtime
+            .prepare(&slot.version, &path)
+            .await
+            .map_err(|e| {
+                tracing::error!(
+                    function = %slot.version.name,
+                    error = %e,
+                    "failed to prepare a deployed version"
+                );
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("prepare the deployed code: {}", e.message),
+                )
+            })?;
+        slot.metrics.cold_starts.fetch_add(1, Relaxed);
+        slot.metrics
+            .cold_start
+            .observe_us(started.elapsed().as_micros() as u64);
+        *slot.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+        Ok((p, true))
+    }
+}
+
+/// Counts an admitted invocation as active (in-flight) until dropped.
+struct ActiveGuard<'a> {
+    slot: &'a FunctionSlot,
+    metrics: &'a Metrics,
+}
+
+impl<'a> ActiveGuard<'a> {
+    fn enter(slot: &'a FunctionSlot, metrics: &'a Metrics) -> Self {
+        slot.active.fetch_add(1, Relaxed);
+        slot.metrics.inflight.fetch_add(1, Relaxed);
+        metrics.platform_inflight.fetch_add(1, Relaxed);
+        ActiveGuard { slot, metrics }
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.slot.last_used_ms.store(now_ms(), Relaxed);
+        self.slot.active.fetch_sub(1, Relaxed);
+        self.slot.metrics.inflight.fetch_sub(1, Relaxed);
+        self.metrics.platform_inflight.fetch_sub(1, Relaxed);
     }
 }
 

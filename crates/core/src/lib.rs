@@ -17,6 +17,7 @@ pub mod bus;
 pub mod deploy;
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
 pub mod records;
 pub mod routes;
 pub mod runtime;

@@ -10,7 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use nimbus_api::limits::{
-    LogBytes, MemoryLimitMib, RequestBodyBytes, ResponseBodyBytes, TimeoutMs,
+    IdleTtlMs, LogBytes, MaxConcurrency, MaxQueue, MemoryLimitMib, MinInstances, QueueTimeoutMs,
+    RequestBodyBytes, ResponseBodyBytes, Scaling, TimeoutMs,
 };
 use nimbus_api::manifest::{FunctionSpec, RuntimeName};
 use nimbus_api::wire::{
@@ -19,7 +20,7 @@ use nimbus_api::wire::{
 };
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Limits, Namespace};
 use nimbus_core::deploy::DeployItem;
-use nimbus_core::store::InvocationQuery;
+use nimbus_core::store::{InvocationQuery, UsageQuery};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/namespaces/{ns}/deployments", post(deploy))
         .route("/invocations", get(list_invocations))
+        .route("/usage", get(usage))
         .route("/invocations/{id}", get(show_invocation))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,6 +138,11 @@ struct CodeOptions {
     max_request_body_bytes: Option<u64>,
     max_response_body_bytes: Option<u64>,
     max_log_bytes: Option<u64>,
+    max_concurrency: Option<u64>,
+    max_queue: Option<u64>,
+    queue_timeout_ms: Option<u64>,
+    min_instances: Option<u64>,
+    idle_ttl_ms: Option<u64>,
 }
 
 fn limits_from(o: &CodeOptions) -> Result<Limits, String> {
@@ -158,6 +165,26 @@ fn limits_from(o: &CodeOptions) -> Result<Limits, String> {
     Ok(l)
 }
 
+fn scaling_from(o: &CodeOptions) -> Result<Scaling, String> {
+    let mut s = Scaling::default();
+    if let Some(v) = o.max_concurrency {
+        s.max_concurrency = MaxConcurrency::new(v)?;
+    }
+    if let Some(v) = o.max_queue {
+        s.max_queue = MaxQueue::new(v)?;
+    }
+    if let Some(v) = o.queue_timeout_ms {
+        s.queue_timeout_ms = QueueTimeoutMs::new(v)?;
+    }
+    if let Some(v) = o.min_instances {
+        s.min_instances = MinInstances::new(v)?;
+    }
+    if let Some(v) = o.idle_ttl_ms {
+        s.idle_ttl_ms = IdleTtlMs::new(v)?;
+    }
+    Ok(s)
+}
+
 async fn put_code(
     State(g): St,
     Path((ns, name)): Path<(String, String)>,
@@ -167,6 +194,7 @@ async fn put_code(
     let name = function_name(&name)?;
     let opts: CodeOptions = parse_query(req.uri().query())?;
     let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let scaling = scaling_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let body = axum::body::to_bytes(req.into_body(), crate::MAX_ADMIN_BODY_BYTES)
         .await
         .map_err(|e| ApiError::new(ErrorCode::PayloadTooLarge, format!("read the code: {e}")))?;
@@ -175,6 +203,7 @@ async fn put_code(
         runtime: RuntimeName::Wasm,
         public: opts.public.unwrap_or(false),
         limits,
+        scaling,
         env: Default::default(),
         routes: Vec::new(),
     };
@@ -308,4 +337,46 @@ async fn show_invocation(State(g): St, Path(id): Path<String>) -> Result<Respons
             format!("invocation {id} does not exist (or was pruned)"),
         )),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageParams {
+    namespace: Option<String>,
+    function: Option<String>,
+    since_ms: Option<u64>,
+}
+
+/// Hourly usage per function: invocations, errors, billed ms, GB-seconds.
+async fn usage(State(g): St, req: Request) -> Result<Response, ApiError> {
+    let p: UsageParams = parse_query(req.uri().query())?;
+    let rows = g
+        .platform
+        .store()
+        .usage(UsageQuery {
+            namespace: p.namespace,
+            function: p.function,
+            since_ms: p.since_ms,
+        })
+        .await?;
+    let total = |f: fn(&nimbus_api::UsageRow) -> u64| rows.iter().map(f).sum::<u64>();
+    let mib_ms = total(|r| r.mib_ms);
+    let body = serde_json::json!({
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "namespace": r.namespace,
+            "function": r.function,
+            "hour_start_ms": r.hour_start_ms,
+            "invocations": r.invocations,
+            "errors": r.errors,
+            "billed_ms": r.billed_ms,
+            "gb_seconds": r.gb_seconds(),
+        })).collect::<Vec<_>>(),
+        "total": {
+            "invocations": total(|r| r.invocations),
+            "errors": total(|r| r.errors),
+            "billed_ms": total(|r| r.billed_ms),
+            "gb_seconds": mib_ms as f64 / 1024.0 / 1000.0,
+        }
+    });
+    Ok(Json(body).into_response())
 }

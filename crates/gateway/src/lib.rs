@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! listener ──► router ─┬─ /healthz
+//!                      ├─ /metrics             Prometheus metrics
 //!                      ├─ /api/v1/…            admin API  (admin token required)
 //!                      ├─ /fn/{ns}/{name}/…    function URLs (token unless public)
 //!                      └─ any other path       custom routes from manifests
@@ -39,12 +40,27 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let admin = admin::router(gateway.clone()).layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .nest("/api/v1", admin)
         .route("/fn/{ns}/{name}", any(invoke::function_url))
         .route("/fn/{ns}/{name}/", any(invoke::function_url))
         .route("/fn/{ns}/{name}/{*rest}", any(invoke::function_url))
         .fallback(invoke::custom_route)
         .with_state(gateway)
+}
+
+/// Prometheus metrics (text exposition format). Unauthenticated, as
+/// Prometheus scrapes usually are: bind to loopback or a private network.
+async fn metrics(
+    axum::extract::State(g): axum::extract::State<Arc<Gateway>>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        g.platform.render_metrics(),
+    )
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

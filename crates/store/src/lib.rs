@@ -27,7 +27,8 @@
 //!   exits, and the drop waits for it.
 //!
 //! Versions and records are stored as JSON, next to copies of the columns
-//! that lookups filter and sort on.
+//! that lookups filter and sort on. Hourly usage totals live in their own
+//! table, added to by the same command that inserts the records they count.
 
 mod error;
 mod readers;
@@ -39,13 +40,14 @@ pub use writer::WriterStats;
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use error::is_duplicate_key;
-use nimbus_api::{FunctionVersion, InvocationRecord};
+use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
 use nimbus_core::store::{
     FunctionStore, InvocationQuery, InvocationStore, MAX_QUERY_LIMIT, StoreError, StoreResult,
+    USAGE_BUCKET_MS, UsageQuery,
 };
 use readers::Readers;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -350,8 +352,95 @@ impl FunctionStore for SqliteStore {
     }
 }
 
-/// Inserts `records`; runs on the writer.
+/// Usage totals of one function in one hour, as they accumulate.
+#[derive(Debug, Default)]
+struct UsageDelta {
+    invocations: u64,
+    errors: u64,
+    billed_ms: u64,
+    mib_ms: u64,
+}
+
+impl UsageDelta {
+    fn add(&mut self, r: &InvocationRecord) {
+        self.invocations = self.invocations.saturating_add(1);
+        self.errors = self
+            .errors
+            .saturating_add(u64::from(r.error_code.is_some()));
+        self.billed_ms = self.billed_ms.saturating_add(r.billed_ms);
+        self.mib_ms = self
+            .mib_ms
+            .saturating_add(r.billed_ms.saturating_mul(u64::from(r.memory_limit_mib)));
+    }
+}
+
+/// Start of the usage hour `started_at_ms` falls in.
+fn hour_start(started_at_ms: u64) -> u64 {
+    started_at_ms / USAGE_BUCKET_MS * USAGE_BUCKET_MS
+}
+
+/// `v` as an SQLite integer, capped at the largest one.
+fn saturating_sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Column `idx` of `row` as a `u64`; a negative value is an error rather than
+/// wrapping around.
+fn get_u64(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// Adds one delta to a usage row, creating it if needed. Each total stops at
+/// the largest SQLite integer rather than overflowing.
+const UPSERT_USAGE: &str = "
+INSERT INTO usage_hourly
+    (namespace, function, hour_start_ms, invocations, errors, billed_ms, mib_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (namespace, function, hour_start_ms) DO UPDATE SET
+    invocations = CASE WHEN excluded.invocations > 9223372036854775807 - invocations
+                       THEN 9223372036854775807 ELSE invocations + excluded.invocations END,
+    errors      = CASE WHEN excluded.errors > 9223372036854775807 - errors
+                       THEN 9223372036854775807 ELSE errors + excluded.errors END,
+    billed_ms   = CASE WHEN excluded.billed_ms > 9223372036854775807 - billed_ms
+                       THEN 9223372036854775807 ELSE billed_ms + excluded.billed_ms END,
+    mib_ms      = CASE WHEN excluded.mib_ms > 9223372036854775807 - mib_ms
+                       THEN 9223372036854775807 ELSE mib_ms + excluded.mib_ms END";
+
+/// Inserts `records` and adds them to their hourly usage rows; runs on the
+/// writer, so both happen in one savepoint: all of it or none of it.
 fn insert_invocations_tx(conn: &Connection, records: &[InvocationRecord]) -> StoreResult<()> {
+    insert_records(conn, records)?;
+    // One upsert per function and hour, however many records the batch has.
+    let mut usage: BTreeMap<(&str, &str, u64), UsageDelta> = BTreeMap::new();
+    for r in records {
+        usage
+            .entry((&r.namespace, &r.function, hour_start(r.started_at_ms)))
+            .or_default()
+            .add(r);
+    }
+    let mut stmt = conn
+        .prepare_cached(UPSERT_USAGE)
+        .context("prepare to add to usage")?;
+    for ((namespace, function, hour), d) in usage {
+        stmt.execute(params![
+            namespace,
+            function,
+            saturating_sql_int(hour),
+            saturating_sql_int(d.invocations),
+            saturating_sql_int(d.errors),
+            saturating_sql_int(d.billed_ms),
+            saturating_sql_int(d.mib_ms),
+        ])
+        .with_context(|| format!("add to the usage of {namespace}/{function} in hour {hour}"))?;
+    }
+    Ok(())
+}
+
+/// Inserts `records`; runs on the writer.
+fn insert_records(conn: &Connection, records: &[InvocationRecord]) -> StoreResult<()> {
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO invocations (id, namespace, function, started_at_ms, body)
@@ -388,6 +477,62 @@ impl InvocationStore for SqliteStore {
         }
         self.write(move |conn| insert_invocations_tx(conn, &records))
             .await
+    }
+
+    async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        self.read(move |conn| {
+            let mut sql = String::from(
+                "SELECT namespace, function, hour_start_ms, invocations, errors, billed_ms, mib_ms
+                 FROM usage_hourly WHERE 1 = 1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(ns) = query.namespace {
+                args.push(ns.into());
+                sql.push_str(&format!(" AND namespace = ?{}", args.len()));
+            }
+            if let Some(f) = query.function {
+                args.push(f.into());
+                sql.push_str(&format!(" AND function = ?{}", args.len()));
+            }
+            if let Some(since) = query.since_ms {
+                // Hours start on bucket boundaries, so "ends after `since`"
+                // is "starts at or after the start of `since`'s hour". A
+                // bound beyond what SQLite stores matches nothing.
+                args.push(saturating_sql_int(hour_start(since)).into());
+                sql.push_str(&format!(" AND hour_start_ms >= ?{}", args.len()));
+            }
+            sql.push_str(" ORDER BY hour_start_ms, namespace, function");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |row| {
+                    Ok(UsageRow {
+                        namespace: row.get(0)?,
+                        function: row.get(1)?,
+                        hour_start_ms: get_u64(row, 2)?,
+                        invocations: get_u64(row, 3)?,
+                        errors: get_u64(row, 4)?,
+                        billed_ms: get_u64(row, 5)?,
+                        mib_ms: get_u64(row, 6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+                .context("query usage")?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn prune_usage(&self, older_than_ms: u64) -> StoreResult<u64> {
+        // A bound beyond what SQLite stores means "everything".
+        let older_than = saturating_sql_int(older_than_ms);
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM usage_hourly WHERE hour_start_ms < ?1")
+                .and_then(|mut s| s.execute(params![older_than]))
+                .context("delete old usage rows")?;
+            Ok(deleted as u64)
+        })
+        .await
     }
 
     async fn invocations(&self, query: InvocationQuery) -> StoreResult<Vec<InvocationRecord>> {

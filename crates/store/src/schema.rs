@@ -55,9 +55,32 @@ CREATE INDEX invocations_by_start ON invocations (started_at_ms, id);
 CREATE INDEX invocations_by_function ON invocations (namespace, function, started_at_ms, id);
 ";
 
+/// Version 2: hourly usage per function.
+///
+/// `usage_hourly` holds one row per function and hour (`hour_start_ms` is a
+/// multiple of the bucket length) with running totals, added to in the same
+/// transaction as the invocation records they count. Rows outlive the
+/// records and are pruned on their own schedule; the index serves pruning
+/// and reads across functions. Records stored before this version are not
+/// counted: usage starts with the first batch written after the upgrade.
+const SCHEMA_V2: &str = "
+CREATE TABLE usage_hourly (
+    namespace     TEXT    NOT NULL,
+    function      TEXT    NOT NULL,
+    hour_start_ms INTEGER NOT NULL,
+    invocations   INTEGER NOT NULL,
+    errors        INTEGER NOT NULL,
+    billed_ms     INTEGER NOT NULL,
+    mib_ms        INTEGER NOT NULL,
+    PRIMARY KEY (namespace, function, hour_start_ms)
+) WITHOUT ROWID;
+
+CREATE INDEX usage_hourly_by_hour ON usage_hourly (hour_start_ms);
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -37,6 +37,7 @@ pub fn config(dir: &std::path::Path) -> ServerConfig {
     c.max_wasm_instances = 64;
     c.records.flush_interval_ms = 5;
     c.shutdown_grace_ms = 5_000;
+    c.dispatch.reap_interval_ms = 50;
     c
 }
 

@@ -10,3 +10,4 @@ mod deploy;
 mod invoke;
 mod limits;
 mod persistence;
+mod scaling;

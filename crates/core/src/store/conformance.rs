@@ -3,7 +3,7 @@
 //! A backend's test module calls [`run_all`] with a factory that opens a fresh,
 //! empty store; each check gets its own store.
 
-use super::{InvocationQuery, Store, StoreError};
+use super::{InvocationQuery, Store, StoreError, USAGE_BUCKET_MS, UsageQuery};
 use nimbus_api::{CodeKind, FunctionVersion, InvocationRecord, Limits, Route};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,6 +21,7 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
         kind: CodeKind::WasiHttp,
         public: false,
         limits: Limits::default(),
+        scaling: Default::default(),
         env: BTreeMap::from([("K".to_owned(), "v".to_owned())]),
         routes: vec![Route {
             methods: vec!["GET".to_owned()],
@@ -45,6 +46,7 @@ pub fn record(id: &str, ns: &str, name: &str, started_at_ms: u64) -> InvocationR
         cold: true,
         memory_peak_bytes: Some(65536),
         memory_limit_mib: 128,
+        billed_ms: 2,
         stdout: "out line\n".to_owned(),
         stderr: "err line\n".to_owned(),
         logs_truncated: false,
@@ -66,6 +68,7 @@ where
     invocations_insert_query_get(open().await).await;
     prune_by_age_and_count(open().await).await;
     concurrent_deploys_get_distinct_versions(open().await).await;
+    usage_is_the_sum_of_records_per_hour(open().await).await;
 }
 
 async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {
@@ -310,4 +313,73 @@ async fn concurrent_deploys_get_distinct_versions<S: Store>(s: Arc<S>) {
         .expect("latest")
         .expect("exists");
     assert_eq!(latest.version, 16);
+}
+
+async fn usage_is_the_sum_of_records_per_hour<S: Store>(s: Arc<S>) {
+    let h = USAGE_BUCKET_MS;
+    let base = 1_800_000_000_000 / h * h; // an hour boundary
+    let mut recs = Vec::new();
+    for (i, (ns, f, at, billed, mib, err)) in [
+        ("default", "a", base + 10, 5, 128, false),
+        ("default", "a", base + h - 1, 7, 128, true),
+        ("default", "a", base + h, 1, 256, false),
+        ("default", "b", base + 20, 3, 64, false),
+        ("other", "a", base + 30, 11, 128, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = record(&format!("u{i}"), ns, f, at);
+        r.billed_ms = billed;
+        r.memory_limit_mib = mib;
+        if err {
+            r.error_code = Some("trap".to_owned());
+        }
+        recs.push(r);
+    }
+    // Two batches: usage accumulates across transactions.
+    s.insert_invocations(recs[..2].to_vec())
+        .await
+        .expect("insert 1");
+    s.insert_invocations(recs[2..].to_vec())
+        .await
+        .expect("insert 2");
+    let rows = s.usage(UsageQuery::default()).await.expect("usage");
+    let key = |r: &nimbus_api::UsageRow| (r.hour_start_ms, r.namespace.clone(), r.function.clone());
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (key(r), r.invocations, r.errors, r.billed_ms, r.mib_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ((base, "default".into(), "a".into()), 2, 1, 12, 12 * 128),
+            ((base, "default".into(), "b".into()), 1, 0, 3, 3 * 64),
+            ((base, "other".into(), "a".into()), 1, 0, 11, 11 * 128),
+            ((base + h, "default".into(), "a".into()), 1, 0, 1, 256),
+        ]
+    );
+    let a = s
+        .usage(UsageQuery {
+            namespace: Some("default".into()),
+            function: Some("a".into()),
+            since_ms: Some(base + h + 5),
+        })
+        .await
+        .expect("usage a");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].hour_start_ms, base + h);
+    // Usage outlives record pruning, and has its own pruning.
+    s.prune_invocations(u64::MAX, 0)
+        .await
+        .expect("prune records");
+    assert_eq!(
+        s.usage(UsageQuery::default()).await.expect("usage").len(),
+        4
+    );
+    assert_eq!(s.prune_usage(base + h).await.expect("prune usage"), 3);
+    assert_eq!(
+        s.usage(UsageQuery::default()).await.expect("usage").len(),
+        1
+    );
 }

@@ -11,7 +11,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
-use nimbus_api::{FunctionVersion, InvocationRecord};
+use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
 
 /// Errors a caller may branch on.
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +72,38 @@ pub struct InvocationQuery {
     pub limit: u32,
 }
 
+/// Which usage rows to read.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    pub namespace: Option<String>,
+    pub function: Option<String>,
+    /// Only hours that end after this time (ms since epoch): the hour
+    /// containing `since_ms` is included.
+    pub since_ms: Option<u64>,
+}
+
+/// Length of one usage bucket.
+pub const USAGE_BUCKET_MS: u64 = 3_600_000;
+
 /// Largest page of invocation records a query returns.
 pub const MAX_QUERY_LIMIT: u32 = 1000;
 
 /// Invocation records and their logs.
 #[async_trait]
 pub trait InvocationStore: Send + Sync + 'static {
-    /// Inserts a batch of records in one transaction.
+    /// Inserts a batch of records in one transaction, and in the same
+    /// transaction adds each record to its function's hourly usage row
+    /// (hour = `started_at_ms` floored to [`USAGE_BUCKET_MS`]; a record
+    /// counts as an error when `error_code` is set; `mib_ms` grows by
+    /// `billed_ms × memory_limit_mib`). Usage therefore always equals the sum
+    /// over the records inserted, and outlives their pruning.
     async fn insert_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()>;
+
+    /// Hourly usage rows matching `query`, ordered by hour, namespace, function.
+    async fn usage(&self, query: UsageQuery) -> StoreResult<Vec<UsageRow>>;
+
+    /// Deletes usage rows of hours that started before `older_than_ms`.
+    async fn prune_usage(&self, older_than_ms: u64) -> StoreResult<u64>;
 
     /// Records matching `query`, newest first.
     async fn invocations(&self, query: InvocationQuery) -> StoreResult<Vec<InvocationRecord>>;

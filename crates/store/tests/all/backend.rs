@@ -1,6 +1,8 @@
 use crate::{db_path, fresh};
 use nimbus_core::store::conformance::{draft, record};
-use nimbus_core::store::{FunctionStore, InvocationQuery, InvocationStore, StoreError};
+use nimbus_core::store::{
+    FunctionStore, InvocationQuery, InvocationStore, StoreError, USAGE_BUCKET_MS, UsageQuery,
+};
 use nimbus_store::{SqliteStore, WriterStats, schema::SCHEMA_VERSION};
 use std::pin::Pin;
 use std::task::Poll;
@@ -296,4 +298,126 @@ async fn empty_writes_are_no_ops() {
     );
     store.insert_invocations(vec![]).await.expect("no records");
     assert_eq!(store.stats().commands, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_leaves_usage_unchanged() {
+    let (_dir, store) = fresh();
+    let hour = 1_800_000_000_000 / USAGE_BUCKET_MS * USAGE_BUCKET_MS;
+    store
+        .insert_invocations(vec![record("a", "default", "f", hour + 1)])
+        .await
+        .expect("insert");
+    let before = store.usage(UsageQuery::default()).await.expect("usage");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].invocations, 1);
+
+    // A duplicate id fails the batch after its other records (same hour and
+    // a new one) were inserted: none of them count.
+    let mut failed = record("b", "default", "f", hour + 2);
+    failed.error_code = Some("trap".to_owned());
+    let err = store
+        .insert_invocations(vec![
+            failed,
+            record("c", "default", "f", hour + USAGE_BUCKET_MS),
+            record("a", "default", "f", hour + 3),
+        ])
+        .await
+        .expect_err("duplicate id");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.usage(UsageQuery::default()).await.expect("usage"),
+        before
+    );
+    // So does a batch that fails on an out-of-range record.
+    store
+        .insert_invocations(vec![
+            record("d", "default", "f", hour + 4),
+            record("e", "default", "f", u64::MAX),
+        ])
+        .await
+        .expect_err("started_at_ms past i64");
+    assert_eq!(
+        store.usage(UsageQuery::default()).await.expect("usage"),
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_saturate() {
+    let (_dir, store) = fresh();
+    let mut big = record("big", "default", "f", 0);
+    big.billed_ms = u64::MAX;
+    big.memory_limit_mib = 1024;
+    let mut more = record("more", "default", "f", 1);
+    more.billed_ms = 5;
+    store.insert_invocations(vec![big]).await.expect("big");
+    store.insert_invocations(vec![more]).await.expect("more");
+    let rows = store.usage(UsageQuery::default()).await.expect("usage");
+    assert_eq!(rows.len(), 1);
+    let max = i64::MAX as u64;
+    assert_eq!(
+        (rows[0].invocations, rows[0].billed_ms, rows[0].mib_ms),
+        (2, max, max)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_migrated_keeping_its_data() {
+    let (dir, store) = fresh();
+    store
+        .create_versions(vec![draft("default", "a", "d1")])
+        .await
+        .expect("a1");
+    store
+        .insert_invocations(vec![record("old", "default", "a", 1000)])
+        .await
+        .expect("insert");
+    drop(store);
+    // Turn the file back into what version 1 wrote: no usage table, and
+    // records without a billed duration.
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    conn.execute_batch(
+        "DROP TABLE usage_hourly;
+         UPDATE invocations SET body = json_remove(body, '$.billed_ms');
+         PRAGMA user_version = 1;",
+    )
+    .expect("downgrade to version 1");
+    drop(conn);
+
+    let store = SqliteStore::open(&db_path(&dir)).expect("reopen");
+    let latest = store
+        .latest("default", "a")
+        .await
+        .expect("latest")
+        .expect("exists");
+    assert_eq!(latest.code_digest, "d1");
+    let old = store.invocation("old").await.expect("get").expect("kept");
+    assert_eq!(
+        old.billed_ms, 0,
+        "a version 1 record has no billed duration"
+    );
+    // Usage starts empty and counts what is written from now on.
+    assert!(
+        store
+            .usage(UsageQuery::default())
+            .await
+            .expect("usage")
+            .is_empty()
+    );
+    store
+        .insert_invocations(vec![record("new", "default", "a", 2000)])
+        .await
+        .expect("insert after migration");
+    let rows = store.usage(UsageQuery::default()).await.expect("usage");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].invocations, rows[0].billed_ms), (1, 2));
+    drop(store);
+
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 2);
+    assert_eq!(SCHEMA_VERSION, 2);
 }

@@ -1,0 +1,418 @@
+"""Nimbus benchmark harness: starts each system on loopback, loads it with
+wrk, and writes docs/PERFORMANCE.md (and docs/performance.png).
+
+Run through bench/run, which builds and installs everything first.
+"""
+
+import base64
+import datetime
+import glob
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(REPO, "bench", ".peers")
+WASM = os.path.join(REPO, "target", "wasm")
+NIMBUS = os.path.join(REPO, "target", "release", "nimbus")
+AXUM = os.path.join(REPO, "target", "release", "axum-hello")
+QUICK = "--quick" in sys.argv
+SKIP_PEERS = "--skip-peers" in sys.argv
+DURATION_S = 3 if QUICK else 10
+CONNS = [1, 32, 256]
+ROUNDS = 1 if QUICK else 2
+COLD_TRIALS = 20 if QUICK else 100
+DENSITY = [100, 1000] if QUICK else [1000, 10000]
+
+TARGETS = {
+    "throughput_vs_axum": 0.60,
+    "throughput_vs_wasmtime": 3.0,
+    "throughput_vs_workerd": 2.5,
+    "cold_p50_ms": 1.0,
+    "idle_10k_rss_mb": 200.0,
+    "instances_per_s": 10000.0,
+}
+
+
+def log(*a):
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def wait_port(port, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Proc:
+    def __init__(self, name, args, port, env=None, cwd=None):
+        self.name, self.port = name, port
+        self.log = open(os.path.join(tempfile.gettempdir(), f"bench-{name}.log"), "w")
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=env, cwd=cwd, start_new_session=True)
+        wait_port(port)
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGINT)
+            self.p.wait(timeout=15)
+        except Exception:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+
+class Nimbus(Proc):
+    PORT = 8090
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        super().__init__("nimbus", [NIMBUS, "serve", "--data-dir", data_dir,
+                                    "--listen", f"127.0.0.1:{self.PORT}"], self.PORT)
+        with open(os.path.join(data_dir, "admin-token")) as f:
+            self.token = f.read().strip()
+
+    def api(self, method, path, body=None, ctype="application/json"):
+        c = http.client.HTTPConnection("127.0.0.1", self.PORT, timeout=120)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if body is not None:
+            headers["Content-Type"] = ctype
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        if r.status >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
+        return json.loads(data) if data else None
+
+    def put_code(self, name, wasm, query="public=true"):
+        with open(os.path.join(WASM, wasm), "rb") as f:
+            code = f.read()
+        return self.api("PUT", f"/api/v1/namespaces/default/functions/{name}/code?{query}",
+                        code, "application/wasm")
+
+
+def wrk(url, conns, duration):
+    threads = min(2, conns)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99),
+            "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def timed_get(port, path):
+    """Client-side latency of one request on a fresh connection, in ms."""
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    dt = (time.perf_counter() - t0) * 1000.0
+    c.close()
+    if r.status != 200:
+        raise RuntimeError(f"GET {path}: {r.status}")
+    return dt
+
+
+def pctl(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = max(0, min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+def throughput(systems):
+    """Warm throughput and latency, systems interleaved, ROUNDS times."""
+    results = {}
+    for rnd in range(ROUNDS):
+        for conns in CONNS:
+            for name, url in systems:
+                log(f"round {rnd + 1}: {name} c={conns}")
+                r = wrk(url, conns, DURATION_S)
+                results.setdefault((name, conns), []).append(r)
+    return results
+
+
+def cold_starts(tmp):
+    data = os.path.join(tmp, "cold")
+    n = Nimbus(data)
+    after_deploy = []
+    try:
+        for i in range(COLD_TRIALS):
+            n.put_code(f"cold-{i}", "hello.wasm")
+            after_deploy.append(timed_get(Nimbus.PORT, f"/fn/default/cold-{i}"))
+    finally:
+        n.stop()
+    # A restart leaves every function scaled to zero: the next call loads the
+    # compiled code from the on-disk cache, links and instantiates it.
+    n = Nimbus(data)
+    after_zero = []
+    try:
+        for i in range(COLD_TRIALS):
+            after_zero.append(timed_get(Nimbus.PORT, f"/fn/default/cold-{i}"))
+        time.sleep(0.3)
+        recs = n.api("GET", f"/api/v1/invocations?limit={COLD_TRIALS}")["invocations"]
+        server_cold = [r["duration_us"] / 1000.0 for r in recs if r["cold"]]
+        warm_path = "/fn/default/cold-0"
+        warm = [timed_get(Nimbus.PORT, warm_path) for _ in range(COLD_TRIALS)]
+        time.sleep(0.3)
+        recs = n.api("GET", f"/api/v1/invocations?function=cold-0&limit={COLD_TRIALS}")["invocations"]
+        server_warm = [r["duration_us"] / 1000.0 for r in recs if not r["cold"]]
+    finally:
+        n.stop()
+    return {"after_deploy": after_deploy, "after_zero": after_zero, "server_cold": server_cold,
+            "warm": warm, "server_warm": server_warm}
+
+
+def density(tmp):
+    data = os.path.join(tmp, "density")
+    n = Nimbus(data)
+    out = {}
+    deployed = 0
+    try:
+        for target in DENSITY:
+            t0 = time.time()
+            while deployed < target:
+                n.put_code(f"f-{deployed}", "hello.wasm")
+                deployed += 1
+            log(f"deployed {target} functions in {time.time() - t0:.1f}s")
+            out[f"deployed_{target}_rss_mb"] = rss_mb(n.p.pid)
+    finally:
+        n.stop()
+    n = Nimbus(data)
+    try:
+        time.sleep(1)
+        out[f"idle_{DENSITY[-1]}_rss_mb"] = rss_mb(n.p.pid)
+        timed_get(Nimbus.PORT, "/fn/default/f-0")
+        # 1000 concurrent sleeping invocations.
+        n.put_code("sleeper", "sleep_ms.wasm",
+                   "public=true&max_concurrency=1000&max_queue=0&timeout_ms=20000")
+        inflight = 1000
+        socks = []
+        for _ in range(inflight):
+            s = socket.create_connection(("127.0.0.1", Nimbus.PORT))
+            s.sendall(b"GET /fn/default/sleeper?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        time.sleep(2.5)
+        out["inflight_1000_rss_mb"] = rss_mb(n.p.pid)
+        ok = 0
+        for s in socks:
+            s.settimeout(20)
+            try:
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    ok += 1
+            except OSError:
+                pass
+            s.close()
+        out["inflight_1000_ok"] = ok
+    finally:
+        n.stop()
+    return out
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="nimbus-bench-")
+    procs = []
+    systems = []
+    try:
+        n = Nimbus(os.path.join(tmp, "warm"))
+        procs.append(n)
+        n.put_code("hello", "hello.wasm")
+        systems.append(("nimbus", f"http://127.0.0.1:{Nimbus.PORT}/fn/default/hello"))
+        procs.append(Proc("axum", [AXUM, "127.0.0.1:8091"], 8091))
+        systems.append(("raw axum", "http://127.0.0.1:8091/"))
+        if not SKIP_PEERS:
+            wasmtime = os.path.join(PEERS, "bin", "wasmtime")
+            if os.path.exists(wasmtime):
+                procs.append(Proc("wasmtime", [wasmtime, "serve", "--addr", "127.0.0.1:8092",
+                                               os.path.join(WASM, "hello.wasm")], 8092))
+                systems.append(("wasmtime serve", "http://127.0.0.1:8092/"))
+            workerd = glob.glob(os.path.join(PEERS, "node_modules", "@cloudflare", "workerd-linux-64", "bin", "workerd"))
+            if workerd:
+                procs.append(Proc("workerd", [workerd[0], "serve", os.path.join(REPO, "bench", "peers", "workerd.capnp")],
+                                  8093, cwd=os.path.join(REPO, "bench", "peers")))
+                systems.append(("workerd", "http://127.0.0.1:8093/"))
+            ff = os.path.join(PEERS, "py", "bin", "functions-framework")
+            if os.path.exists(os.path.join(PEERS, "py", "functions_framework")):
+                env = dict(os.environ, PYTHONPATH=os.path.join(PEERS, "py"))
+                procs.append(Proc("functions-framework",
+                                  [sys.executable, "-m", "functions_framework", "--target", "hello",
+                                   "--source", os.path.join(REPO, "bench", "peers", "ff_hello.py"),
+                                   "--port", "8094", "--host", "127.0.0.1"], 8094, env=env))
+                systems.append(("functions-framework (python)", "http://127.0.0.1:8094/"))
+        for _, url in systems:  # warm-up
+            wrk(url, 8, 1)
+        tp = throughput(systems)
+    finally:
+        for p in procs:
+            p.stop()
+    cold = cold_starts(tmp)
+    dens = density(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_report(systems, tp, cold, dens)
+
+
+def write_report(systems, tp, cold, dens):
+    names = [s for s, _ in systems]
+    best = {(s, c): max(r["rps"] for r in tp[(s, c)]) for s in names for c in CONNS}
+    lines = []
+    add = lines.append
+    add("# Nimbus performance")
+    add("")
+    add(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {machine()}.")
+    add("")
+    add("Command: `bench/run" + (" --quick" if QUICK else "") + (" --skip-peers" if SKIP_PEERS else "") + "` "
+        f"(wrk, {DURATION_S} s per run, systems interleaved, {ROUNDS} round(s); load generator and server share the machine). "
+        "Every system serves the same hello response; Nimbus and `wasmtime serve` run the same `hello.wasm` component, "
+        "built by `scripts/build-guests`; Nimbus is the release build.")
+    add("")
+    add("## Warm throughput and latency")
+    add("")
+    add("| system | connections | req/s (each round) | p50 ms | p99 ms | non-2xx |")
+    add("|---|---:|---|---:|---:|---:|")
+    for c in CONNS:
+        for s in names:
+            rs = tp[(s, c)]
+            add(f"| {s} | {c} | {' / '.join(f'{r['rps']:,.0f}' for r in rs)} | "
+                f"{statistics.median(r['p50_ms'] for r in rs):.3f} | {statistics.median(r['p99_ms'] for r in rs):.3f} | "
+                f"{sum(r['non2xx'] for r in rs)} |")
+    add("")
+    add("## Cold start")
+    add("")
+    add(f"{COLD_TRIALS} trials each, client-side end-to-end latency on a fresh TCP connection (Python `http.client`, "
+        "which itself adds ~0.1–0.2 ms), and the server-side invocation duration from the invocation records.")
+    add("")
+    add("| measurement | p50 ms | p99 ms |")
+    add("|---|---:|---:|")
+    for label, key in [("first call after deploy (code prepared at deploy)", "after_deploy"),
+                       ("first call after scale-to-zero (load from cache, link, instantiate) — end to end", "after_zero"),
+                       ("… server-side duration of those cold calls", "server_cold"),
+                       ("warm call, end to end", "warm"),
+                       ("… server-side duration of warm calls (instantiate + run)", "server_warm")]:
+        v = cold[key]
+        add(f"| {label} | {pctl(v, 50):.3f} | {pctl(v, 99):.3f} |")
+    add("")
+    add("## Density")
+    add("")
+    add("| measurement | value |")
+    add("|---|---:|")
+    for k, v in dens.items():
+        add(f"| {k.replace('_', ' ')} | {v:,.1f} |" if isinstance(v, float) else f"| {k.replace('_', ' ')} | {v} |")
+    add("")
+    add("## Targets (docs/SPECIFICATION.md)")
+    add("")
+    add("| target | measured | result |")
+    add("|---|---:|---|")
+    checks = []
+    c = 32
+    nim = best[("nimbus", c)]
+
+    def check(label, measured, ok, fmt):
+        checks.append(ok)
+        add(f"| {label} | {fmt.format(measured)} | {'PASS' if ok else 'FAIL'} |")
+
+    if ("raw axum", c) in best:
+        ratio = nim / best[("raw axum", c)]
+        check(f"warm hello ≥ {TARGETS['throughput_vs_axum']:.0%} of raw axum (c={c})", ratio,
+              ratio >= TARGETS["throughput_vs_axum"], "{:.0%}")
+    if ("wasmtime serve", c) in best:
+        ratio = nim / best[("wasmtime serve", c)]
+        check(f"warm hello ≥ {TARGETS['throughput_vs_wasmtime']}× wasmtime serve (c={c})", ratio,
+              ratio >= TARGETS["throughput_vs_wasmtime"], "{:.2f}×")
+    if ("workerd", c) in best:
+        ratio = nim / best[("workerd", c)]
+        check(f"warm hello ≥ {TARGETS['throughput_vs_workerd']}× workerd (c={c})", ratio,
+              ratio >= TARGETS["throughput_vs_workerd"], "{:.2f}×")
+    p50 = pctl(cold["after_zero"], 50)
+    check(f"cold start after scale-to-zero ≤ {TARGETS['cold_p50_ms']} ms p50 end to end", p50,
+          p50 <= TARGETS["cold_p50_ms"], "{:.3f} ms")
+    key = f"idle_{DENSITY[-1]}_rss_mb"
+    check(f"{DENSITY[-1]:,} idle functions ≤ {TARGETS['idle_10k_rss_mb']:.0f} MB RSS", dens[key],
+          dens[key] <= TARGETS["idle_10k_rss_mb"], "{:.1f} MB")
+    ips = max(best[("nimbus", cc)] for cc in CONNS)
+    check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (every invocation is a fresh instance)", ips,
+          ips >= TARGETS["instances_per_s"], "{:,.0f}/s")
+    add("")
+    chart = make_chart(names, best)
+    if chart:
+        add(f"![throughput]({os.path.basename(chart)})")
+        add("")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(REPO, "docs", "PERFORMANCE.md"), "w") as f:
+        f.write(text)
+    print(text)
+    print(f"{sum(checks)} passed, {len(checks) - sum(checks)} failed")
+
+
+def make_chart(names, best):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(names)
+    for i, s in enumerate(names):
+        ax.bar([j + i * width for j in range(len(CONNS))], [best[(s, c)] for c in CONNS], width, label=s)
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(CONNS))])
+    ax.set_xticklabels([f"{c} connections" for c in CONNS])
+    ax.set_ylabel("requests/s (hello)")
+    ax.legend()
+    ax.set_title("Warm hello throughput (higher is better)")
+    fig.tight_layout()
+    path = os.path.join(REPO, "docs", "performance.png")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+//! Dispatch and scaling: concurrency limits, bounded queues, throttling,
+//! scale to zero, metrics and metering.
+
+use crate::common::{TestServer, error_code};
+use reqwest::Method;
+use std::time::Duration;
+
+fn metric(text: &str, name: &str, function: &str) -> Option<f64> {
+    let prefix = format!("{name}{{namespace=\"default\",function=\"{function}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics(s: &TestServer) -> String {
+    let r = s.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    r.text().await.expect("metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_max_concurrency_is_throttled_with_retry_after() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "one",
+        "sleep_ms",
+        "    scaling: { max_concurrency: 1, max_queue: 0 }\n",
+    )
+    .await;
+    let busy = {
+        let (http, url) = (s.http.clone(), s.url("/fn/default/one?ms=1500"));
+        tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    // Wait until the first call holds the only slot.
+    for _ in 0..200 {
+        if metric(&metrics(&s).await, "nimbus_inflight_invocations", "one") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = s.get("/fn/default/one?ms=1").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(error_code(&r.text().await.expect("t")), "throttled");
+    assert_eq!(busy.await.expect("join").expect("first call"), 200);
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_throttled_total", "one"), Some(1.0));
+    // A throttled request is not an invocation.
+    assert_eq!(metric(&m, "nimbus_invocations_total", "one"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_wait_for_a_slot_up_to_the_queue_timeout() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "q",
+        "sleep_ms",
+        "    scaling: { max_concurrency: 1, max_queue: 5, queue_timeout_ms: 5000 }\n",
+    )
+    .await;
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), s.url("/fn/default/q?ms=100"));
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(
+            c.await.expect("join").expect("call"),
+            200,
+            "queued calls are served in turn"
+        );
+    }
+
+    s.deploy(
+        "short",
+        "sleep_ms",
+        "    scaling: { max_concurrency: 1, max_queue: 5, queue_timeout_ms: 100 }\n",
+    )
+    .await;
+    let busy = {
+        let (http, url) = (s.http.clone(), s.url("/fn/default/short?ms=2000"));
+        tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    for _ in 0..200 {
+        if metric(&metrics(&s).await, "nimbus_inflight_invocations", "short") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body, _) = s.call("/fn/default/short?ms=1").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("queue_timeout_ms"), "{body}");
+    assert_eq!(busy.await.expect("join").expect("busy"), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_function_gets_429s_and_others_keep_working() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "flood",
+        "sleep_ms",
+        "    scaling: { max_concurrency: 2, max_queue: 2, queue_timeout_ms: 50 }\n",
+    )
+    .await;
+    s.deploy("hello", "hello", "").await;
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), s.url("/fn/default/flood?ms=300"));
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for _ in 0..10 {
+        let (status, _, _) = s.call("/fn/default/hello").await;
+        assert_eq!(status, 200);
+    }
+    let mut statuses = Vec::new();
+    for f in flood {
+        statuses.push(f.await.expect("join").expect("flood call"));
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_functions_scale_to_zero_and_come_back_cold() {
+    let s = TestServer::start().await;
+    s.deploy("idle", "hello", "    scaling: { idle_ttl_ms: 1000 }\n")
+        .await;
+    s.deploy(
+        "kept",
+        "hello",
+        "    scaling: { idle_ttl_ms: 1000, min_instances: 1 }\n",
+    )
+    .await;
+    let (_, _, id) = s.call("/fn/default/idle").await;
+    assert_eq!(s.record(&id).await["cold"], false);
+    assert_eq!(s.call("/fn/default/kept").await.0, 200);
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_instances_warm", "idle"), Some(1.0));
+
+    let mut released = false;
+    for _ in 0..100 {
+        let m = metrics(&s).await;
+        if metric(&m, "nimbus_instances_warm", "idle") == Some(0.0) {
+            assert_eq!(metric(&m, "nimbus_scale_to_zero_total", "idle"), Some(1.0));
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(released, "the idle function was scaled to zero");
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "nimbus_instances_warm", "kept"),
+        Some(1.0),
+        "min_instances keeps it warm"
+    );
+
+    let (status, body, id) = s.call("/fn/default/idle").await;
+    assert_eq!((status, body.as_str()), (200, "Hello from Nimbus!\n"));
+    assert_eq!(s.record(&id).await["cold"], true);
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_instances_warm", "idle"), Some(1.0));
+    assert_eq!(metric(&m, "nimbus_cold_starts_total", "idle"), Some(1.0));
+    assert!(
+        m.contains("nimbus_cold_start_seconds_count{namespace=\"default\",function=\"idle\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_invocations_errors_and_durations() {
+    let s = TestServer::start().await;
+    s.deploy("hello", "hello", "").await;
+    s.deploy("loop", "loop_forever", "    limits: { timeout_ms: 100 }\n")
+        .await;
+    for _ in 0..3 {
+        s.call("/fn/default/hello").await;
+    }
+    s.call("/fn/default/loop").await;
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_invocations_total", "hello"), Some(3.0));
+    assert!(
+        m.contains(
+            "nimbus_invocation_duration_seconds_count{namespace=\"default\",function=\"hello\"} 3"
+        ),
+        "{m}"
+    );
+    assert!(m.contains(
+        "nimbus_invocation_errors_total{namespace=\"default\",function=\"loop\",code=\"timeout\"} 1"
+    ), "{m}");
+    assert!(m.contains("process_resident_memory_bytes "), "{m}");
+    assert!(
+        m.contains("# TYPE nimbus_invocation_duration_seconds histogram"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_equal_the_sum_over_invocation_records() {
+    let s = TestServer::start().await;
+    s.deploy("a", "hello", "    limits: { memory_limit_mib: 256 }\n")
+        .await;
+    s.deploy("b", "sleep_ms", "    limits: { memory_limit_mib: 64 }\n")
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.call("/fn/default/a").await.2);
+        ids.push(s.call(&format!("/fn/default/b?ms={}", i * 3)).await.2);
+    }
+    let (mut count, mut billed, mut mib_ms) = (0u64, 0u64, 0u64);
+    for id in &ids {
+        let r = s.record(id).await;
+        let b = r["billed_ms"].as_u64().expect("billed_ms");
+        let dur_us = r["duration_us"].as_u64().expect("duration");
+        assert_eq!(
+            b,
+            dur_us.div_ceil(1000).max(1),
+            "1 ms granularity, rounded up"
+        );
+        count += 1;
+        billed += b;
+        mib_ms += b * r["memory_limit_mib"].as_u64().expect("mib");
+    }
+    let u: serde_json::Value = s
+        .admin(Method::GET, "/usage?namespace=default")
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(u["total"]["invocations"], count);
+    assert_eq!(u["total"]["billed_ms"], billed);
+    let gbs = u["total"]["gb_seconds"].as_f64().expect("gb_seconds");
+    assert!(
+        (gbs - mib_ms as f64 / 1024.0 / 1000.0).abs() < 1e-9,
+        "{gbs}"
+    );
+    let rows = u["rows"].as_array().expect("rows");
+    assert!(rows.iter().any(|r| r["function"] == "a"));
+    assert!(rows.iter().any(|r| r["function"] == "b"));
+}
