@@ -16,6 +16,12 @@ pub enum CodeKind {
     WasiHttp,
     /// A WASI preview 1 command module run CGI-style.
     WasiCgi,
+    /// A Python 3 handler (`module.function`), Lambda-style, in a sandboxed worker process.
+    Python,
+    /// A Node.js handler (`file.export`), Lambda-style, in a sandboxed worker process.
+    Node,
+    /// Any executable speaking the exec protocol, in a sandboxed process.
+    Exec,
 }
 
 impl CodeKind {
@@ -23,7 +29,15 @@ impl CodeKind {
         match self {
             CodeKind::WasiHttp => "wasi_http",
             CodeKind::WasiCgi => "wasi_cgi",
+            CodeKind::Python => "python3",
+            CodeKind::Node => "node",
+            CodeKind::Exec => "exec",
         }
+    }
+
+    /// Whether this code runs in the wasm runtime (else: a sandboxed process).
+    pub fn is_wasm(self) -> bool {
+        matches!(self, CodeKind::WasiHttp | CodeKind::WasiCgi)
     }
 }
 
@@ -66,6 +80,10 @@ pub struct FunctionVersion {
     pub code_digest: String,
     pub code_size_bytes: u64,
     pub kind: CodeKind,
+    /// The entry point of process runtimes: `app.lambda_handler` (Python),
+    /// `index.handler` (Node), or the command to run (exec). None for wasm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
     /// Reachable without a token.
     pub public: bool,
     pub limits: Limits,

@@ -100,6 +100,7 @@ impl Platform {
                 code_digest: digest.clone(),
                 code_size_bytes: item.code.len() as u64,
                 kind,
+                handler: None,
                 public: item.spec.public,
                 limits: item.spec.limits,
                 scaling: item.spec.scaling,

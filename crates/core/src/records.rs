@@ -5,7 +5,8 @@
 //! bounded) feeding one task that writes batches of up to `batch_max`
 //! records in one store transaction, at most `flush_interval_ms` after the
 //! first record of a batch arrived. The same task prunes records older than
-//! `retention_ms` and beyond `max_records` every `prune_interval_ms`.
+//! `retention_ms` and beyond `max_records` every `prune_interval_ms`, and
+//! hourly usage rows older than `usage_retention_ms`.
 
 use crate::store::InvocationStore;
 use nimbus_api::InvocationRecord;
@@ -30,6 +31,9 @@ pub struct RecorderConfig {
     pub channel_capacity: usize,
     /// How often old records are pruned. Default 60 s.
     pub prune_interval_ms: u64,
+    /// Hourly usage rows older than this are deleted. Default 400 days, so
+    /// a year can always be compared with the one before.
+    pub usage_retention_ms: u64,
 }
 
 impl Default for RecorderConfig {
@@ -41,6 +45,7 @@ impl Default for RecorderConfig {
             flush_interval_ms: 50,
             channel_capacity: 4096,
             prune_interval_ms: 60_000,
+            usage_retention_ms: 400 * 24 * 3600 * 1000,
         }
     }
 }
@@ -118,6 +123,10 @@ async fn run(
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(deleted = n, "pruned invocation records"),
                     Err(e) => tracing::warn!(error = %e, "failed to prune invocation records"),
+                }
+                let cutoff = crate::time::now_ms().saturating_sub(config.usage_retention_ms);
+                if let Err(e) = store.prune_usage(cutoff).await {
+                    tracing::warn!(error = %e, "failed to prune usage rows");
                 }
             }
         }

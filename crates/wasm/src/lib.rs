@@ -242,6 +242,10 @@ impl Runtime for WasmRuntime {
                     .await?;
                 cgi::prepare(self, version, module)
             }
+            other => Err(PrepareError::new(
+                ErrorCode::InvalidCode,
+                format!("the wasm runtime cannot run {} code", other.as_str()),
+            )),
         }
     }
 }

@@ -159,3 +159,58 @@ fn cli_without_a_server_says_how_to_find_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--url") && err.contains("NIMBUS_URL"), "{err}");
 }
+
+#[test]
+fn serve_creates_a_token_answers_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn nimbus serve");
+    let info = dir.path().join("server.json");
+    let mut url = None;
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(&info) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                url = v["url"].as_str().map(str::to_owned);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = url.expect("server.json written");
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).expect("admin-token");
+    let token = token.trim();
+    assert!(token.len() >= 32, "{token}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("admin-token"))
+            .expect("meta")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the token file is private");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let health = rt.block_on(async {
+        reqwest::get(format!("{url}/healthz"))
+            .await
+            .map(|r| r.status())
+    });
+    assert_eq!(health.expect("healthz").as_u16(), 200);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("read");
+    assert!(out.contains(token), "the new token is printed: {out}");
+    assert!(out.contains("Nimbus is serving on"), "{out}");
+    assert!(!info.exists(), "server.json is removed on exit");
+}

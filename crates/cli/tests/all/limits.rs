@@ -179,8 +179,12 @@ async fn logs_are_truncated_with_a_marker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_do_not_block_others() {
     let s = TestServer::start().await;
-    s.deploy("loop", "loop_forever", "    limits: { timeout_ms: 15000 }\n")
-        .await;
+    s.deploy(
+        "loop",
+        "loop_forever",
+        "    limits: { timeout_ms: 15000 }\n",
+    )
+    .await;
     s.deploy("hello", "hello", "").await;
     // More busy loops than cores.
     let loops: Vec<_> = (0..4)

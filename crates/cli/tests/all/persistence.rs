@@ -71,3 +71,25 @@ async fn everything_survives_a_restart_without_recompiling() {
     assert_eq!(detail["versions"].as_array().expect("v").len(), 2);
     assert_eq!(detail["versions"][0]["env"]["A"], "b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_invocations_finish() {
+    let mut s = TestServer::start().await;
+    s.deploy("sleep", "sleep_ms", "").await;
+    let call = {
+        let (http, url) = (s.http.clone(), s.url("/fn/default/sleep?ms=700"));
+        tokio::spawn(async move {
+            let r = http.get(url).send().await?;
+            let status = r.status().as_u16();
+            Ok::<_, reqwest::Error>((status, r.text().await?))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    s.stop().await;
+    let (status, body) = call.await.expect("join").expect("in-flight call");
+    assert_eq!((status, body.as_str()), (200, "slept 700\n"));
+    assert!(
+        s.http.get(&s.url).send().await.is_err(),
+        "no longer listening"
+    );
+}

@@ -19,6 +19,7 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
         code_digest: digest.to_owned(),
         code_size_bytes: 42,
         kind: CodeKind::WasiHttp,
+        handler: None,
         public: false,
         limits: Limits::default(),
         scaling: Default::default(),
@@ -198,7 +199,8 @@ async fn delete_restarts_numbering<S: Store>(s: Arc<S>) {
 async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
     let mut d = draft("default", "full", "abc");
     d.public = true;
-    d.kind = CodeKind::WasiCgi;
+    d.kind = CodeKind::Python;
+    d.handler = Some("app.lambda_handler".to_owned());
     d.env
         .insert("GREETING".to_owned(), "héllo\nworld".to_owned());
     d.routes.push(Route {
