@@ -173,11 +173,12 @@ fn serve_creates_a_token_answers_health_and_stops_on_sigterm() {
     let info = dir.path().join("server.json");
     let mut url = None;
     for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(&info) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                url = v["url"].as_str().map(str::to_owned);
-                break;
-            }
+        let parsed = std::fs::read_to_string(&info)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if let Some(v) = parsed {
+            url = v["url"].as_str().map(str::to_owned);
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
