@@ -54,11 +54,11 @@ pub(crate) fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Module
     }
 }
 
-pub(crate) fn prepare(
+/// Checks that a module is a WASI command and links it against WASI preview 1.
+pub(crate) fn link(
     rt: &WasmRuntime,
-    version: &FunctionVersion,
     module: Module,
-) -> Result<Arc<dyn Prepared>, PrepareError> {
+) -> Result<InstancePre<CgiState>, PrepareError> {
     let has_start = module
         .exports()
         .any(|e| e.name() == "_start" && e.ty().func().is_some());
@@ -74,14 +74,22 @@ pub(crate) fn prepare(
             format!("the module needs an import Nimbus does not provide: {e:#}"),
         )
     })?;
-    Ok(Arc::new(CgiPrepared {
+    Ok(pre)
+}
+
+pub(crate) fn prepared(
+    pre: Arc<InstancePre<CgiState>>,
+    version: &FunctionVersion,
+) -> Arc<dyn Prepared> {
+    Arc::new(CgiPrepared {
         pre,
         version: version.clone(),
-    }))
+    })
 }
 
 struct CgiPrepared {
-    pre: InstancePre<CgiState>,
+    /// Shared by every version with the same code.
+    pre: Arc<InstancePre<CgiState>>,
     version: FunctionVersion,
 }
 

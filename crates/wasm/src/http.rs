@@ -104,11 +104,11 @@ pub(crate) fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Compon
     }
 }
 
-pub(crate) fn prepare(
+/// Links a compiled component against WASI + wasi:http.
+pub(crate) fn link(
     rt: &WasmRuntime,
-    version: &FunctionVersion,
     component: Component,
-) -> Result<Arc<dyn Prepared>, PrepareError> {
+) -> Result<ProxyPre<HttpState>, PrepareError> {
     let instance_pre = rt.http_linker.instantiate_pre(&component).map_err(|e| {
         PrepareError::new(
             ErrorCode::UnsupportedImport,
@@ -121,14 +121,22 @@ pub(crate) fn prepare(
             format!("the component does not export wasi:http/incoming-handler: {e:#}"),
         )
     })?;
-    Ok(Arc::new(HttpPrepared {
+    Ok(pre)
+}
+
+pub(crate) fn prepared(
+    pre: Arc<ProxyPre<HttpState>>,
+    version: &FunctionVersion,
+) -> Arc<dyn Prepared> {
+    Arc::new(HttpPrepared {
         pre,
         version: version.clone(),
-    }))
+    })
 }
 
 struct HttpPrepared {
-    pre: ProxyPre<HttpState>,
+    /// Shared by every version with the same code.
+    pre: Arc<ProxyPre<HttpState>>,
     version: FunctionVersion,
 }
 
@@ -186,7 +194,7 @@ impl Prepared for HttpPrepared {
 type RunResult = Result<(http::Response<Bytes>, u64), (InvokeError, Option<u64>)>;
 
 async fn run(
-    pre: &ProxyPre<HttpState>,
+    pre: &Arc<ProxyPre<HttpState>>,
     mut store: Store<HttpState>,
     req: FnRequest,
     deadline: tokio::time::Instant,
@@ -222,7 +230,7 @@ async fn run(
             ));
         }
     };
-    let pre = pre.clone();
+    let pre = ProxyPre::clone(pre);
     // The guest runs in its own task: it may keep streaming the body after
     // it has sent the response head.
     let task = tokio::spawn(async move {

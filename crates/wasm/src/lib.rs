@@ -30,13 +30,16 @@ use nimbus_api::{CodeKind, ErrorCode, FunctionVersion};
 use nimbus_core::runtime::{
     InvokeError, LOG_TRUNCATED_MARKER, Logs, PrepareError, Prepared, Runtime,
 };
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+    Engine, InstanceAllocationStrategy, InstancePre, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
 };
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Compiled code and its serialized form for the cache.
 type Compiled<T> = anyhow::Result<(T, Vec<u8>)>;
@@ -74,7 +77,26 @@ pub struct WasmRuntime {
     cache_dir: PathBuf,
     http_linker: wasmtime::component::Linker<http::HttpState>,
     cgi_linker: wasmtime::Linker<cgi::CgiState>,
+    /// Linked code by digest, shared by every version (and function) with
+    /// the same code; an entry lives as long as a prepared version uses it.
+    http_linked: Mutex<HashMap<String, Weak<ProxyPre<http::HttpState>>>>,
+    cgi_linked: Mutex<HashMap<String, Weak<InstancePre<cgi::CgiState>>>>,
     _ticker: EpochTicker,
+}
+
+/// Looks up live linked code by digest.
+fn shared<T>(map: &Mutex<HashMap<String, Weak<T>>>, digest: &str) -> Option<Arc<T>> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(digest)
+        .and_then(Weak::upgrade)
+}
+
+/// Remembers linked code by digest, forgetting entries no version uses.
+fn remember<T>(map: &Mutex<HashMap<String, Weak<T>>>, digest: &str, linked: &Arc<T>) {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.retain(|_, w| w.strong_count() > 0);
+    m.insert(digest.to_owned(), Arc::downgrade(linked));
 }
 
 /// Advances the engine's epoch until dropped.
@@ -152,6 +174,8 @@ impl WasmRuntime {
             cache_dir,
             http_linker,
             cgi_linker,
+            http_linked: Mutex::new(HashMap::new()),
+            cgi_linked: Mutex::new(HashMap::new()),
             _ticker: EpochTicker { stop },
         }))
     }
@@ -229,18 +253,29 @@ impl Runtime for WasmRuntime {
         version: &FunctionVersion,
         code_path: &Path,
     ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        let digest = &version.code_digest;
         match version.kind {
             CodeKind::WasiHttp => {
+                if let Some(pre) = shared(&self.http_linked, digest) {
+                    return Ok(http::prepared(pre, version));
+                }
                 let component = self
                     .load_or_compile(version, code_path, http::deserialize, http::compile)
                     .await?;
-                http::prepare(self, version, component)
+                let pre = Arc::new(http::link(self, component)?);
+                remember(&self.http_linked, digest, &pre);
+                Ok(http::prepared(pre, version))
             }
             CodeKind::WasiCgi => {
+                if let Some(pre) = shared(&self.cgi_linked, digest) {
+                    return Ok(cgi::prepared(pre, version));
+                }
                 let module = self
                     .load_or_compile(version, code_path, cgi::deserialize, cgi::compile)
                     .await?;
-                cgi::prepare(self, version, module)
+                let pre = Arc::new(cgi::link(self, module)?);
+                remember(&self.cgi_linked, digest, &pre);
+                Ok(cgi::prepared(pre, version))
             }
             other => Err(PrepareError::new(
                 ErrorCode::InvalidCode,
