@@ -53,15 +53,39 @@ pub enum RuntimeName {
     /// WebAssembly; component or CGI module is detected from the binary.
     #[default]
     Wasm,
+    /// A Python 3 Lambda-style handler (`handler: app.lambda_handler`).
+    Python3,
+    /// A Node.js Lambda-style handler (`handler: index.handler`).
+    Node,
+    /// Any executable (`handler: ./bin/fn`), in a sandbox.
+    Exec,
+}
+
+impl RuntimeName {
+    /// The code kind a process runtime produces; `None` for wasm, whose
+    /// kind is detected from the binary.
+    pub fn process_kind(self) -> Option<crate::CodeKind> {
+        match self {
+            RuntimeName::Wasm => None,
+            RuntimeName::Python3 => Some(crate::CodeKind::Python),
+            RuntimeName::Node => Some(crate::CodeKind::Node),
+            RuntimeName::Exec => Some(crate::CodeKind::Exec),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
-    /// Path to the code, relative to the manifest's directory.
+    /// Path to the code, relative to the manifest's directory: a `.wasm`
+    /// file, or for process runtimes a directory or a `.tar` archive.
     pub code: String,
     #[serde(default)]
     pub runtime: RuntimeName,
+    /// Entry point of process runtimes (`app.lambda_handler`, `index.handler`,
+    /// `./bin/fn`); required for them, not allowed for wasm.
+    #[serde(default)]
+    pub handler: Option<String>,
     /// Callable without a token.
     #[serde(default)]
     pub public: bool,
@@ -252,6 +276,33 @@ impl Manifest {
             if f.code.trim().is_empty() {
                 return Err(err(format!("functions.{name}.code: must not be empty")));
             }
+            match (f.runtime, &f.handler) {
+                (RuntimeName::Wasm, Some(_)) => {
+                    return Err(err(format!(
+                        "functions.{name}.handler: wasm functions have no handler (remove it, or set runtime: python3, node or exec)"
+                    )));
+                }
+                (RuntimeName::Wasm, None) => {}
+                (rt, None) => {
+                    return Err(err(format!(
+                        "functions.{name}.handler: runtime {} needs a handler, e.g. {}",
+                        serde_json::to_string(&rt)
+                            .unwrap_or_default()
+                            .trim_matches('"'),
+                        match rt {
+                            RuntimeName::Python3 => "app.lambda_handler",
+                            RuntimeName::Node => "index.handler",
+                            _ => "./bin/handler",
+                        }
+                    )));
+                }
+                (_, Some(h)) if h.trim().is_empty() || h.len() > 256 => {
+                    return Err(err(format!(
+                        "functions.{name}.handler: must be 1 to 256 characters"
+                    )));
+                }
+                _ => {}
+            }
             if f.routes.len() > MAX_ROUTES_PER_FUNCTION {
                 return Err(err(format!(
                     "functions.{name}.routes: at most {MAX_ROUTES_PER_FUNCTION} routes"
@@ -329,6 +380,24 @@ mod tests {
         assert!(parse_route("GET /a/b{c}").is_err());
         assert!(parse_route("get,post /a/{id}/{*rest}").is_ok());
         assert!(parse_route("/fnord").is_ok());
+    }
+
+    #[test]
+    fn process_runtimes_need_a_handler() {
+        let ok = Manifest::parse(
+            "functions:\n  py:\n    code: src\n    runtime: python3\n    handler: app.lambda_handler\n",
+        )
+        .expect("parse");
+        let f = &ok.functions[&FunctionName::new("py").expect("name")];
+        assert_eq!(f.runtime.process_kind(), Some(crate::CodeKind::Python));
+        let e = Manifest::parse("functions:\n  py:\n    code: src\n    runtime: python3\n")
+            .unwrap_err();
+        assert!(e.message.contains("needs a handler"), "{e}");
+        let e =
+            Manifest::parse("functions:\n  w:\n    code: a.wasm\n    handler: x.y\n").unwrap_err();
+        assert!(e.message.contains("wasm functions have no handler"), "{e}");
+        let e = Manifest::parse("functions:\n  r:\n    code: a\n    runtime: ruby\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
     }
 
     #[test]

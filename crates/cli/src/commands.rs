@@ -156,6 +156,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
             let spec = FunctionSpec {
                 code: wasm.display().to_string(),
                 runtime: RuntimeName::Wasm,
+                handler: None,
                 public: args.public,
                 limits,
                 scaling: Default::default(),

@@ -84,10 +84,12 @@ impl Platform {
                     ),
                 ));
             }
-            let kind = self
-                .runtime
-                .detect(&item.code)
-                .map_err(|e| Error::new(e.code, format!("functions.{name}.code: {}", e.message)))?;
+            let kind = match item.spec.runtime.process_kind() {
+                Some(kind) => kind,
+                None => self.runtime.detect(&item.code).map_err(|e| {
+                    Error::new(e.code, format!("functions.{name}.code: {}", e.message))
+                })?,
+            };
             let digest = self
                 .artifacts
                 .put(&item.code)
@@ -100,7 +102,7 @@ impl Platform {
                 code_digest: digest.clone(),
                 code_size_bytes: item.code.len() as u64,
                 kind,
-                handler: None,
+                handler: item.spec.handler.clone(),
                 public: item.spec.public,
                 limits: item.spec.limits,
                 scaling: item.spec.scaling,

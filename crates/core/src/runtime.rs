@@ -112,3 +112,38 @@ pub trait Prepared: Send + Sync + 'static {
     /// running finish first because they hold their own reference.
     fn release(&self) {}
 }
+
+/// Routes each code kind to the runtime that runs it: wasm kinds to the
+/// wasm runtime, process kinds (Python, Node, exec) to the process runtime
+/// when this server has one.
+pub struct RuntimeSet {
+    pub wasm: Arc<dyn Runtime>,
+    pub process: Option<Arc<dyn Runtime>>,
+}
+
+#[async_trait]
+impl Runtime for RuntimeSet {
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
+        self.wasm.detect(bytes)
+    }
+
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        code_path: &Path,
+    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        if version.kind.is_wasm() {
+            return self.wasm.prepare(version, code_path).await;
+        }
+        match &self.process {
+            Some(p) => p.prepare(version, code_path).await,
+            None => Err(PrepareError::new(
+                ErrorCode::InvalidCode,
+                format!(
+                    "this server cannot run {} functions: its process runtime is unavailable (see the server log)",
+                    version.kind.as_str()
+                ),
+            )),
+        }
+    }
+}

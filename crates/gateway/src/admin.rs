@@ -201,6 +201,7 @@ async fn put_code(
     let spec = FunctionSpec {
         code: format!("{name}.wasm"),
         runtime: RuntimeName::Wasm,
+        handler: None,
         public: opts.public.unwrap_or(false),
         limits,
         scaling,

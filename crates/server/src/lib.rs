@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use nimbus_core::artifacts::ArtifactStore;
 use nimbus_core::dispatch::{DispatchConfig, Platform};
 use nimbus_core::records::{Recorder, RecorderConfig};
+use nimbus_core::runtime::RuntimeSet;
 use nimbus_gateway::Gateway;
 use nimbus_store::SqliteStore;
 use nimbus_wasm::{WasmConfig, WasmRuntime};
@@ -119,7 +120,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let artifacts = ArtifactStore::open(dir.join("code"))?;
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.max_instances = config.max_wasm_instances;
-    let runtime = WasmRuntime::new(wasm).context("start the wasm runtime")?;
+    let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
+    let runtime = Arc::new(RuntimeSet {
+        wasm,
+        process: None,
+    });
     let recorder = Recorder::start(store.clone(), config.records.clone());
     let platform = Platform::open(store, runtime, artifacts, recorder, config.dispatch.clone())
         .await
