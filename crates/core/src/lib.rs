@@ -14,6 +14,7 @@
 
 pub mod artifacts;
 pub mod bus;
+pub mod cgi;
 pub mod deploy;
 pub mod dispatch;
 pub mod error;
