@@ -244,6 +244,57 @@ def density(tmp):
     return out
 
 
+def steady_latencies(port, path, rate_per_s, count):
+    """Latencies (ms) of `count` requests at a steady rate on one keep-alive connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out = []
+    interval = 1.0 / rate_per_s
+    next_at = time.perf_counter()
+    for _ in range(count):
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(next_at - now)
+        next_at += interval
+        t0 = time.perf_counter()
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    c.close()
+    return out
+
+
+def flood(tmp):
+    """One function flooded (wrk, 256 connections) while another is called at a steady rate."""
+    n = Nimbus(os.path.join(tmp, "flood"))
+    try:
+        n.put_code("victim", "hello.wasm")
+        n.put_code("flood", "hello.wasm")
+        count = 100 if QUICK else 300
+        steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, 20)
+        unloaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
+        dur = int(count / 50) + 3
+        w = subprocess.Popen(["wrk", "-t2", "-c256", f"-d{dur}s", "http://127.0.0.1:8090/fn/default/flood"],
+                             stdout=subprocess.PIPE, text=True)
+        time.sleep(1)
+        loaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
+        wout = w.communicate()[0]
+        m = re.search(r"Requests/sec:\s+([\d.]+)", wout)
+        c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=10)
+        c.request("GET", "/metrics")
+        metrics = c.getresponse().read().decode()
+        throttled = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                        if l.startswith('nimbus_throttled_total{namespace="default",function="flood"}'))
+        errors = [l for l in metrics.splitlines()
+                  if l.startswith('nimbus_invocation_errors_total{namespace="default",function="flood"')]
+    finally:
+        n.stop()
+    return {"unloaded_p50": pctl(unloaded, 50), "unloaded_p99": pctl(unloaded, 99),
+            "loaded_p50": pctl(loaded, 50), "loaded_p99": pctl(loaded, 99),
+            "flood_rps": float(m.group(1)) if m else float("nan"),
+            "flood_throttled": throttled, "flood_errors": errors}
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -295,12 +346,13 @@ def main():
         for p in procs:
             p.stop()
     cold = cold_starts(tmp)
+    fl = flood(tmp)
     dens = density(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
-    write_report(systems, tp, cold, dens)
+    write_report(systems, tp, cold, dens, fl)
 
 
-def write_report(systems, tp, cold, dens):
+def write_report(systems, tp, cold, dens, fl):
     names = [s for s, _ in systems]
     best = {(s, c): max(r["rps"] for r in tp[(s, c)]) for s in names for c in CONNS}
     lines = []
@@ -321,7 +373,8 @@ def write_report(systems, tp, cold, dens):
     for c in CONNS:
         for s in names:
             rs = tp[(s, c)]
-            add(f"| {s} | {c} | {' / '.join(f'{r['rps']:,.0f}' for r in rs)} | "
+            rounds = " / ".join(f"{r['rps']:,.0f}" for r in rs)
+            add(f"| {s} | {c} | {rounds} | "
                 f"{statistics.median(r['p50_ms'] for r in rs):.3f} | {statistics.median(r['p99_ms'] for r in rs):.3f} | "
                 f"{sum(r['non2xx'] for r in rs)} |")
     add("")
@@ -339,6 +392,19 @@ def write_report(systems, tp, cold, dens):
                        ("… server-side duration of warm calls (instantiate + run)", "server_warm")]:
         v = cold[key]
         add(f"| {label} | {pctl(v, 50):.3f} | {pctl(v, 99):.3f} |")
+    add("")
+    add("## Flood isolation")
+    add("")
+    add("Function `flood` is loaded by wrk with 256 connections while `victim` (same code) is called at a steady "
+        "50 requests/s on one keep-alive connection; latencies in ms, client side.")
+    add("")
+    add("| measurement | value |")
+    add("|---|---:|")
+    add(f"| victim p50 / p99 unloaded | {fl['unloaded_p50']:.3f} / {fl['unloaded_p99']:.3f} |")
+    add(f"| victim p50 / p99 during the flood | {fl['loaded_p50']:.3f} / {fl['loaded_p99']:.3f} |")
+    add(f"| flood throughput (req/s) | {fl['flood_rps']:,.0f} |")
+    add(f"| flood requests throttled (429) | {fl['flood_throttled']:,.0f} |")
+    add(f"| flood invocation errors (5xx) | {', '.join(fl['flood_errors']) or 'none'} |")
     add("")
     add("## Density")
     add("")
@@ -377,6 +443,8 @@ def write_report(systems, tp, cold, dens):
     key = f"idle_{DENSITY[-1]}_rss_mb"
     check(f"{DENSITY[-1]:,} idle functions ≤ {TARGETS['idle_10k_rss_mb']:.0f} MB RSS", dens[key],
           dens[key] <= TARGETS["idle_10k_rss_mb"], "{:.1f} MB")
+    ratio = fl["loaded_p99"] / fl["unloaded_p99"]
+    check("victim p99 during a flood ≤ 2× unloaded", ratio, ratio <= 2.0, "{:.2f}×")
     ips = max(best[("nimbus", cc)] for cc in CONNS)
     check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (every invocation is a fresh instance)", ips,
           ips >= TARGETS["instances_per_s"], "{:,.0f}/s")

@@ -23,8 +23,17 @@ pub struct DeployArgs {
     #[arg(long, short = 'f', default_value = "nimbus.yaml")]
     pub file: PathBuf,
     /// The WebAssembly code of the function (with NAME).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "code")]
     pub wasm: Option<PathBuf>,
+    /// The code of a python3/node/exec function: a directory or a .tar (with NAME).
+    #[arg(long)]
+    pub code: Option<PathBuf>,
+    /// Runtime of the function: wasm (default), python3, node or exec.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Entry point of python3/node/exec functions, e.g. app.lambda_handler.
+    #[arg(long)]
+    pub handler: Option<String>,
     /// Callable without a token.
     #[arg(long)]
     pub public: bool,
@@ -124,63 +133,70 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 /// Builds the manifest text and artifacts for a deploy.
 fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
-    let (manifest_text, base_dir) = match &args.name {
-        Some(name) => {
-            let wasm = args
-                .wasm
-                .as_ref()
-                .context("deploying one function from flags needs --wasm PATH")?;
-            let name = FunctionName::new(name.clone()).map_err(anyhow::Error::msg)?;
-            let mut limits = Limits::default();
-            if let Some(v) = args.timeout_ms {
-                limits.timeout_ms = v.try_into().map_err(anyhow::Error::msg)?;
+    let (manifest_text, base_dir) =
+        match &args.name {
+            Some(name) => {
+                let wasm = args.wasm.as_ref().or(args.code.as_ref()).context(
+                    "deploying one function from flags needs --wasm PATH or --code PATH",
+                )?;
+                let runtime: RuntimeName = match &args.runtime {
+                    Some(r) => serde_json::from_value(serde_json::Value::String(r.clone()))
+                        .map_err(|_| {
+                            anyhow::anyhow!("--runtime {r:?}: use wasm, python3, node or exec")
+                        })?,
+                    None => RuntimeName::Wasm,
+                };
+                let name = FunctionName::new(name.clone()).map_err(anyhow::Error::msg)?;
+                let mut limits = Limits::default();
+                if let Some(v) = args.timeout_ms {
+                    limits.timeout_ms = v.try_into().map_err(anyhow::Error::msg)?;
+                }
+                if let Some(v) = args.memory_limit_mib {
+                    limits.memory_limit_mib = v.try_into().map_err(anyhow::Error::msg)?;
+                }
+                let mut env = BTreeMap::new();
+                for kv in &args.env {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
+                    env.insert(
+                        k.to_owned().try_into().map_err(anyhow::Error::msg)?,
+                        v.to_owned(),
+                    );
+                }
+                let routes = args
+                    .routes
+                    .iter()
+                    .map(|r| parse_route(r).map(RouteSpec).map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let spec = FunctionSpec {
+                    code: wasm.display().to_string(),
+                    runtime,
+                    handler: args.handler.clone(),
+                    public: args.public,
+                    limits,
+                    scaling: Default::default(),
+                    env,
+                    routes,
+                };
+                let manifest = Manifest {
+                    version: 1,
+                    functions: BTreeMap::from([(name, spec)]),
+                };
+                let text = serde_yaml_ng::to_string(&manifest).context("write the manifest")?;
+                (text, PathBuf::from("."))
             }
-            if let Some(v) = args.memory_limit_mib {
-                limits.memory_limit_mib = v.try_into().map_err(anyhow::Error::msg)?;
+            None => {
+                let text = std::fs::read_to_string(&args.file)
+                    .with_context(|| format!("read the manifest {}", args.file.display()))?;
+                let dir = args
+                    .file
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (text, dir)
             }
-            let mut env = BTreeMap::new();
-            for kv in &args.env {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
-                env.insert(
-                    k.to_owned().try_into().map_err(anyhow::Error::msg)?,
-                    v.to_owned(),
-                );
-            }
-            let routes = args
-                .routes
-                .iter()
-                .map(|r| parse_route(r).map(RouteSpec).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let spec = FunctionSpec {
-                code: wasm.display().to_string(),
-                runtime: RuntimeName::Wasm,
-                handler: None,
-                public: args.public,
-                limits,
-                scaling: Default::default(),
-                env,
-                routes,
-            };
-            let manifest = Manifest {
-                version: 1,
-                functions: BTreeMap::from([(name, spec)]),
-            };
-            let text = serde_yaml_ng::to_string(&manifest).context("write the manifest")?;
-            (text, PathBuf::from("."))
-        }
-        None => {
-            let text = std::fs::read_to_string(&args.file)
-                .with_context(|| format!("read the manifest {}", args.file.display()))?;
-            let dir = args
-                .file
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
-            (text, dir)
-        }
-    };
+        };
     let manifest = Manifest::parse(&manifest_text)
         .map_err(|e| anyhow::anyhow!("invalid manifest {}: {e}", args.file.display()))?;
     let mut artifacts = BTreeMap::new();
@@ -193,8 +209,13 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
         } else {
             base_dir.join(&f.code)
         };
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("read the code of {name}: {}", path.display()))?;
+        let bytes = if f.runtime != RuntimeName::Wasm && path.is_dir() {
+            nimbus_process::pack_dir(&path)
+                .with_context(|| format!("pack the code of {name}: {}", path.display()))?
+        } else {
+            std::fs::read(&path)
+                .with_context(|| format!("read the code of {name}: {}", path.display()))?
+        };
         artifacts.insert(
             f.code.clone(),
             base64::engine::general_purpose::STANDARD.encode(bytes),

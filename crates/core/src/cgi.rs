@@ -3,15 +3,11 @@
 
 use crate::runtime::{FnResponse, InvokeError};
 use bytes::Bytes;
-use nimbus_api::{ErrorCode, FunctionVersion};
+use nimbus_api::ErrorCode;
 
 /// CGI/1.1 meta-variables for a request (RFC 3875 §4.1), plus `X_FULL_URL`
 /// and `X_RAW_PATH_INFO` as WAGI sets them.
-pub fn cgi_env(
-    parts: &http::request::Parts,
-    body_len: usize,
-    v: &FunctionVersion,
-) -> Vec<(String, String)> {
+pub fn cgi_env(parts: &http::request::Parts, body_len: usize) -> Vec<(String, String)> {
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let host = parts
@@ -48,8 +44,15 @@ pub fn cgi_env(
                     .unwrap_or("/")
             ),
         ),
-        ("X_NIMBUS_FUNCTION".to_owned(), v.name.clone()),
-        ("X_NIMBUS_VERSION".to_owned(), v.version.to_string()),
+        (
+            "REQUEST_URI".to_owned(),
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_owned(),
+        ),
     ];
     if body_len > 0 || parts.headers.contains_key(http::header::CONTENT_LENGTH) {
         env.push(("CONTENT_LENGTH".to_owned(), body_len.to_string()));
@@ -96,13 +99,15 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && let Some(b) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -10,14 +10,16 @@
 //! DIR/nimbus.db            the embedded store (SQLite, WAL)
 //! DIR/code/<sha256>.bin    deployed code, content-addressed
 //! DIR/cache/…              compiled code, by engine and digest
+//! DIR/process/code/<sha256>/ unpacked code of python3/node/exec functions
 //! ```
 
 use anyhow::Context as _;
 use nimbus_core::artifacts::ArtifactStore;
 use nimbus_core::dispatch::{DispatchConfig, Platform};
 use nimbus_core::records::{Recorder, RecorderConfig};
-use nimbus_core::runtime::RuntimeSet;
+use nimbus_core::runtime::{Runtime, RuntimeSet};
 use nimbus_gateway::Gateway;
+use nimbus_process::{ProcessConfig, ProcessRuntime};
 use nimbus_store::SqliteStore;
 use nimbus_wasm::{WasmConfig, WasmRuntime};
 use std::net::SocketAddr;
@@ -111,9 +113,11 @@ impl RunningServer {
 
 /// Starts every part of Nimbus and begins serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
-    let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("create the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create the data directory {}", config.data_dir.display()))?;
+    // Absolute, so sandboxes and the compile cache never depend on the cwd.
+    let dir = &std::path::absolute(&config.data_dir)
+        .with_context(|| format!("resolve {}", config.data_dir.display()))?;
     let (admin_token, token_created) = admin_token(dir)?;
 
     let store = SqliteStore::open(&dir.join("nimbus.db")).context("open the store")?;
@@ -121,10 +125,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.max_instances = config.max_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
-    let runtime = Arc::new(RuntimeSet {
-        wasm,
-        process: None,
-    });
+    let process = match ProcessRuntime::new(ProcessConfig::new(dir.join("process"))) {
+        Ok(p) => {
+            if let Err(e) = p.sandbox_status() {
+                tracing::warn!("python3/node/exec functions cannot be deployed: {e}");
+            }
+            Some(p as Arc<dyn Runtime>)
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the process runtime is unavailable");
+            None
+        }
+    };
+    let runtime = Arc::new(RuntimeSet { wasm, process });
     let recorder = Recorder::start(store.clone(), config.records.clone());
     let platform = Platform::open(store, runtime, artifacts, recorder, config.dispatch.clone())
         .await

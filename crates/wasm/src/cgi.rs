@@ -110,9 +110,11 @@ impl Prepared for CgiPrepared {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        for (k, v) in cgi_env(&parts, body.len(), &self.version) {
+        for (k, v) in cgi_env(&parts, body.len()) {
             wasi.env(k, v);
         }
+        wasi.env("X_NIMBUS_FUNCTION", &self.version.name)
+            .env("X_NIMBUS_VERSION", self.version.version.to_string());
         for (k, v) in &self.version.env {
             wasi.env(k, v);
         }

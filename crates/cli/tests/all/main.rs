@@ -10,4 +10,5 @@ mod deploy;
 mod invoke;
 mod limits;
 mod persistence;
+mod process;
 mod scaling;

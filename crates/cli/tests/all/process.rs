@@ -1,0 +1,176 @@
+//! Python and Node Lambda-style handlers deployed through the real server
+//! and CLI, run in sandboxed worker processes.
+
+use crate::common::{TestServer, error_code};
+use std::process::Command;
+
+fn write(dir: &std::path::Path, file: &str, text: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join(file), text).expect("write");
+}
+
+fn nimbus(s: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["--url", &s.url, "--token", &s.token])
+        .args(args)
+        .output()
+        .expect("run nimbus");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The Python and Node.js handlers from AWS Lambda's getting-started
+/// documentation, unchanged.
+const AWS_PYTHON: &str = "import json\n\ndef lambda_handler(event, context):\n    # TODO implement\n    return {\n        'statusCode': 200,\n        'body': json.dumps('Hello from Lambda!')\n    }\n";
+const AWS_NODE: &str = "export const handler = async (event) => {\n  // TODO implement\n  const response = {\n    statusCode: 200,\n    body: JSON.stringify('Hello from Lambda!'),\n  };\n  return response;\n};\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_documentation_handlers_run_unchanged() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("py"), "lambda_function.py", AWS_PYTHON);
+    write(&dir.path().join("js"), "index.mjs", AWS_NODE);
+    let manifest = dir.path().join("nimbus.yaml");
+    std::fs::write(
+        &manifest,
+        "functions:\n  py:\n    code: py\n    runtime: python3\n    handler: lambda_function.lambda_handler\n    public: true\n  js:\n    code: js\n    runtime: node\n    handler: index.handler\n    public: true\n",
+    )
+    .expect("write manifest");
+    let (code, out, err) = nimbus(&s, &["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(python3)") && out.contains("(node)"), "{out}");
+    for f in ["py", "js"] {
+        let (status, body, id) = s.call(&format!("/fn/default/{f}")).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "\"Hello from Lambda!\""),
+            "{f}"
+        );
+        assert!(!s.record(&id).await["error_code"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sees_the_http_event_and_logs_are_recorded() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.py",
+        "import json, base64\n\ndef lambda_handler(event, context):\n    print('handling', event['rawPath'])\n    if event['rawPath'] == '/boom':\n        raise ValueError('no such thing')\n    body = event.get('body') or ''\n    if event.get('isBase64Encoded'):\n        body = base64.b64decode(body).decode()\n    return {'path': event['rawPath'], 'query': event['rawQueryString'], 'method': event['requestContext']['http']['method'], 'body': body, 'fn': context.function_name, 'left': context.get_remaining_time_in_millis() > 0}\n",
+    );
+    let (code, out, err) = nimbus(
+        &s,
+        &[
+            "deploy",
+            "api",
+            "--code",
+            dir.path().to_str().expect("path"),
+            "--runtime",
+            "python3",
+            "--handler",
+            "app.lambda_handler",
+            "--public",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = s
+        .http
+        .post(s.url("/fn/default/api/items/1?x=2"))
+        .body("payload")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let v: serde_json::Value = r.json().await.expect("plain values become JSON");
+    assert_eq!(v["path"], "/items/1");
+    assert_eq!(v["query"], "x=2");
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["body"], "payload");
+    assert_eq!(v["fn"], "api");
+    assert_eq!(v["left"], true);
+    let rec = s.record(&id).await;
+    let logs = format!("{}{}", rec["stdout"], rec["stderr"]);
+    assert!(
+        logs.contains("handling /items/1"),
+        "print goes to the logs: {rec}"
+    );
+
+    let (status, body, id) = s.call("/fn/default/api/boom").await;
+    assert_eq!(status, 500, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "no such thing");
+    let rec = s.record(&id).await;
+    assert!(
+        rec["stderr"]
+            .as_str()
+            .expect("stderr")
+            .contains("Traceback"),
+        "{rec}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_python_is_contained() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.py",
+        "import os, socket\n\ndef spin(event, context):\n    while True:\n        pass\n\ndef shadow(event, context):\n    return open('/etc/shadow').read()\n\ndef datadir(event, context):\n    return os.listdir(event['queryStringParameters']['d'])\n\ndef net(event, context):\n    socket.create_connection(('127.0.0.1', int(event['queryStringParameters']['p'])), timeout=1)\n    return 'connected'\n\ndef bomb(event, context):\n    x = []\n    while True:\n        x.append(bytearray(16 * 1024 * 1024))\n",
+    );
+    let code = dir.path().to_str().expect("path");
+    for (name, handler) in [
+        ("spin", "spin"),
+        ("shadow", "shadow"),
+        ("datadir", "datadir"),
+        ("net", "net"),
+        ("bomb", "bomb"),
+    ] {
+        let (rc, out, err) = nimbus(
+            &s,
+            &[
+                "deploy",
+                name,
+                "--code",
+                code,
+                "--runtime",
+                "python3",
+                "--handler",
+                &format!("app.{handler}"),
+                "--public",
+                "--timeout-ms",
+                "1000",
+                "--memory-limit-mib",
+                "64",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    let (status, body, _) = s.call("/fn/default/spin").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(error_code(&body), "timeout");
+    let (status, body, _) = s.call("/fn/default/shadow").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("Error"), "{body}");
+    let data_dir = s.dir.path().to_str().expect("path").to_owned();
+    let (status, body, _) = s.call(&format!("/fn/default/datadir?d={data_dir}")).await;
+    assert_eq!(status, 500, "the data dir is not visible: {body}");
+    let port = s.url.rsplit(':').next().expect("port").to_owned();
+    let (status, body, _) = s.call(&format!("/fn/default/net?p={port}")).await;
+    assert_eq!(status, 500, "no network: {body}");
+    let (status, body, _) = s.call("/fn/default/bomb").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(error_code(&body), "memory_limit");
+    // The platform is unaffected.
+    s.deploy("hello", "hello", "").await;
+    assert_eq!(s.call("/fn/default/hello").await.0, 200);
+}

@@ -1,0 +1,333 @@
+//! The exec runtime: any executable, started fresh for every invocation, in
+//! the spirit of the OpenFaaS classic watchdog and CGI.
+//!
+//! - The handler is a path to an executable file inside the code directory
+//!   (default `bootstrap`); it runs with `/code` as its working directory.
+//! - The request body is its stdin (closed after the body).
+//! - Request metadata are CGI/1.1 environment variables: `REQUEST_METHOD`,
+//!   `PATH_INFO`, `QUERY_STRING`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
+//!   `SERVER_PROTOCOL`, `REMOTE_ADDR`, `HTTP_<HEADER>` for every header, and
+//!   `NIMBUS_INVOCATION_ID`, plus the function's own environment.
+//! - Its stdout is the response. If stdout starts with CGI header lines
+//!   (`Name: value`, e.g. `Content-Type:` or `Status: 404`) followed by a
+//!   blank line, those are the response's headers and status; otherwise
+//!   the whole output is the body of a 200 `application/octet-stream`.
+//! - Its stderr is the invocation's log.
+//! - A non-zero exit status is `crashed` (the stderr tail is in the logs);
+//!   running past the deadline is `timeout`; an OOM kill is `memory_limit`.
+//!   When the process exits, anything it left running is killed.
+
+use crate::logs::Capture;
+use crate::sandbox::Launch;
+use crate::{Inner, VersionSpec};
+use bytes::Bytes;
+use nimbus_api::ErrorCode;
+use nimbus_core::cgi::{cgi_env, find_blank_line};
+use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Room for CGI headers on top of `max_response_body_bytes`.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// Runs one exec invocation; returns its result and memory peak.
+pub(crate) async fn invoke(
+    inner: &Inner,
+    spec: &VersionSpec,
+    req: FnRequest,
+    ctx: &InvokeContext,
+    cap: &mut Capture,
+) -> (Result<FnResponse, InvokeError>, Option<u64>) {
+    let internal = |what: &str, e: std::io::Error| {
+        InvokeError::new(ErrorCode::Internal, format!("{what}: {e}"))
+    };
+    let sandbox = match inner.sandbox() {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
+    let cgroup = match inner.worker_cgroup(spec.limits.memory_limit_bytes()) {
+        Ok(c) => c,
+        Err(e) => return (Err(e), None),
+    };
+    let (parts, body) = req.into_parts();
+    let mut env = spec.env.clone();
+    env.extend(cgi_env(&parts, body.len()));
+    env.push(("NIMBUS_INVOCATION_ID".into(), ctx.invocation_id.clone()));
+    let launch = Launch {
+        code_dir: &spec.code_dir,
+        program: sandbox.code_root(&spec.code_dir).join(&spec.handler),
+        args: Vec::new(),
+        env,
+        cgroup_procs: cgroup.as_ref().map(|c| c.procs_fds()).unwrap_or_default(),
+        pass_fds: Vec::new(),
+        address_space_limit: inner.address_space_limit(
+            spec.lang,
+            spec.limits.memory_limit_bytes(),
+            cgroup.is_some(),
+        ),
+    };
+    let mut cmd = match sandbox.command(launch) {
+        Ok(c) => c,
+        Err(e) => return (Err(internal("prepare the command", e)), None),
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (Err(internal("start the function", e)), None),
+    };
+    let pid = child.id();
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let max_body = spec.limits.max_response_body_bytes.get();
+    let out_limit =
+        usize::try_from(max_body.saturating_add(MAX_HEADER_BYTES)).unwrap_or(usize::MAX);
+    let mut out: Vec<u8> = Vec::new();
+    let mut input = body;
+    let mut b1 = vec![0u8; 16 * 1024];
+    let mut status = None;
+    let mut timed_out = false;
+    let mut too_large = false;
+    let sleep = tokio::time::sleep_until(ctx.deadline.into());
+    tokio::pin!(sleep);
+    // After the process exits, its pipes close once everything it started
+    // is gone (the pid namespace ends with it); wait a little for that.
+    let mut exited_at: Option<tokio::time::Instant> = None;
+    let oom_before = cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
+    if input.is_empty() {
+        stdin = None;
+    }
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        let grace = async {
+            match exited_at {
+                Some(t) => tokio::time::sleep_until(t + Duration::from_millis(200)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = async {
+                match stdin.as_mut() {
+                    Some(s) => s.write(&input).await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(n) if n < input.len() => {
+                    let _ = input.split_to(n);
+                }
+                _ => stdin = None,
+            },
+            r = async {
+                match stdout.as_mut() {
+                    Some(s) => s.read_buf(&mut out).await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(0) | Err(_) => stdout = None,
+                Ok(_) if out.len() > out_limit => {
+                    too_large = true;
+                    break;
+                }
+                Ok(_) => {}
+            },
+            r = async {
+                match stderr.as_mut() {
+                    Some(s) => s.read(&mut b1).await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(0) | Err(_) => stderr = None,
+                Ok(n) => cap.push(1, &b1[..n]),
+            },
+            r = child.wait(), if status.is_none() => {
+                status = Some(r);
+                exited_at = Some(tokio::time::Instant::now());
+            },
+            () = grace => break,
+            () = &mut sleep => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    drop(stdin);
+    if matches!(child.try_wait(), Ok(None))
+        && let Some(pid) = pid
+    {
+        crate::sandbox::kill_group(pid);
+    }
+    let _ = child.start_kill();
+    if let Some(cg) = &cgroup {
+        cg.kill_all();
+    }
+    // Collect the last log lines of a killed process.
+    if stderr.is_some() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while let Some(s) = stderr.as_mut() {
+                match s.read(&mut b1).await {
+                    Ok(0) | Err(_) => stderr = None,
+                    Ok(n) => cap.push(1, &b1[..n]),
+                }
+            }
+        })
+        .await;
+    }
+    let status = match status {
+        Some(s) => s.ok(),
+        None => tokio::time::timeout(Duration::from_millis(500), child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    let peak = cgroup.as_ref().and_then(|c| c.memory_peak());
+    let oom = cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0) > oom_before;
+    if let Some(cg) = cgroup {
+        tokio::spawn(cg.destroy());
+    }
+    let result = if timed_out {
+        Err(InvokeError::new(
+            ErrorCode::Timeout,
+            format!(
+                "the function ran past its timeout of {} ms",
+                spec.limits.timeout_ms.get()
+            ),
+        ))
+    } else if too_large {
+        Err(InvokeError::new(
+            ErrorCode::ResponseTooLarge,
+            format!("the response body exceeds max_response_body_bytes ({max_body})"),
+        ))
+    } else if oom {
+        Err(InvokeError::new(
+            ErrorCode::MemoryLimit,
+            "the function tried to use more memory than its memory_limit_mib",
+        ))
+    } else {
+        match status {
+            Some(s) if s.success() => parse_output(&out, max_body),
+            Some(s) => Err(InvokeError::new(
+                ErrorCode::Crashed,
+                format!("the function {s}"),
+            )),
+            None => Err(InvokeError::new(
+                ErrorCode::Crashed,
+                "the function did not exit",
+            )),
+        }
+    };
+    (result, peak)
+}
+
+/// Whether a line looks like a CGI header (`Name: value`).
+fn is_header_line(line: &str) -> bool {
+    let Some((name, _)) = line.split_once(':') else {
+        return false;
+    };
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Turns the process's stdout into a response.
+fn parse_output(out: &[u8], max_body: u64) -> Result<FnResponse, InvokeError> {
+    let too_large = || {
+        InvokeError::new(
+            ErrorCode::ResponseTooLarge,
+            format!("the response body exceeds max_response_body_bytes ({max_body})"),
+        )
+    };
+    let cgi = find_blank_line(out).and_then(|(end, start)| {
+        let head = std::str::from_utf8(&out[..end]).ok()?;
+        head.lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .all(is_header_line)
+            .then_some((head, &out[start..]))
+    });
+    let Some((head, body)) = cgi else {
+        if out.len() as u64 > max_body {
+            return Err(too_large());
+        }
+        return http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Bytes::copy_from_slice(out))
+            .map_err(|e| InvokeError::new(ErrorCode::InvalidResponse, e.to_string()));
+    };
+    if body.len() as u64 > max_body {
+        return Err(too_large());
+    }
+    let invalid = |msg: String| {
+        InvokeError::new(
+            ErrorCode::InvalidResponse,
+            format!("the function printed invalid CGI headers: {msg}"),
+        )
+    };
+    let mut builder = http::Response::builder();
+    let mut status = None;
+    let mut has_location = false;
+    let mut has_content_type = false;
+    for line in head.lines().map(|l| l.trim_end_matches('\r')) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("status") {
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| invalid(format!("invalid Status {value:?}")))?;
+            status = Some(code);
+            continue;
+        }
+        has_location |= name.eq_ignore_ascii_case("location");
+        has_content_type |= name.eq_ignore_ascii_case("content-type");
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+        builder = builder.header(name, value);
+    }
+    if !has_content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/octet-stream");
+    }
+    let status = status.unwrap_or(if has_location { 302 } else { 200 });
+    builder
+        .status(status)
+        .body(Bytes::copy_from_slice(body))
+        .map_err(|e| invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_output_is_an_octet_stream() {
+        let r = parse_output(b"hello\n\nworld", 100).expect("response");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        assert_eq!(r.body().as_ref(), b"hello\n\nworld");
+    }
+
+    #[test]
+    fn cgi_headers_are_parsed() {
+        let r = parse_output(
+            b"Content-Type: text/plain\r\nStatus: 404 Not Found\r\n\r\nnope",
+            100,
+        )
+        .expect("response");
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        assert_eq!(r.body().as_ref(), b"nope");
+        let e = parse_output(b"0123456789", 5).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ResponseTooLarge);
+    }
+}

@@ -1,0 +1,713 @@
+//! The process runtime: Python, Node.js and arbitrary executables, each in a
+//! sandboxed process.
+//!
+//! ```text
+//!   deploy ──► validate_archive (tar) ──► prepare: unpack once per digest into
+//!              <work_dir>/code/<digest>/ (temp dir + rename), check the handler
+//!   invoke ──► python3 / node: take an idle warm worker or start one (cold:
+//!              sandbox + interpreter + import the handler module, reported
+//!              as init_ms), send the Lambda event, read the result, return
+//!              the worker to the version's idle pool
+//!          ──► exec: start the executable fresh, body on stdin, CGI env,
+//!              stdout is the response
+//!   release ─► kill every idle worker (in-flight ones are killed when they finish)
+//! ```
+//!
+//! Handlers are Lambda-compatible: Python `def lambda_handler(event,
+//! context)`, Node `exports.handler = async (event, context) => ...`, ESM
+//! `export const handler` (`index.mjs`) and callback-style handlers. The
+//! event is an API Gateway v2 / function URL event, and the return value
+//! maps to the HTTP response as for Lambda function URLs (see [`lambda`]
+//! for both). A handler that raises is a *function error*: the invocation
+//! succeeds with HTTP 500 and a `{"errorType", "errorMessage"}` JSON body,
+//! and the stack trace is in the invocation's stderr log. Runtime failures
+//! are [`InvokeError`]s: `timeout`, `memory_limit`, `crashed` (the worker
+//! died), `invalid_response` (the protocol or the response was broken),
+//! `response_too_large`, `capacity` (all workers of the version were busy
+//! until the deadline).
+//!
+//! The worker protocol (JSON lines over two pipes that the function's own
+//! stdio cannot reach) is described in [`worker`]; the exec protocol in
+//! [`exec`]; the sandbox, and what it does and does not contain, in
+//! [`sandbox`] and `SECURITY.md`.
+//!
+//! # Defaults ([`ProcessConfig::new`])
+//!
+//! | setting                   | default                 | why |
+//! |---------------------------|-------------------------|-----|
+//! | `max_workers_per_version` | 16                      | warm processes cost tens of MiB each; invocations beyond wait for a worker until their deadline |
+//! | `allow_unsandboxed`       | false                   | without bubblewrap, prepare fails instead of running code unconfined |
+//! | `network`                 | false                   | functions get a private network namespace with only its own loopback |
+//! | `hidden_paths`            | none                    | paths under `ro_paths` to cover (the data dir when it lives there) |
+//! | `ro_paths`                | `/usr /bin /sbin /lib /lib32 /lib64 /libx32 /etc` | what interpreters need, nothing of the host's data |
+//! | `tmp_size_mib`            | 64                      | private `/tmp` per worker (tmpfs, also counted as memory) |
+//! | `pids_max`                | 64                      | tasks (processes and threads) per worker: Node needs ~12 |
+//! | `max_open_files`          | 1024                    | `RLIMIT_NOFILE` |
+//! | `max_file_size_mib`       | 64                      | `RLIMIT_FSIZE` |
+//! | `sandbox_uid`/`gid`       | 65534 (`nobody`)        | the identity inside, and on the host when Nimbus runs as root |
+//! | `python` / `node`         | `/usr/bin/python3` / `/usr/bin/node` | the interpreters (absolute paths under `ro_paths`) |
+//! | `use_cgroups`             | true                    | per-worker memory and pids cgroups; off falls back to rlimits |
+//!
+//! Per function: memory = `memory_limit_mib` (cgroup; swap included where
+//! accounted; V8's heap limit is set to 80 % of it for Node), time =
+//! `timeout_ms` (the worker is killed at the deadline), logs =
+//! `max_log_bytes` (stdout + stderr, cut with the truncation marker).
+//!
+//! Default handlers when the version has none: `app.lambda_handler`
+//! (Python), `index.handler` (Node), `bootstrap` (exec).
+
+pub mod archive;
+mod cgroup;
+pub mod exec;
+pub mod lambda;
+mod logs;
+pub mod sandbox;
+pub mod worker;
+
+pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, pack_dir, validate_archive};
+
+use async_trait::async_trait;
+use nimbus_api::{CodeKind, ErrorCode, FunctionVersion, Limits};
+use nimbus_core::runtime::{
+    FnRequest, FnResponse, InvokeContext, InvokeError, Outcome, PrepareError, Prepared, Runtime,
+};
+use sandbox::{BwrapFeatures, Sandbox};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use worker::Worker;
+
+/// Settings of the process runtime. See the crate docs for the defaults.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Where unpacked code lives (`<work_dir>/code/<digest>/`). Its parents
+    /// need not be readable by the sandbox uid; it must not be on a `noexec`
+    /// mount for exec functions.
+    pub work_dir: PathBuf,
+    /// Host paths the sandbox must not see even if they are under
+    /// `ro_paths` (e.g. the Nimbus data directory).
+    pub hidden_paths: Vec<PathBuf>,
+    /// Most worker processes per version (warm or busy). Default 16.
+    pub max_workers_per_version: usize,
+    /// Run without bubblewrap when it is missing or unusable (development
+    /// only: the code then runs as the Nimbus user). Default false.
+    pub allow_unsandboxed: bool,
+    /// Share the host's network with functions. Default false.
+    pub network: bool,
+    /// bubblewrap's path; None searches `PATH`, `/usr/bin` and `/usr/local/bin`.
+    pub bwrap: Option<PathBuf>,
+    /// The Python interpreter. Default `/usr/bin/python3`.
+    pub python: PathBuf,
+    /// The Node.js interpreter. Default `/usr/bin/node`.
+    pub node: PathBuf,
+    /// Host paths mounted read-only in the sandbox.
+    pub ro_paths: Vec<PathBuf>,
+    /// Size of each worker's private `/tmp`. Default 64 MiB.
+    pub tmp_size_mib: u64,
+    /// Tasks per worker (cgroup pids limit). Default 64.
+    pub pids_max: u64,
+    /// `RLIMIT_NOFILE`. Default 1024.
+    pub max_open_files: u64,
+    /// `RLIMIT_FSIZE` in MiB. Default 64.
+    pub max_file_size_mib: u64,
+    /// uid inside the sandbox (and on the host when Nimbus runs as root).
+    pub sandbox_uid: u32,
+    /// gid inside the sandbox (and on the host when Nimbus runs as root).
+    pub sandbox_gid: u32,
+    /// Put each worker in its own memory and pids cgroup. Default true.
+    pub use_cgroups: bool,
+}
+
+impl ProcessConfig {
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        ProcessConfig {
+            work_dir: work_dir.into(),
+            hidden_paths: Vec::new(),
+            max_workers_per_version: 16,
+            allow_unsandboxed: false,
+            network: false,
+            bwrap: None,
+            python: PathBuf::from("/usr/bin/python3"),
+            node: PathBuf::from("/usr/bin/node"),
+            ro_paths: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            tmp_size_mib: 64,
+            pids_max: 64,
+            max_open_files: 1024,
+            max_file_size_mib: 64,
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+            use_cgroups: true,
+        }
+    }
+}
+
+/// The language of a version's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lang {
+    Python,
+    Node,
+    Exec,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::Python => "python3",
+            Lang::Node => "node",
+            Lang::Exec => "exec",
+        }
+    }
+}
+
+/// What a prepared version's invocations need.
+#[derive(Debug)]
+pub(crate) struct VersionSpec {
+    pub lang: Lang,
+    pub namespace: String,
+    pub name: String,
+    pub version: u32,
+    pub code_dir: PathBuf,
+    pub handler: String,
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+impl VersionSpec {
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:nimbus:lambda:local:{}:function:{}:{}",
+            self.namespace, self.name, self.version
+        )
+    }
+}
+
+/// State shared by the runtime and its prepared versions.
+pub(crate) struct Inner {
+    pub config: ProcessConfig,
+    sandbox: Result<Sandbox, String>,
+    cgroups: Option<cgroup::Cgroups>,
+}
+
+impl Inner {
+    pub fn sandbox(&self) -> Result<&Sandbox, InvokeError> {
+        self.sandbox
+            .as_ref()
+            .map_err(|e| InvokeError::new(ErrorCode::Internal, e.clone()))
+    }
+
+    pub fn worker_cgroup(
+        &self,
+        memory_bytes: u64,
+    ) -> Result<Option<cgroup::WorkerCgroup>, InvokeError> {
+        let Some(cgroups) = &self.cgroups else {
+            return Ok(None);
+        };
+        cgroups
+            .create(memory_bytes, self.config.pids_max)
+            .map(Some)
+            .map_err(|e| {
+                InvokeError::new(
+                    ErrorCode::Internal,
+                    format!("create the worker's cgroup: {e}"),
+                )
+            })
+    }
+
+    /// `RLIMIT_AS` when there is no memory cgroup. Node reserves far more
+    /// address space than it uses, so it is bounded by its heap limit only.
+    pub fn address_space_limit(
+        &self,
+        lang: Lang,
+        memory_bytes: u64,
+        has_cgroup: bool,
+    ) -> Option<u64> {
+        if has_cgroup || lang == Lang::Node {
+            return None;
+        }
+        Some(memory_bytes.saturating_add(128 << 20))
+    }
+}
+
+/// The process runtime (see the crate docs).
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessRuntime")
+            .field("work_dir", &self.inner.config.work_dir)
+            .field("sandbox", &self.sandbox_status())
+            .field("cgroups", &self.cgroup_version())
+            .finish()
+    }
+}
+
+fn find_bwrap(config: &ProcessConfig) -> Option<PathBuf> {
+    if let Some(p) = &config.bwrap {
+        return p.is_file().then(|| p.clone());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+}
+
+const INSTALL_HINT: &str = "install it with `apt-get install -y bubblewrap` (Debian/Ubuntu) or \
+     your distribution's bubblewrap package; process functions only run sandboxed";
+
+impl ProcessRuntime {
+    /// Sets up the runtime: the work directory, bubblewrap (checked with a
+    /// trial sandbox) and the cgroup parent. A missing or unusable
+    /// bubblewrap is not an error here: `prepare` of a process function
+    /// then fails with a message saying how to install it.
+    pub fn new(config: ProcessConfig) -> anyhow::Result<Arc<ProcessRuntime>> {
+        use anyhow::Context as _;
+        let code_root = config.work_dir.join("code");
+        std::fs::create_dir_all(&code_root)
+            .with_context(|| format!("create {}", code_root.display()))?;
+        archive::remove_leftovers(&code_root);
+
+        let euid = sandbox::effective_uid();
+        let mut sandbox = Sandbox {
+            bwrap: None,
+            ro_paths: config.ro_paths.clone(),
+            hidden_paths: config
+                .hidden_paths
+                .iter()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+            network: config.network,
+            tmp_size_bytes: config.tmp_size_mib.saturating_mul(1 << 20),
+            drop_to: (euid == Some(0)).then_some((config.sandbox_uid, config.sandbox_gid)),
+            stage: if euid == Some(0) {
+                sandbox::stage_dir()
+            } else {
+                None
+            },
+            sandbox_ids: (config.sandbox_uid, config.sandbox_gid),
+            features: BwrapFeatures::default(),
+            nofile: config.max_open_files,
+            fsize_bytes: config.max_file_size_mib.saturating_mul(1 << 20),
+        };
+        let sandbox = match find_bwrap(&config) {
+            Some(bwrap) => {
+                let help = std::process::Command::new(&bwrap)
+                    .arg("--help")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                sandbox.features = BwrapFeatures::from_help(&help);
+                sandbox.bwrap = Some(bwrap);
+                match probe(&sandbox, &code_root) {
+                    Ok(()) => Ok(sandbox),
+                    Err(e) if config.allow_unsandboxed => {
+                        tracing::warn!(error = %e, "bubblewrap cannot sandbox here; running process functions UNSANDBOXED (allow_unsandboxed)");
+                        sandbox.bwrap = None;
+                        Ok(sandbox)
+                    }
+                    Err(e) => Err(format!("bubblewrap cannot create a sandbox here: {e}")),
+                }
+            }
+            None if config.allow_unsandboxed => {
+                tracing::warn!(
+                    "bubblewrap (bwrap) is not installed; running process functions UNSANDBOXED (allow_unsandboxed)"
+                );
+                Ok(sandbox)
+            }
+            None => Err(format!(
+                "bubblewrap (bwrap) is not installed: {INSTALL_HINT}"
+            )),
+        };
+        if let Err(e) = &sandbox {
+            tracing::warn!(error = %e, "process functions cannot be prepared");
+        }
+
+        let cgroups = if config.use_cgroups {
+            match cgroup::Cgroups::setup() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create cgroups for process functions; memory is limited with RLIMIT_AS instead and tasks only by the pid namespace");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Ok(s) = &sandbox {
+            tracing::info!(
+                sandbox = %s.describe(),
+                cgroups = cgroups.as_ref().map(|c| c.version()).unwrap_or("none"),
+                "process runtime ready"
+            );
+        }
+        Ok(Arc::new(ProcessRuntime {
+            inner: Arc::new(Inner {
+                config,
+                sandbox,
+                cgroups,
+            }),
+        }))
+    }
+
+    /// How workers are sandboxed, or why they cannot be.
+    pub fn sandbox_status(&self) -> Result<String, String> {
+        self.inner
+            .sandbox
+            .as_ref()
+            .map(Sandbox::describe)
+            .map_err(Clone::clone)
+    }
+
+    /// `v1` or `v2` if workers get their own cgroups.
+    pub fn cgroup_version(&self) -> Option<&'static str> {
+        self.inner.cgroups.as_ref().map(|c| c.version())
+    }
+}
+
+/// Starts `/usr/bin/true` in a sandbox to check that bubblewrap works here
+/// (user namespaces allowed, the uid switch possible).
+fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
+    let launch = sandbox::Launch {
+        code_dir,
+        program: PathBuf::from("/usr/bin/true"),
+        args: Vec::new(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cgroup_procs: Vec::new(),
+        pass_fds: Vec::new(),
+        address_space_limit: None,
+    };
+    let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run {}: {e}", sandbox.describe()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} ({})",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.status
+        ))
+    }
+}
+
+fn bad_handler(msg: impl Into<String>) -> PrepareError {
+    PrepareError::new(ErrorCode::InvalidCode, msg)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+/// A path inside `dir` that is a regular file reached without leaving it.
+fn file_inside(dir: &Path, rel: &Path) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(dir).ok()?;
+    let full = std::fs::canonicalize(dir.join(rel)).ok()?;
+    (full.starts_with(&root) && full.is_file()).then_some(full)
+}
+
+/// Checks the handler against the unpacked code; returns it normalised.
+fn validate_handler(lang: Lang, handler: Option<&str>, dir: &Path) -> Result<String, PrepareError> {
+    match lang {
+        Lang::Python => {
+            let h = handler.unwrap_or("app.lambda_handler");
+            let (module, func) = h.rsplit_once('.').ok_or_else(|| {
+                bad_handler(format!(
+                    "Python handler {h:?} must be module.function, e.g. app.lambda_handler"
+                ))
+            })?;
+            let parts: Vec<&str> = module.split(['.', '/']).collect();
+            if !is_identifier(func)
+                || func.contains('$')
+                || parts.iter().any(|p| !is_identifier(p) || p.contains('$'))
+            {
+                return Err(bad_handler(format!(
+                    "Python handler {h:?} must be module.function with Python identifiers"
+                )));
+            }
+            let rel: PathBuf = parts.iter().collect();
+            let found = file_inside(dir, &rel.with_extension("py"))
+                .or_else(|| file_inside(dir, &rel.join("__init__.py")));
+            if found.is_none() {
+                return Err(bad_handler(format!(
+                    "the Python handler {h:?} needs {}.py in the code, which is not there",
+                    rel.display()
+                )));
+            }
+            Ok(h.to_owned())
+        }
+        Lang::Node => {
+            let h = handler.unwrap_or("index.handler");
+            let (file, export) = h.rsplit_once('.').ok_or_else(|| {
+                bad_handler(format!(
+                    "Node handler {h:?} must be file.export, e.g. index.handler"
+                ))
+            })?;
+            let segments_ok = file.split('/').all(|s| {
+                !s.is_empty()
+                    && s != "."
+                    && s != ".."
+                    && !s.starts_with('-')
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+            });
+            if !is_identifier(export) || !segments_ok {
+                return Err(bad_handler(format!(
+                    "Node handler {h:?} must be file.export, e.g. index.handler or src/app.handler"
+                )));
+            }
+            let found = ["js", "mjs", "cjs"]
+                .iter()
+                .any(|ext| file_inside(dir, Path::new(&format!("{file}.{ext}"))).is_some());
+            if !found {
+                return Err(bad_handler(format!(
+                    "the Node handler {h:?} needs {file}.js, {file}.mjs or {file}.cjs in the code, which is not there"
+                )));
+            }
+            Ok(h.to_owned())
+        }
+        Lang::Exec => {
+            let h = handler.unwrap_or("bootstrap");
+            let rel = Path::new(h.strip_prefix("./").unwrap_or(h));
+            if rel.as_os_str().is_empty()
+                || !rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad_handler(format!(
+                    "the exec handler {h:?} must be a relative path inside the code, e.g. bin/handler"
+                )));
+            }
+            let full = file_inside(dir, rel).ok_or_else(|| {
+                bad_handler(format!("the exec handler {h:?} is not a file in the code"))
+            })?;
+            let mode = std::fs::metadata(&full)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            if mode & 0o111 == 0 {
+                return Err(bad_handler(format!(
+                    "the exec handler {h:?} is not executable (chmod +x it before packing)"
+                )));
+            }
+            Ok(rel.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// The environment of a version's processes.
+fn environment(version: &FunctionVersion, code_root: &Path) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", "/tmp"),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("TZ", ":UTC"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    for (k, v) in &version.env {
+        env.insert(k.clone(), v.clone());
+    }
+    let reserved = [
+        ("LAMBDA_TASK_ROOT", code_root.to_string_lossy().into_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", version.name.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", version.version.to_string()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            version.limits.memory_limit_mib.get().to_string(),
+        ),
+        ("NIMBUS_NAMESPACE", version.namespace.clone()),
+        ("NIMBUS_FUNCTION", version.name.clone()),
+        ("NIMBUS_VERSION", version.version.to_string()),
+    ];
+    for (k, v) in reserved {
+        env.insert(k.into(), v);
+    }
+    env.into_iter().collect()
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
+        Err(PrepareError::new(
+            ErrorCode::InvalidCode,
+            "process code kinds (python3, node, exec) come from the manifest's runtime, not from \
+             the code; check the archive with nimbus_process::validate_archive",
+        ))
+    }
+
+    async fn prepare(
+        &self,
+        version: &FunctionVersion,
+        code_path: &Path,
+    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        let lang = match version.kind {
+            CodeKind::Python => Lang::Python,
+            CodeKind::Node => Lang::Node,
+            CodeKind::Exec => Lang::Exec,
+            other => {
+                return Err(PrepareError::new(
+                    ErrorCode::InvalidCode,
+                    format!("the process runtime cannot run {} code", other.as_str()),
+                ));
+            }
+        };
+        let sandbox = self
+            .inner
+            .sandbox
+            .as_ref()
+            .map_err(|e| PrepareError::new(ErrorCode::Internal, e.clone()))?;
+        let code_root = self.inner.config.work_dir.join("code");
+        let digest = version.code_digest.clone();
+        let archive_path = code_path.to_path_buf();
+        let handler = version.handler.clone();
+        let (code_dir, handler) = tokio::task::spawn_blocking(move || {
+            let dir = archive::unpack_once(&archive_path, &code_root, &digest)?;
+            let handler = validate_handler(lang, handler.as_deref(), &dir)?;
+            Ok::<_, PrepareError>((dir, handler))
+        })
+        .await
+        .map_err(|e| {
+            PrepareError::new(ErrorCode::Internal, format!("unpack task failed: {e}"))
+        })??;
+        let env = environment(version, &sandbox.code_root(&code_dir));
+        let spec = VersionSpec {
+            lang,
+            namespace: version.namespace.clone(),
+            name: version.name.clone(),
+            version: version.version,
+            code_dir,
+            handler,
+            env,
+            limits: version.limits,
+        };
+        let max = self.inner.config.max_workers_per_version.max(1);
+        Ok(Arc::new(ProcessPrepared {
+            inner: self.inner.clone(),
+            spec: Arc::new(spec),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            max_idle: max,
+            generation: AtomicU64::new(0),
+        }))
+    }
+}
+
+/// A prepared process version: its code directory and warm workers.
+struct ProcessPrepared {
+    inner: Arc<Inner>,
+    spec: Arc<VersionSpec>,
+    idle: Mutex<Vec<Worker>>,
+    /// One per invocation in flight: bounds the version's processes.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_idle: usize,
+    /// Bumped by `release`: workers of an older generation are not reused,
+    /// while invocations after a release start fresh workers as usual.
+    generation: AtomicU64,
+}
+
+impl ProcessPrepared {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live idle worker.
+    fn take_idle(&self) -> Option<Worker> {
+        loop {
+            let mut w = self.idle().pop()?;
+            if w.is_alive() {
+                return Some(w);
+            }
+            w.retire();
+        }
+    }
+
+    async fn invoke_worker(
+        &self,
+        req: FnRequest,
+        ctx: &InvokeContext,
+        cap: &mut logs::Capture,
+    ) -> (Result<FnResponse, InvokeError>, Option<u64>) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let worker = match self.take_idle() {
+            Some(w) => w,
+            None => match Worker::spawn(&self.inner, &self.spec, ctx.deadline, cap).await {
+                Ok(w) => w,
+                Err(e) => return (Err(e), None),
+            },
+        };
+        let invoked = worker.invoke(&self.spec, req, ctx, cap).await;
+        if let Some(w) = invoked.worker {
+            let mut idle = self.idle();
+            if self.generation.load(Ordering::SeqCst) != generation || idle.len() >= self.max_idle {
+                drop(idle);
+                w.retire();
+            } else {
+                idle.push(w);
+            }
+        }
+        (invoked.result, invoked.memory_peak)
+    }
+}
+
+#[async_trait]
+impl Prepared for ProcessPrepared {
+    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome {
+        let mut cap = logs::Capture::new(self.spec.limits.max_log_bytes.get());
+        let permit =
+            tokio::time::timeout_at(ctx.deadline.into(), self.slots.clone().acquire_owned()).await;
+        let permit = match permit {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Outcome {
+                    result: Err(InvokeError::new(
+                        ErrorCode::Capacity,
+                        format!(
+                            "all {} workers of this version stayed busy until the deadline",
+                            self.max_idle
+                        ),
+                    )),
+                    logs: cap.into_logs(),
+                    memory_peak_bytes: None,
+                };
+            }
+        };
+        let (result, memory_peak_bytes) = match self.spec.lang {
+            Lang::Exec => exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await,
+            Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, &mut cap).await,
+        };
+        drop(permit);
+        Outcome {
+            result,
+            logs: cap.into_logs(),
+            memory_peak_bytes,
+        }
+    }
+
+    fn release(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let workers = std::mem::take(&mut *self.idle());
+        for w in workers {
+            w.retire();
+        }
+    }
+}
+
+impl Drop for ProcessPrepared {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

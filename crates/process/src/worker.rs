@@ -1,0 +1,675 @@
+//! Warm Python and Node workers: one sandboxed interpreter serving many
+//! invocations, one at a time, over a pair of pipes.
+//!
+//! ```text
+//! host ──(protocol pipe, fd N)──► bootstrap: {"event", "context"}\n
+//! host ◄─(protocol pipe, fd M)─── bootstrap: {"ready"} | {"ok"} | {"error"} | {"init_error"}\n
+//! host ◄─(stdout, stderr)──────── the function's logs, each invocation ended by a marker
+//! ```
+//!
+//! The protocol pipes are extra file descriptors whose numbers are passed to
+//! the bootstrap (`src/bootstrap/python.py`, `src/bootstrap/node.js`, run with
+//! `python3 -I -B -c` / `node -e`), so the function's own stdin/stdout cannot
+//! reach them: stdin is `/dev/null`, stdout and stderr are log pipes, and the
+//! bootstrap marks the protocol descriptors close-on-exec (Python also
+//! closes them in forked children).
+//!
+//! # Protocol
+//!
+//! One JSON document per line (UTF-8, `\n`-terminated; JSON escapes every
+//! newline inside it), one invocation at a time:
+//!
+//! ```text
+//! worker → host  {"ready": {"init_ms": 12.3}}                  handler module imported
+//!                {"init_error": {"errorType": "Runtime.ImportModuleError", "errorMessage": "..."}}
+//! host → worker  {"event": {...API Gateway v2 event...},
+//!                 "context": {"invocation_id", "function_name", "function_version",
+//!                             "memory_limit_mib", "deadline_ms" (Unix ms), "invoked_function_arn"}}
+//! worker → host  {"ok": <the handler's return value>}
+//!                {"error": {"errorType", "errorMessage", "stackTrace": [...]}}
+//! ```
+//!
+//! Before each reply the bootstrap flushes the function's output and writes
+//! the log end marker to stdout and stderr (see `logs`), so each
+//! invocation gets exactly its own log lines. `init_ms` is the time the
+//! worker spent importing the handler's module; it is logged with the
+//! cold-start time (spawn to ready) when a worker starts.
+//!
+//! A worker that timed out, crashed, broke the protocol, ran out of memory or
+//! hit its task limit is killed with everything it started and never reused.
+
+use crate::logs::{Capture, MarkerScan};
+use crate::sandbox::Launch;
+use crate::{Inner, Lang, VersionSpec};
+use bytes::Bytes;
+use nimbus_api::ErrorCode;
+use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
+use serde_json::{Value, json};
+use std::ffi::OsString;
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStderr, ChildStdout};
+
+const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap/python.py");
+const NODE_BOOTSTRAP: &str = include_str!("bootstrap/node.js");
+
+/// Longest `ready`/`init_error` line.
+const INIT_LINE_LIMIT: usize = 1 << 20;
+/// How long to wait for the log end markers after a result.
+const LOG_SETTLE: Duration = Duration::from_secs(1);
+/// How long to collect the last logs of a killed worker.
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
+
+/// A function error reported by the bootstrap.
+#[derive(Debug, serde::Deserialize)]
+struct FnError {
+    #[serde(rename = "errorType", default)]
+    error_type: String,
+    #[serde(rename = "errorMessage", default)]
+    error_message: String,
+}
+
+enum Message {
+    Ready(f64),
+    InitError(FnError),
+    Ok(Value),
+    Error(FnError),
+}
+
+fn parse_message(line: &[u8]) -> Result<Message, String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(mut m) = v else {
+        return Err("not a JSON object".into());
+    };
+    if let Some(ok) = m.remove("ok") {
+        return Ok(Message::Ok(ok));
+    }
+    let fn_error = |v: Value| {
+        serde_json::from_value::<FnError>(v).map_err(|e| format!("invalid error object: {e}"))
+    };
+    if let Some(e) = m.remove("error") {
+        return Ok(Message::Error(fn_error(e)?));
+    }
+    if let Some(e) = m.remove("init_error") {
+        return Ok(Message::InitError(fn_error(e)?));
+    }
+    if let Some(r) = m.remove("ready") {
+        return Ok(Message::Ready(
+            r.get("init_ms").and_then(Value::as_f64).unwrap_or(0.0),
+        ));
+    }
+    Err("unknown message".into())
+}
+
+/// Why waiting for a message failed.
+enum Failure {
+    Timeout,
+    Exited,
+    TooLarge,
+    Protocol(String),
+}
+
+pub(crate) struct Worker {
+    child: Child,
+    pid: Option<u32>,
+    cgroup: Option<crate::cgroup::WorkerCgroup>,
+    tx: pipe::Sender,
+    rx: pipe::Receiver,
+    rbuf: Vec<u8>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    scans: [MarkerScan; 2],
+    /// How long importing the handler module took, as the worker reported.
+    pub init_ms: f64,
+    /// Invocations served so far.
+    pub invocations: u64,
+}
+
+/// What an invocation on a worker produced.
+pub(crate) struct Invoked {
+    pub result: Result<FnResponse, InvokeError>,
+    pub memory_peak: Option<u64>,
+    /// The worker, if it may serve another invocation.
+    pub worker: Option<Worker>,
+}
+
+async fn read_opt<R: AsyncRead + Unpin>(
+    r: &mut Option<R>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match r {
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn timeout_error(timeout_ms: u64) -> InvokeError {
+    InvokeError::new(
+        ErrorCode::Timeout,
+        format!("the function ran past its timeout of {timeout_ms} ms"),
+    )
+}
+
+fn memory_error() -> InvokeError {
+    InvokeError::new(
+        ErrorCode::MemoryLimit,
+        "the function tried to use more memory than its memory_limit_mib",
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Worker {
+    /// Starts a worker and waits for its handler to be loaded. Init output
+    /// goes to `cap` (the first invocation's logs).
+    pub async fn spawn(
+        inner: &Inner,
+        spec: &VersionSpec,
+        deadline: Instant,
+        cap: &mut Capture,
+    ) -> Result<Worker, InvokeError> {
+        let started = Instant::now();
+        let internal = |what: &str, e: std::io::Error| {
+            InvokeError::new(ErrorCode::Internal, format!("{what}: {e}"))
+        };
+        let sandbox = inner.sandbox()?;
+        let cgroup = inner.worker_cgroup(spec.limits.memory_limit_bytes())?;
+        let (child_in, host_out) = std::io::pipe().map_err(|e| internal("create a pipe", e))?;
+        let (host_in, child_out) = std::io::pipe().map_err(|e| internal("create a pipe", e))?;
+        if let Some((uid, gid)) = sandbox.drop_to {
+            // The sandboxed user may reopen its ends (the Node bootstrap does,
+            // to make them close-on-exec).
+            for fd in [child_in.as_fd(), child_out.as_fd()] {
+                std::os::unix::fs::fchown(fd, Some(uid), Some(gid))
+                    .map_err(|e| internal("hand the worker pipes to the sandbox user", e))?;
+            }
+        }
+        let nonce = format!(
+            "{}{}",
+            uuid::Uuid::now_v7().simple(),
+            uuid::Uuid::now_v7().simple()
+        );
+        let code_root = sandbox.code_root(&spec.code_dir);
+        let (program, mut args): (_, Vec<OsString>) = match spec.lang {
+            Lang::Python => (
+                inner.config.python.clone(),
+                vec![
+                    "-I".into(),
+                    "-B".into(),
+                    "-c".into(),
+                    PYTHON_BOOTSTRAP.into(),
+                ],
+            ),
+            Lang::Node => {
+                let heap_mib = (u64::from(spec.limits.memory_limit_mib.get()) * 4 / 5).max(16);
+                (
+                    inner.config.node.clone(),
+                    vec![
+                        format!("--max-old-space-size={heap_mib}").into(),
+                        "-e".into(),
+                        NODE_BOOTSTRAP.into(),
+                    ],
+                )
+            }
+            Lang::Exec => {
+                return Err(InvokeError::new(
+                    ErrorCode::Internal,
+                    "exec functions do not use warm workers",
+                ));
+            }
+        };
+        args.extend([
+            child_in.as_raw_fd().to_string().into(),
+            child_out.as_raw_fd().to_string().into(),
+            code_root.into_os_string(),
+            spec.handler.clone().into(),
+            nonce.clone().into(),
+        ]);
+        let launch = Launch {
+            code_dir: &spec.code_dir,
+            program,
+            args,
+            env: spec.env.clone(),
+            cgroup_procs: cgroup.as_ref().map(|c| c.procs_fds()).unwrap_or_default(),
+            pass_fds: vec![child_in.as_raw_fd(), child_out.as_raw_fd()],
+            address_space_limit: inner.address_space_limit(
+                spec.lang,
+                spec.limits.memory_limit_bytes(),
+                cgroup.is_some(),
+            ),
+        };
+        let mut cmd = sandbox
+            .command(launch)
+            .map_err(|e| internal("prepare the worker command", e))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| internal("start the worker process", e))?;
+        drop(child_in);
+        drop(child_out);
+        let tx = pipe::Sender::from_owned_fd(OwnedFd::from(host_out))
+            .map_err(|e| internal("set up the worker pipe", e))?;
+        let rx = pipe::Receiver::from_owned_fd(OwnedFd::from(host_in))
+            .map_err(|e| internal("set up the worker pipe", e))?;
+        let marker = crate::logs::marker(&nonce);
+        let mut worker = Worker {
+            pid: child.id(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+            cgroup,
+            tx,
+            rx,
+            rbuf: Vec::new(),
+            scans: [MarkerScan::new(marker.clone()), MarkerScan::new(marker)],
+            init_ms: 0.0,
+            invocations: 0,
+        };
+        let oom_before = worker.oom_kills();
+        match worker.exchange(None, deadline, cap, INIT_LINE_LIMIT).await {
+            Ok(Message::Ready(init_ms)) => {
+                worker.init_ms = init_ms;
+                tracing::info!(
+                    function = %spec.name,
+                    version = spec.version,
+                    runtime = spec.lang.as_str(),
+                    init_ms,
+                    cold_start_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "started a worker"
+                );
+                Ok(worker)
+            }
+            Ok(Message::InitError(e)) => {
+                worker.retire_after_drain(cap).await;
+                Err(InvokeError::new(
+                    ErrorCode::Crashed,
+                    format!(
+                        "the function failed to initialise: {}: {}",
+                        e.error_type, e.error_message
+                    ),
+                ))
+            }
+            Ok(_) => {
+                worker.retire_after_drain(cap).await;
+                Err(InvokeError::new(
+                    ErrorCode::InvalidResponse,
+                    "the worker broke the protocol while initialising",
+                ))
+            }
+            Err(f) => Err(worker
+                .fail(
+                    f,
+                    cap,
+                    oom_before,
+                    0,
+                    spec.limits.timeout_ms.get(),
+                    "initialising",
+                )
+                .await),
+        }
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0)
+    }
+
+    fn pids_limit_hits(&self) -> u64 {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.pids_limit_hits())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running (idle workers can die, e.g. of
+    /// a background thread's crash).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs one invocation.
+    pub async fn invoke(
+        mut self,
+        spec: &VersionSpec,
+        req: FnRequest,
+        ctx: &InvokeContext,
+        cap: &mut Capture,
+    ) -> Invoked {
+        self.invocations += 1;
+        let [s0, s1] = &mut self.scans;
+        s0.begin(cap, 0);
+        s1.begin(cap, 1);
+        if let Some(cg) = &self.cgroup {
+            cg.reset_peak();
+        }
+        let oom_before = self.oom_kills();
+        let pids_before = self.pids_limit_hits();
+        let now = now_ms();
+        let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+        let deadline_ms = now + u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX / 2);
+        let message = json!({
+            "event": crate::lambda::event(&req, &ctx.invocation_id, now),
+            "context": {
+                "invocation_id": ctx.invocation_id,
+                "function_name": spec.name,
+                "function_version": spec.version.to_string(),
+                "memory_limit_mib": spec.limits.memory_limit_mib.get(),
+                "deadline_ms": deadline_ms,
+                "invoked_function_arn": spec.arn(),
+            },
+        });
+        drop(req);
+        let mut line = match serde_json::to_vec(&message) {
+            Ok(l) => l,
+            Err(e) => {
+                return Invoked {
+                    result: Err(InvokeError::new(
+                        ErrorCode::Internal,
+                        format!("encode the event: {e}"),
+                    )),
+                    memory_peak: None,
+                    worker: Some(self),
+                };
+            }
+        };
+        drop(message);
+        line.push(b'\n');
+        let max_body = spec.limits.max_response_body_bytes.get();
+        let line_limit = usize::try_from(max_body.saturating_mul(2).saturating_add(1 << 20))
+            .unwrap_or(usize::MAX);
+        let timeout_ms = spec.limits.timeout_ms.get();
+        let reply = self
+            .exchange(Some(Bytes::from(line)), ctx.deadline, cap, line_limit)
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(f) => {
+                let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
+                let err = self
+                    .fail(
+                        f,
+                        cap,
+                        oom_before,
+                        pids_before,
+                        timeout_ms,
+                        "serving an invocation",
+                    )
+                    .await;
+                return Invoked {
+                    result: Err(err),
+                    memory_peak: peak,
+                    worker: None,
+                };
+            }
+        };
+        let settled = self.settle_logs(cap).await;
+        let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
+        let mut healthy = settled;
+        if self.pids_limit_hits() > pids_before {
+            cap.note("[nimbus] the worker reached its process limit and is replaced\n");
+            healthy = false;
+        }
+        let result = match reply {
+            Message::Ok(value) => crate::lambda::response(value, max_body),
+            Message::Error(e) if e.error_type == "MemoryError" => {
+                healthy = false;
+                Err(memory_error())
+            }
+            Message::Error(e) => Ok(crate::lambda::function_error(
+                &e.error_type,
+                &e.error_message,
+            )),
+            Message::Ready(_) | Message::InitError(_) => {
+                healthy = false;
+                Err(InvokeError::new(
+                    ErrorCode::InvalidResponse,
+                    "the worker broke the protocol",
+                ))
+            }
+        };
+        let worker = if healthy {
+            Some(self)
+        } else {
+            self.retire();
+            None
+        };
+        Invoked {
+            result,
+            memory_peak: peak,
+            worker,
+        }
+    }
+
+    /// Optionally sends `request`, then waits for the next message, reading
+    /// logs meanwhile.
+    async fn exchange(
+        &mut self,
+        request: Option<Bytes>,
+        deadline: Instant,
+        cap: &mut Capture,
+        line_limit: usize,
+    ) -> Result<Message, Failure> {
+        let Worker {
+            tx,
+            rx,
+            rbuf,
+            stdout,
+            stderr,
+            scans,
+            ..
+        } = self;
+        let mut pending = request.unwrap_or_default();
+        let mut b0 = vec![0u8; 16 * 1024];
+        let mut b1 = vec![0u8; 16 * 1024];
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
+        // Bytes of `rbuf` known to hold no newline.
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = rbuf[scanned..].iter().position(|&b| b == b'\n') {
+                let pos = scanned + i;
+                let message = parse_message(&rbuf[..pos]).map_err(Failure::Protocol);
+                rbuf.drain(..=pos);
+                if rbuf.capacity() > 1 << 20 {
+                    rbuf.shrink_to(64 * 1024);
+                }
+                return message;
+            }
+            scanned = rbuf.len();
+            if rbuf.len() > line_limit {
+                return Err(Failure::TooLarge);
+            }
+            let writing = !pending.is_empty();
+            tokio::select! {
+                r = rx.read_buf(rbuf) => match r {
+                    Ok(0) | Err(_) => return Err(Failure::Exited),
+                    Ok(_) => {}
+                },
+                r = tx.write(&pending), if writing => match r {
+                    Ok(n) => {
+                        let _ = pending.split_to(n);
+                    }
+                    Err(_) => return Err(Failure::Exited),
+                },
+                r = read_opt(stdout, &mut b0) => match r {
+                    Ok(0) | Err(_) => *stdout = None,
+                    Ok(n) => scans[0].feed(&b0[..n], cap, 0),
+                },
+                r = read_opt(stderr, &mut b1) => match r {
+                    Ok(0) | Err(_) => *stderr = None,
+                    Ok(n) => scans[1].feed(&b1[..n], cap, 1),
+                },
+                () = &mut sleep => return Err(Failure::Timeout),
+            }
+        }
+    }
+
+    /// Reads logs until both end markers arrived; false if they did not.
+    async fn settle_logs(&mut self, cap: &mut Capture) -> bool {
+        let Worker {
+            stdout,
+            stderr,
+            scans,
+            ..
+        } = self;
+        let mut b0 = vec![0u8; 16 * 1024];
+        let mut b1 = vec![0u8; 16 * 1024];
+        let sleep = tokio::time::sleep(LOG_SETTLE);
+        tokio::pin!(sleep);
+        while !(scans[0].found() && scans[1].found()) {
+            tokio::select! {
+                r = read_opt(stdout, &mut b0), if !scans[0].found() => match r {
+                    Ok(0) | Err(_) => {
+                        *stdout = None;
+                        scans[0].flush(cap, 0);
+                        return false;
+                    }
+                    Ok(n) => scans[0].feed(&b0[..n], cap, 0),
+                },
+                r = read_opt(stderr, &mut b1), if !scans[1].found() => match r {
+                    Ok(0) | Err(_) => {
+                        *stderr = None;
+                        scans[1].flush(cap, 1);
+                        return false;
+                    }
+                    Ok(n) => scans[1].feed(&b1[..n], cap, 1),
+                },
+                () = &mut sleep => {
+                    scans[0].flush(cap, 0);
+                    scans[1].flush(cap, 1);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Collects what is left in the log pipes of a dying worker.
+    async fn drain(&mut self, cap: &mut Capture) {
+        let Worker {
+            stdout,
+            stderr,
+            scans,
+            ..
+        } = self;
+        let mut b0 = vec![0u8; 16 * 1024];
+        let mut b1 = vec![0u8; 16 * 1024];
+        let sleep = tokio::time::sleep(DRAIN_GRACE);
+        tokio::pin!(sleep);
+        while stdout.is_some() || stderr.is_some() {
+            tokio::select! {
+                r = read_opt(stdout, &mut b0) => match r {
+                    Ok(0) | Err(_) => *stdout = None,
+                    Ok(n) => scans[0].feed(&b0[..n], cap, 0),
+                },
+                r = read_opt(stderr, &mut b1) => match r {
+                    Ok(0) | Err(_) => *stderr = None,
+                    Ok(n) => scans[1].feed(&b1[..n], cap, 1),
+                },
+                () = &mut sleep => break,
+            }
+        }
+        scans[0].flush(cap, 0);
+        scans[1].flush(cap, 1);
+    }
+
+    /// Kills the worker, collects its last logs and classifies the failure.
+    async fn fail(
+        mut self,
+        failure: Failure,
+        cap: &mut Capture,
+        oom_before: u64,
+        pids_before: u64,
+        timeout_ms: u64,
+        phase: &str,
+    ) -> InvokeError {
+        self.kill_now();
+        self.drain(cap).await;
+        let status = tokio::time::timeout(Duration::from_millis(500), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let oom = self.oom_kills() > oom_before;
+        let pids_hit = self.pids_limit_hits() > pids_before;
+        let heap_oom = cap.stderr_contains("heap out of memory");
+        self.retire();
+        match failure {
+            Failure::Timeout => timeout_error(timeout_ms),
+            Failure::TooLarge => InvokeError::new(
+                ErrorCode::ResponseTooLarge,
+                "the response exceeds max_response_body_bytes",
+            ),
+            Failure::Protocol(msg) => InvokeError::new(
+                ErrorCode::InvalidResponse,
+                format!("the worker broke the protocol while {phase}: {msg}"),
+            ),
+            Failure::Exited if oom || heap_oom => memory_error(),
+            Failure::Exited => {
+                let how = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "still running; killed".into());
+                let extra = if pids_hit {
+                    "; it reached its process limit"
+                } else {
+                    ""
+                };
+                InvokeError::new(
+                    ErrorCode::Crashed,
+                    format!("the worker process exited while {phase} ({how}{extra})"),
+                )
+            }
+        }
+    }
+
+    /// Kills the init error's worker after collecting its output.
+    async fn retire_after_drain(mut self, cap: &mut Capture) {
+        self.kill_now();
+        self.drain(cap).await;
+        self.retire();
+    }
+
+    /// SIGKILLs the worker's process group and cgroup.
+    fn kill_now(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None))
+            && let Some(pid) = self.pid
+        {
+            crate::sandbox::kill_group(pid);
+        }
+        let _ = self.child.start_kill();
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    /// Kills the worker and everything it started, and removes its cgroup
+    /// in the background.
+    pub fn retire(mut self) {
+        self.kill_now();
+        let Worker {
+            mut child, cgroup, ..
+        } = self;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                    if let Some(cg) = cgroup {
+                        cg.destroy().await;
+                    }
+                });
+            }
+            Err(_) => {
+                drop(child);
+                drop(cgroup);
+            }
+        }
+    }
+}
