@@ -29,7 +29,7 @@
 //! The worker protocol (JSON lines over two pipes that the function's own
 //! stdio cannot reach) is described in [`worker`]; the exec protocol in
 //! [`exec`]; the sandbox, and what it does and does not contain, in
-//! [`sandbox`] and `SECURITY.md`.
+//! [`sandbox`] and `docs/SECURITY-PROCESS.md`.
 //!
 //! # Defaults ([`ProcessConfig::new`])
 //!
