@@ -3,77 +3,56 @@
 use crate::common::{TestServer, guest};
 use std::process::Command;
 
-fn nimbus(s: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(["--url", &s.url, "--token", &s.token])
-        .args(args)
-        .env_remove("NIMBUS_URL")
-        .env_remove("NIMBUS_TOKEN")
-        .output()
-        .expect("run nimbus");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_invoke_logs_and_manage_through_the_cli() {
     let s = TestServer::start().await;
     let wasm = guest("echo-json");
     let wasm = wasm.to_str().expect("utf-8 path");
-    let (code, out, err) = nimbus(&s, &["deploy", "echo", "--wasm", wasm, "--env", "A=1"]);
+    let (code, out, err) = s.nimbus(&["deploy", "echo", "--wasm", wasm, "--env", "A=1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("deployed default/echo version 1"), "{out}");
     assert!(out.contains("private"), "{out}");
 
-    let (code, out, err) = nimbus(
-        &s,
-        &["invoke", "echo", "--data", r#"{"n":42}"#, "--path", "/p"],
-    );
+    let (code, out, err) = s.nimbus(&["invoke", "echo", "--data", r#"{"n":42}"#, "--path", "/p"]);
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["received"]["n"], 42);
     assert_eq!(v["method"], "POST");
 
-    let (code, out, _) = nimbus(
-        &s,
-        &["invoke", "echo", "--data", r#"{"n":1}"#, "-o", "json"],
-    );
+    let (code, out, _) = s.nimbus(&["invoke", "echo", "--data", r#"{"n":1}"#, "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["status"], 200);
     let id = v["invocation_id"].as_str().expect("id").to_owned();
     s.record(&id).await;
 
-    let (code, out, _) = nimbus(&s, &["logs", "echo"]);
+    let (code, out, _) = s.nimbus(&["logs", "echo"]);
     assert_eq!(code, 0);
     assert!(out.contains(&id), "{out}");
-    let (code, out, _) = nimbus(&s, &["logs", "echo", "--invocation", &id, "-o", "json"]);
+    let (code, out, _) = s.nimbus(&["logs", "echo", "--invocation", &id, "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v[0]["id"], id.as_str());
-    let (code, out, _) = nimbus(&s, &["logs", "echo", "--since", "1h"]);
+    let (code, out, _) = s.nimbus(&["logs", "echo", "--since", "1h"]);
     assert_eq!(code, 0);
     assert!(out.contains(&id), "{out}");
 
-    let (code, out, _) = nimbus(&s, &["fn", "list"]);
+    let (code, out, _) = s.nimbus(&["fn", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("echo") && out.contains("wasi_cgi"), "{out}");
-    let (code, out, _) = nimbus(&s, &["fn", "list", "-o", "json"]);
+    let (code, out, _) = s.nimbus(&["fn", "list", "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["functions"][0]["name"], "echo");
-    let (code, out, _) = nimbus(&s, &["fn", "show", "echo"]);
+    let (code, out, _) = s.nimbus(&["fn", "show", "echo"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("timeout_ms=30000") && out.contains("env:     A"),
         "{out}"
     );
-    let (code, out, _) = nimbus(&s, &["fn", "delete", "echo"]);
+    let (code, out, _) = s.nimbus(&["fn", "delete", "echo"]);
     assert_eq!(code, 0, "{out}");
-    let (code, _, err) = nimbus(&s, &["fn", "show", "echo"]);
+    let (code, _, err) = s.nimbus(&["fn", "show", "echo"]);
     assert_eq!(code, 1);
     assert!(err.contains("not_found"), "{err}");
 }
@@ -91,12 +70,12 @@ async fn manifest_deploy_and_errors_through_the_cli() {
     )
     .expect("write");
     let m = manifest.to_str().expect("path");
-    let (code, out, err) = nimbus(&s, &["deploy", "-f", m]);
+    let (code, out, err) = s.nimbus(&["deploy", "-f", m]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("default/hello version 1"), "{out}");
     assert!(out.contains("route GET /hello/{who}"), "{out}");
     assert_eq!(s.call("/hello/ann").await.1, "Hello, ann!\n");
-    let (code, out, _) = nimbus(&s, &["invoke", "hello", "--path", "/x", "-i"]);
+    let (code, out, _) = s.nimbus(&["invoke", "hello", "--path", "/x", "-i"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("HTTP 200"), "{out}");
     assert!(out.contains("x-nimbus-invocation-id"), "{out}");
@@ -106,16 +85,16 @@ async fn manifest_deploy_and_errors_through_the_cli() {
         "functions:\n  hello:\n    code: hello.wasm\n    limits:\n      timeout: 5\n",
     )
     .expect("write");
-    let (code, _, err) = nimbus(&s, &["deploy", "-f", m]);
+    let (code, _, err) = s.nimbus(&["deploy", "-f", m]);
     assert_eq!(code, 1);
     assert!(err.contains("line 5"), "{err}");
     assert!(err.contains("unknown field `timeout`"), "{err}");
 
-    let (code, _, err) = nimbus(&s, &["deploy", "x", "--wasm", "/etc/hostname"]);
+    let (code, _, err) = s.nimbus(&["deploy", "x", "--wasm", "/etc/hostname"]);
     assert_eq!(code, 1);
     assert!(err.contains("invalid_code"), "{err}");
 
-    let (code, _, err) = nimbus(&s, &["invoke", "missing"]);
+    let (code, _, err) = s.nimbus(&["invoke", "missing"]);
     assert_eq!(code, 1);
     assert!(err.contains("not_found"), "{err}");
 }

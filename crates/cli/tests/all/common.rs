@@ -130,6 +130,33 @@ impl TestServer {
         (status, r.text().await.expect("body"), id)
     }
 
+    /// `GET /api/v1{path}` as JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("admin GET")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
+    /// Runs the `nimbus` binary against this server: (exit code, stdout, stderr).
+    pub fn nimbus(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["--url", &self.url, "--token", &self.token])
+            .args(args)
+            .env_remove("NIMBUS_URL")
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .expect("run nimbus");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The invocation record for `id`, waiting for the batched writer.
     pub async fn record(&self, id: &str) -> Value {
         for _ in 0..200 {

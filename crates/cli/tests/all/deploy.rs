@@ -18,27 +18,15 @@ async fn each_deploy_creates_a_numbered_version_and_latest_follows() {
         body.starts_with("Hello from a CGI function!"),
         "latest serves: {body}"
     );
-    let detail: serde_json::Value = s
-        .admin(Method::GET, "/namespaces/default/functions/f")
-        .send()
-        .await
-        .expect("show")
-        .json()
-        .await
-        .expect("json");
+    let detail = s.admin_json("/namespaces/default/functions/f").await;
     assert_eq!(detail["latest_version"], 2);
     assert_eq!(detail["versions"].as_array().expect("versions").len(), 2);
     let limits = &detail["versions"][0]["limits"];
     assert_eq!(limits["timeout_ms"], 30000);
     assert_eq!(limits["memory_limit_mib"], 128);
-    let v1: serde_json::Value = s
-        .admin(Method::GET, "/namespaces/default/functions/f/versions/1")
-        .send()
-        .await
-        .expect("version")
-        .json()
-        .await
-        .expect("json");
+    let v1 = s
+        .admin_json("/namespaces/default/functions/f/versions/1")
+        .await;
     assert_eq!(v1["kind"], "wasi_http", "old versions stay as they were");
 }
 

@@ -1,7 +1,6 @@
 //! Restarts keep functions, versions, routes and records, without recompiling.
 
 use crate::common::TestServer;
-use reqwest::Method;
 
 fn cache_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
     let mut out = Vec::new();
@@ -60,14 +59,7 @@ async fn everything_survives_a_restart_without_recompiling() {
     );
     // The record from before the restart is still there.
     assert_eq!(s.record(&id).await["id"], first["id"]);
-    let detail: serde_json::Value = s
-        .admin(Method::GET, "/namespaces/default/functions/hello")
-        .send()
-        .await
-        .expect("show")
-        .json()
-        .await
-        .expect("json");
+    let detail = s.admin_json("/namespaces/default/functions/hello").await;
     assert_eq!(detail["versions"].as_array().expect("v").len(), 2);
     assert_eq!(detail["versions"][0]["env"]["A"], "b");
 }

@@ -2,24 +2,10 @@
 //! and CLI, run in sandboxed worker processes.
 
 use crate::common::{TestServer, error_code};
-use std::process::Command;
 
 fn write(dir: &std::path::Path, file: &str, text: &str) {
     std::fs::create_dir_all(dir).expect("mkdir");
     std::fs::write(dir.join(file), text).expect("write");
-}
-
-fn nimbus(s: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(["--url", &s.url, "--token", &s.token])
-        .args(args)
-        .output()
-        .expect("run nimbus");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The Python and Node.js handlers from AWS Lambda's getting-started
@@ -39,7 +25,7 @@ async fn aws_documentation_handlers_run_unchanged() {
         "functions:\n  py:\n    code: py\n    runtime: python3\n    handler: lambda_function.lambda_handler\n    public: true\n  js:\n    code: js\n    runtime: node\n    handler: index.handler\n    public: true\n",
     )
     .expect("write manifest");
-    let (code, out, err) = nimbus(&s, &["deploy", "-f", manifest.to_str().expect("path")]);
+    let (code, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("(python3)") && out.contains("(node)"), "{out}");
     for f in ["py", "js"] {
@@ -62,20 +48,17 @@ async fn python_sees_the_http_event_and_logs_are_recorded() {
         "app.py",
         "import json, base64\n\ndef lambda_handler(event, context):\n    print('handling', event['rawPath'])\n    if event['rawPath'] == '/boom':\n        raise ValueError('no such thing')\n    body = event.get('body') or ''\n    if event.get('isBase64Encoded'):\n        body = base64.b64decode(body).decode()\n    return {'path': event['rawPath'], 'query': event['rawQueryString'], 'method': event['requestContext']['http']['method'], 'body': body, 'fn': context.function_name, 'left': context.get_remaining_time_in_millis() > 0}\n",
     );
-    let (code, out, err) = nimbus(
-        &s,
-        &[
-            "deploy",
-            "api",
-            "--code",
-            dir.path().to_str().expect("path"),
-            "--runtime",
-            "python3",
-            "--handler",
-            "app.lambda_handler",
-            "--public",
-        ],
-    );
+    let (code, out, err) = s.nimbus(&[
+        "deploy",
+        "api",
+        "--code",
+        dir.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.lambda_handler",
+        "--public",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let r = s
         .http
@@ -135,24 +118,21 @@ async fn hostile_python_is_contained() {
         ("net", "net"),
         ("bomb", "bomb"),
     ] {
-        let (rc, out, err) = nimbus(
-            &s,
-            &[
-                "deploy",
-                name,
-                "--code",
-                code,
-                "--runtime",
-                "python3",
-                "--handler",
-                &format!("app.{handler}"),
-                "--public",
-                "--timeout-ms",
-                "1000",
-                "--memory-limit-mib",
-                "64",
-            ],
-        );
+        let (rc, out, err) = s.nimbus(&[
+            "deploy",
+            name,
+            "--code",
+            code,
+            "--runtime",
+            "python3",
+            "--handler",
+            &format!("app.{handler}"),
+            "--public",
+            "--timeout-ms",
+            "1000",
+            "--memory-limit-mib",
+            "64",
+        ]);
         assert_eq!(rc, 0, "{out}{err}");
     }
     let (status, body, _) = s.call("/fn/default/spin").await;
