@@ -454,7 +454,15 @@ def write_report(systems, tp, cold, dens, fl):
         add(f"![throughput]({os.path.basename(chart)})")
         add("")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(REPO, "docs", "PERFORMANCE.md"), "w") as f:
+    # Hand-written analysis below the generated part survives re-runs.
+    path = os.path.join(REPO, "docs", "PERFORMANCE.md")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        marker = "\n## Analysis"
+        if marker in old:
+            text += old[old.index(marker):]
+    with open(path, "w") as f:
         f.write(text)
     print(text)
     print(f"{sum(checks)} passed, {len(checks) - sum(checks)} failed")
