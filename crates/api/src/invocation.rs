@@ -21,8 +21,14 @@ pub struct InvocationRecord {
     /// Set when the invocation failed: the stable error code.
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    /// Whether this call had to prepare the function first.
+    /// Whether this call had to prepare the function first, or start a new
+    /// execution environment (a process worker) for it.
     pub cold: bool,
+    /// Time spent starting and initialising that environment (process
+    /// worker start + module import), in microseconds; reported apart from
+    /// `duration_us`, which includes it. None on warm calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_duration_us: Option<u64>,
     /// Highest linear memory size reached, in bytes, when known.
     pub memory_peak_bytes: Option<u64>,
     /// Configured memory of the version, for metering.

@@ -431,7 +431,11 @@ fn print_record(r: &InvocationRecord) {
         r.version,
         outcome,
         r.duration_us as f64 / 1000.0,
-        if r.cold { "cold" } else { "warm" },
+        match r.init_duration_us {
+            Some(us) => format!("cold (init {:.1} ms)", us as f64 / 1000.0),
+            None if r.cold => "cold".to_owned(),
+            None => "warm".to_owned(),
+        },
         r.memory_peak_bytes
             .map(|b| format!("  mem {:.1} MiB", b as f64 / 1048576.0))
             .unwrap_or_default()

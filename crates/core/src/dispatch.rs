@@ -384,6 +384,7 @@ impl Platform {
         let _active = ActiveGuard::enter(slot, &self.metrics);
 
         let timeout = Duration::from_millis(v.limits.timeout_ms.get());
+        let mut init_us = None;
         let (result, logs, memory_peak_bytes, cold) = match self.prepared(slot).await {
             Err(e) => (
                 Err(InvokeError::new(e.code, e.message)),
@@ -400,7 +401,11 @@ impl Platform {
                 // only guards against a runtime that fails to.
                 let backstop = timeout + Duration::from_secs(1);
                 match tokio::time::timeout(backstop, prepared.invoke(req, ctx)).await {
-                    Ok(o) => (o.result, o.logs, o.memory_peak_bytes, cold),
+                    Ok(o) => {
+                        init_us = o.init_us;
+                        let cold = cold || o.init_us.is_some();
+                        (o.result, o.logs, o.memory_peak_bytes, cold)
+                    }
                     Err(_) => (
                         Err(InvokeError::new(
                             ErrorCode::Timeout,
@@ -422,6 +427,9 @@ impl Platform {
         let mib = v.limits.memory_limit_mib.get();
         m.invocations.fetch_add(1, Relaxed);
         m.duration.observe_us(duration_us);
+        if let Some(us) = init_us {
+            m.init.observe_us(us);
+        }
         m.billed_ms.fetch_add(billed_ms, Relaxed);
         m.mib_ms.fetch_add(billed_ms * u64::from(mib), Relaxed);
         let (status, error_code, error_message) = match &result {
@@ -448,6 +456,7 @@ impl Platform {
                 error_code,
                 error_message,
                 cold,
+                init_duration_us: init_us,
                 memory_peak_bytes,
                 memory_limit_mib: mib,
                 billed_ms,

@@ -64,6 +64,7 @@ pub struct FunctionMetrics {
     pub duration: Histogram,
     pub cold_starts: AtomicU64,
     pub cold_start: Histogram,
+    pub init: Histogram,
     pub inflight: AtomicI64,
     pub queued: AtomicI64,
     pub throttles: AtomicU64,

@@ -66,6 +66,10 @@ pub struct Outcome {
     pub logs: Logs,
     /// Highest linear memory size reached, in bytes, if the runtime knows it.
     pub memory_peak_bytes: Option<u64>,
+    /// Time spent starting and initialising an execution environment for
+    /// this invocation (a process worker's start and module import), in
+    /// microseconds; `None` when a warm one served it.
+    pub init_us: Option<u64>,
 }
 
 /// Why code could not be prepared; always the user's fault or a platform limit.

@@ -640,14 +640,23 @@ impl ProcessPrepared {
         req: FnRequest,
         ctx: &InvokeContext,
         cap: &mut logs::Capture,
-    ) -> (Result<FnResponse, InvokeError>, Option<u64>) {
+    ) -> (Result<FnResponse, InvokeError>, Option<u64>, Option<u64>) {
         let generation = self.generation.load(Ordering::SeqCst);
+        let mut init_us = None;
         let worker = match self.take_idle() {
             Some(w) => w,
-            None => match Worker::spawn(&self.inner, &self.spec, ctx.deadline, cap).await {
-                Ok(w) => w,
-                Err(e) => return (Err(e), None),
-            },
+            None => {
+                let started = std::time::Instant::now();
+                match Worker::spawn(&self.inner, &self.spec, ctx.deadline, cap).await {
+                    Ok(w) => {
+                        init_us = Some(started.elapsed().as_micros() as u64);
+                        w
+                    }
+                    Err(e) => {
+                        return (Err(e), None, Some(started.elapsed().as_micros() as u64));
+                    }
+                }
+            }
         };
         let invoked = worker.invoke(&self.spec, req, ctx, cap).await;
         if let Some(w) = invoked.worker {
@@ -659,7 +668,7 @@ impl ProcessPrepared {
                 idle.push(w);
             }
         }
-        (invoked.result, invoked.memory_peak)
+        (invoked.result, invoked.memory_peak, init_us)
     }
 }
 
@@ -682,11 +691,15 @@ impl Prepared for ProcessPrepared {
                     )),
                     logs: cap.into_logs(),
                     memory_peak_bytes: None,
+                    init_us: None,
                 };
             }
         };
-        let (result, memory_peak_bytes) = match self.spec.lang {
-            Lang::Exec => exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await,
+        let (result, memory_peak_bytes, init_us) = match self.spec.lang {
+            Lang::Exec => {
+                let (r, peak) = exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await;
+                (r, peak, None)
+            }
             Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, &mut cap).await,
         };
         drop(permit);
@@ -694,6 +707,7 @@ impl Prepared for ProcessPrepared {
             result,
             logs: cap.into_logs(),
             memory_peak_bytes,
+            init_us,
         }
     }
 

@@ -187,6 +187,7 @@ impl Prepared for HttpPrepared {
             result,
             logs: logs_from(stdout, stderr, truncated),
             memory_peak_bytes: peak,
+            init_us: None,
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn record(id: &str, ns: &str, name: &str, started_at_ms: u64) -> InvocationR
         error_code: None,
         error_message: None,
         cold: true,
+        init_duration_us: Some(1500),
         memory_peak_bytes: Some(65536),
         memory_limit_mib: 128,
         billed_ms: 2,
