@@ -154,3 +154,32 @@ async fn hostile_python_is_contained() {
     s.deploy("hello", "hello", "").await;
     assert_eq!(s.call("/fn/default/hello").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_stdlib_heavy_modules_import_in_the_sandbox() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.py",
+        "import asyncio, decimal, email.message, json, sqlite3, statistics, xml.etree.ElementTree as ET, urllib.parse, zlib\n\ndef handler(event, context):\n    db = sqlite3.connect(':memory:')\n    db.execute('create table t (x)')\n    db.executemany('insert into t values (?)', [(i,) for i in range(10)])\n    total = db.execute('select sum(x) from t').fetchone()[0]\n    root = ET.fromstring('<a><b>1</b></a>')\n    return {'sum': total, 'mean': statistics.mean([1, 2, 3]), 'xml': root.find('b').text, 'dec': str(decimal.Decimal('0.1') * 3), 'z': len(zlib.compress(b'x' * 1000))}\n",
+    );
+    let (rc, out, err) = s.nimbus(&[
+        "deploy",
+        "std",
+        "--code",
+        dir.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+        "--public",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (status, body, _) = s.call("/fn/default/std").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["sum"], 45);
+    assert_eq!(v["xml"], "1");
+    assert_eq!(v["dec"], "0.3");
+}
