@@ -18,7 +18,8 @@ use std::process::ExitCode;
 #[command(
     name = "nimbus",
     version,
-    about = "Nimbus: a self-hosted serverless platform"
+    about = "Nimbus: a self-hosted serverless platform",
+    after_help = "Examples:\n  nimbus serve\n  nimbus deploy hello --wasm hello.wasm --public\n  nimbus invoke hello\n  nimbus logs hello --since 10m"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -71,7 +72,7 @@ pub enum Command {
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(
-        after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000"
+        after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000\n  nimbus deploy api --code ./src --runtime python3 --handler app.lambda_handler"
     )]
     Deploy(commands::DeployArgs),
     /// Call a function and print its response.
@@ -90,7 +91,11 @@ pub enum Command {
     )]
     Usage(commands::UsageArgs),
     /// List, show and delete functions.
-    #[command(subcommand, name = "fn")]
+    #[command(
+        subcommand,
+        name = "fn",
+        after_help = "Examples:\n  nimbus fn list\n  nimbus fn show hello -o json\n  nimbus fn delete hello"
+    )]
     Fn(FnCommand),
 }
 

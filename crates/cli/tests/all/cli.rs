@@ -102,6 +102,9 @@ async fn manifest_deploy_and_errors_through_the_cli() {
 #[test]
 fn every_subcommand_has_help_with_an_example() {
     for args in [
+        vec![],
+        vec!["fn"],
+        vec!["usage"],
         vec!["serve"],
         vec!["deploy"],
         vec!["invoke"],
