@@ -15,7 +15,6 @@ use base64::Engine as _;
 use nimbus_api::manifest::{FunctionSpec, Manifest};
 use nimbus_api::wire::DeployRequest;
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Namespace};
-use std::collections::BTreeMap;
 
 /// Largest code artifact accepted, in bytes (100 MiB: a Python interpreter
 /// component is about 20 MiB).
@@ -153,9 +152,4 @@ impl Platform {
             )))
         }
     }
-}
-
-/// Env of a function as the manifest gives it (used by single-function deploys).
-pub fn env_from_pairs(pairs: &[(String, String)]) -> BTreeMap<String, String> {
-    pairs.iter().cloned().collect()
 }
