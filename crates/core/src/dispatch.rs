@@ -10,7 +10,10 @@
 //! 1. a per-function slot (`scaling.max_concurrency`); when none is free the
 //!    request waits in a bounded FIFO (`scaling.max_queue` deep, at most
 //!    `scaling.queue_timeout_ms`), then gets `429 throttled`;
-//! 2. a platform-wide permit (`max_inflight`): none free → `429 throttled`.
+//! 2. a platform-wide permit (`max_inflight`): none free → `429 throttled`;
+//! 3. for wasm, a turn at the CPU ([`crate::fair`]): at most `cpu_slots` run
+//!    at once and waiting functions are served round robin, so a flooded
+//!    function cannot push others to the back of the scheduler's queues.
 //!
 //! Nothing waits without a bound, and one flooded function only ever holds
 //! its own `max_concurrency` slots.
@@ -21,6 +24,7 @@
 
 use crate::artifacts::ArtifactStore;
 use crate::error::{Error, Result};
+use crate::fair::FairGate;
 use crate::metrics::{FunctionMetrics, Metrics};
 use crate::records::Recorder;
 use crate::routes::{Lookup, RouteTable, Target};
@@ -41,6 +45,12 @@ pub struct DispatchConfig {
     pub max_inflight: usize,
     /// How often idle functions are looked for, in ms. Default 1000.
     pub reap_interval_ms: u64,
+    /// Wasm invocations running at once before the rest take turns per
+    /// function ([`crate::fair`]). Default: twice the available cores.
+    pub cpu_slots: usize,
+    /// Longest a wasm invocation waits for its turn before running anyway,
+    /// in ms. Default 5.
+    pub cpu_wait_ms: u64,
 }
 
 impl Default for DispatchConfig {
@@ -48,6 +58,8 @@ impl Default for DispatchConfig {
         DispatchConfig {
             max_inflight: 1000,
             reap_interval_ms: 1000,
+            cpu_slots: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            cpu_wait_ms: 5,
         }
     }
 }
@@ -172,6 +184,7 @@ pub struct Platform {
     functions: RwLock<HashMap<Key, Arc<FunctionSlot>>>,
     routes: RwLock<Arc<RouteTable>>,
     inflight: Arc<Semaphore>,
+    cpu_gate: Arc<FairGate>,
     metrics: Arc<Metrics>,
 }
 
@@ -194,6 +207,7 @@ impl Platform {
             functions: RwLock::new(HashMap::new()),
             routes: RwLock::new(Arc::new(RouteTable::default())),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            cpu_gate: FairGate::new(config.cpu_slots, Duration::from_millis(config.cpu_wait_ms)),
             metrics: Arc::new(Metrics::default()),
         });
         let latest = platform
@@ -396,6 +410,12 @@ impl Platform {
                 let ctx = InvokeContext {
                     invocation_id: id.clone(),
                     deadline: start + timeout,
+                };
+                // In-process guests take turns for the CPU, per function.
+                let _cpu = if v.kind.is_wasm() {
+                    self.cpu_gate.enter(&v.namespace, &v.name).await
+                } else {
+                    None
                 };
                 // The runtime enforces the timeout itself; this outer bound
                 // only guards against a runtime that fails to.

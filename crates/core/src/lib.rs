@@ -18,6 +18,7 @@ pub mod cgi;
 pub mod deploy;
 pub mod dispatch;
 pub mod error;
+pub mod fair;
 pub mod metrics;
 pub mod records;
 pub mod routes;

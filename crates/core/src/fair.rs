@@ -1,0 +1,182 @@
+//! A fair CPU gate for in-process (wasm) invocations.
+//!
+//! Per-function concurrency bounds how many invocations a function holds,
+//! not how much CPU it gets: a function flooded with cheap requests fills
+//! the scheduler's run queues and every other function's calls wait behind
+//! them. The gate admits at most `slots` wasm invocations to run at once
+//! (about twice the cores) and hands a freed slot to the waiting functions
+//! in turn (round robin), so a function with one waiting call goes ahead of
+//! a function with hundreds.
+//!
+//! The gate never stalls the platform: a call that waits longer than
+//! `max_wait` runs without a slot. Guests blocked in a host call (a sleep,
+//! a slow body) therefore cannot starve the others; they only lose their
+//! priority.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct State {
+    free: usize,
+    next_ticket: u64,
+    waiting: HashMap<Key, VecDeque<(u64, oneshot::Sender<Slot>)>>,
+    /// Functions with waiters, in the order they are served.
+    turns: VecDeque<Key>,
+}
+
+/// The gate; cheap to share behind an `Arc`.
+pub struct FairGate {
+    state: Mutex<State>,
+    max_wait: Duration,
+}
+
+/// A held slot; dropping it passes the slot to the next waiting function.
+pub struct Slot {
+    gate: Option<Arc<FairGate>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release(gate.clone());
+        }
+    }
+}
+
+impl FairGate {
+    pub fn new(slots: usize, max_wait: Duration) -> Arc<FairGate> {
+        Arc::new(FairGate {
+            state: Mutex::new(State {
+                free: slots.max(1),
+                ..Default::default()
+            }),
+            max_wait,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a slot, at most `max_wait`; `None` means "run without one".
+    pub async fn enter(self: &Arc<Self>, namespace: &str, name: &str) -> Option<Slot> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let (ticket, rx) = {
+            let mut s = self.lock();
+            if s.free > 0 {
+                s.free -= 1;
+                return Some(Slot {
+                    gate: Some(self.clone()),
+                });
+            }
+            let ticket = s.next_ticket;
+            s.next_ticket += 1;
+            let (tx, rx) = oneshot::channel();
+            let queue = s.waiting.entry(key.clone()).or_default();
+            queue.push_back((ticket, tx));
+            if queue.len() == 1 {
+                s.turns.push_back(key.clone());
+            }
+            (ticket, rx)
+        };
+        let mut rx = rx;
+        match tokio::time::timeout(self.max_wait, &mut rx).await {
+            Ok(Ok(slot)) => Some(slot),
+            _ => {
+                let mut s = self.lock();
+                if let Some(q) = s.waiting.get_mut(&key) {
+                    q.retain(|(t, _)| *t != ticket);
+                }
+                drop(s);
+                // Granted just as the wait ended: keep it.
+                rx.try_recv().ok()
+            }
+        }
+    }
+
+    fn release(&self, me: Arc<FairGate>) {
+        let mut s = self.lock();
+        while let Some(key) = s.turns.pop_front() {
+            let Some(queue) = s.waiting.get_mut(&key) else {
+                continue;
+            };
+            let next = queue.pop_front();
+            let more = !queue.is_empty();
+            if !more {
+                s.waiting.remove(&key);
+            } else {
+                s.turns.push_back(key);
+            }
+            if let Some((_, tx)) = next {
+                let slot = Slot {
+                    gate: Some(me.clone()),
+                };
+                match tx.send(slot) {
+                    Ok(()) => return,
+                    // The waiter gave up; the returned slot must not release
+                    // again recursively while we hold the lock.
+                    Err(mut slot) => {
+                        slot.gate = None;
+                    }
+                }
+            }
+        }
+        s.free += 1;
+    }
+
+    /// Slots free right now (for tests and metrics).
+    pub fn free(&self) -> usize {
+        self.lock().free
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_the_next_function_in_turn() {
+        let gate = FairGate::new(1, Duration::from_secs(10));
+        let held = gate.enter("d", "flood").await.expect("slot");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, f) in ["flood", "flood", "flood", "victim"]
+            .into_iter()
+            .enumerate()
+        {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let slot = gate.enter("d", f).await.expect("slot");
+                order.lock().expect("lock").push(format!("{f}{i}"));
+                drop(slot);
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        for t in tasks {
+            t.await.expect("join");
+        }
+        let order = order.lock().expect("lock").clone();
+        assert_eq!(order[0], "flood0");
+        assert_eq!(
+            order[1], "victim3",
+            "the victim goes before the flood's backlog: {order:?}"
+        );
+        assert_eq!(gate.free(), 1, "every slot came back");
+    }
+
+    #[tokio::test]
+    async fn waiting_is_bounded() {
+        let gate = FairGate::new(1, Duration::from_millis(20));
+        let _held = gate.enter("d", "a").await.expect("slot");
+        let bypass = gate.enter("d", "b").await;
+        assert!(bypass.is_none(), "runs without a slot after max_wait");
+        assert_eq!(gate.free(), 0);
+    }
+}
