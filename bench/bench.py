@@ -129,8 +129,12 @@ def wrk(url, conns, duration):
         return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99),
-            "non2xx": int(errors.group(1)) if errors else 0}
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    non2xx = int(errors.group(1)) if errors else 0
+    ok_rps = rps
+    if total and int(total.group(1)) > 0:
+        ok_rps = rps * (int(total.group(1)) - non2xx) / int(total.group(1))
+    return {"rps": rps, "ok_rps": ok_rps, "p50_ms": pct(50), "p99_ms": pct(99), "non2xx": non2xx}
 
 
 def timed_get(port, path):
@@ -354,7 +358,8 @@ def main():
 
 def write_report(systems, tp, cold, dens, fl):
     names = [s for s, _ in systems]
-    best = {(s, c): max(r["rps"] for r in tp[(s, c)]) for s in names for c in CONNS}
+    # Comparisons count successful responses only (a 429 is not a served hello).
+    best = {(s, c): max(r.get("ok_rps", r["rps"]) for r in tp[(s, c)]) for s in names for c in CONNS}
     lines = []
     add = lines.append
     add("# Nimbus performance")
@@ -446,7 +451,7 @@ def write_report(systems, tp, cold, dens, fl):
     ratio = fl["loaded_p99"] / fl["unloaded_p99"]
     check("victim p99 during a flood ≤ 2× unloaded", ratio, ratio <= 2.0, "{:.2f}×")
     ips = max(best[("nimbus", cc)] for cc in CONNS)
-    check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (every invocation is a fresh instance)", ips,
+    check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (successful invocations, each a fresh instance)", ips,
           ips >= TARGETS["instances_per_s"], "{:,.0f}/s")
     add("")
     chart = make_chart(names, best)
