@@ -486,14 +486,7 @@ impl InvocationStore for SqliteStore {
                  FROM usage_hourly WHERE 1 = 1",
             );
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(ns) = query.namespace {
-                args.push(ns.into());
-                sql.push_str(&format!(" AND namespace = ?{}", args.len()));
-            }
-            if let Some(f) = query.function {
-                args.push(f.into());
-                sql.push_str(&format!(" AND function = ?{}", args.len()));
-            }
+            filter_function(&mut sql, &mut args, query.namespace, query.function);
             if let Some(since) = query.since_ms {
                 // Hours start on bucket boundaries, so "ends after `since`"
                 // is "starts at or after the start of `since`'s hour". A
@@ -543,14 +536,7 @@ impl InvocationStore for SqliteStore {
         self.read(move |conn| {
             let mut sql = String::from("SELECT body FROM invocations WHERE 1 = 1");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(ns) = query.namespace {
-                args.push(ns.into());
-                sql.push_str(&format!(" AND namespace = ?{}", args.len()));
-            }
-            if let Some(f) = query.function {
-                args.push(f.into());
-                sql.push_str(&format!(" AND function = ?{}", args.len()));
-            }
+            filter_function(&mut sql, &mut args, query.namespace, query.function);
             if let Some(since) = query.since_ms {
                 // A bound beyond what SQLite stores matches nothing.
                 args.push(i64::try_from(since).unwrap_or(i64::MAX).into());
@@ -600,5 +586,20 @@ impl InvocationStore for SqliteStore {
             Ok((by_age + by_count) as u64)
         })
         .await
+    }
+}
+
+/// Appends `AND namespace = ? AND function = ?` for the filters given.
+fn filter_function(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    namespace: Option<String>,
+    function: Option<String>,
+) {
+    for (column, value) in [("namespace", namespace), ("function", function)] {
+        if let Some(v) = value {
+            args.push(v.into());
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
     }
 }
