@@ -226,6 +226,18 @@ impl Platform {
             }
         }
         platform.rebuild_routes().map_err(|e| anyhow::anyhow!(e))?;
+        // Functions with min_instances > 0 are kept warm: prepare them now
+        // rather than on their first call.
+        for slot in platform.slots() {
+            if slot.version.scaling.min_instances.get() > 0 {
+                let p = platform.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = p.prepared(&slot).await {
+                        tracing::warn!(function = %slot.version.name, error = %e, "failed to keep a function warm");
+                    }
+                });
+            }
+        }
         let weak = Arc::downgrade(&platform);
         let every = Duration::from_millis(config.reap_interval_ms.max(10));
         tokio::spawn(async move {

@@ -595,14 +595,19 @@ impl Runtime for ProcessRuntime {
             limits: version.limits,
         };
         let max = self.inner.config.max_workers_per_version.max(1);
-        Ok(Arc::new(ProcessPrepared {
+        let prepared = Arc::new(ProcessPrepared {
             inner: self.inner.clone(),
             spec: Arc::new(spec),
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
             max_idle: max,
             generation: AtomicU64::new(0),
-        }))
+        });
+        let provisioned = (version.scaling.min_instances.get() as usize).min(max);
+        if provisioned > 0 && prepared.spec.lang != Lang::Exec {
+            tokio::spawn(prepared.clone().provision(provisioned));
+        }
+        Ok(prepared)
     }
 }
 
@@ -622,6 +627,27 @@ struct ProcessPrepared {
 impl ProcessPrepared {
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts `count` workers ahead of any call (`scaling.min_instances`,
+    /// Lambda's provisioned concurrency), so the first calls are warm.
+    async fn provision(self: Arc<Self>, count: usize) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        for _ in 0..count {
+            let mut discard = logs::Capture::new(self.spec.limits.max_log_bytes.get());
+            let deadline = std::time::Instant::now()
+                + std::time::Duration::from_millis(self.spec.limits.timeout_ms.get());
+            match Worker::spawn(&self.inner, &self.spec, deadline, &mut discard).await {
+                Ok(w) if self.generation.load(Ordering::SeqCst) == generation => {
+                    self.idle().push(w);
+                }
+                Ok(w) => w.retire(),
+                Err(e) => {
+                    tracing::warn!(function = %self.spec.name, error = %e, "failed to start a provisioned worker");
+                    return;
+                }
+            }
+        }
     }
 
     /// The most recently used live idle worker.

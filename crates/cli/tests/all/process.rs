@@ -183,3 +183,32 @@ async fn python_stdlib_heavy_modules_import_in_the_sandbox() {
     assert_eq!(v["xml"], "1");
     assert_eq!(v["dec"], "0.3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_instances_starts_workers_before_the_first_call() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("src"),
+        "app.py",
+        "def handler(event, context):\n    return 'ok'\n",
+    );
+    let manifest = dir.path().join("nimbus.yaml");
+    std::fs::write(
+        &manifest,
+        "functions:\n  kept:\n    code: src\n    runtime: python3\n    handler: app.handler\n    public: true\n    scaling: { min_instances: 1 }\n",
+    )
+    .expect("write manifest");
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    // Starting a worker takes tens of milliseconds; leave it ample time.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, _, id) = s.call("/fn/default/kept").await;
+    assert_eq!(status, 200);
+    let rec = s.record(&id).await;
+    assert_eq!(
+        rec["cold"], false,
+        "a provisioned worker served the first call: {rec}"
+    );
+    assert!(rec["init_duration_us"].is_null(), "{rec}");
+}
