@@ -86,6 +86,9 @@ pub struct FunctionVersion {
     pub handler: Option<String>,
     /// Reachable without a token.
     pub public: bool,
+    /// Process runtimes only: the sandbox shares the host's network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
     pub limits: Limits,
     /// Concurrency and scale-to-zero settings.
     #[serde(default)]

@@ -5,6 +5,7 @@
 //!   hello:
 //!     code: target/wasm/hello.wasm   # path relative to the manifest
 //!     public: true                   # callable without a token
+//!     # network: true                # process runtimes only: outgoing network
 //!     limits: { timeout_ms: 5000, memory_limit_mib: 64 }
 //!     scaling: { max_concurrency: 10, idle_ttl_ms: 300000 }
 //!     env: { GREETING: hi }
@@ -89,6 +90,11 @@ pub struct FunctionSpec {
     /// Callable without a token.
     #[serde(default)]
     pub public: bool,
+    /// Outgoing network for process runtimes (the host's network, as
+    /// Lambda functions have by default). Default false: the sandbox has
+    /// only its own loopback interface.
+    #[serde(default)]
+    pub network: bool,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -282,6 +288,11 @@ impl Manifest {
                         "functions.{name}.handler: wasm functions have no handler (remove it, or set runtime: python3, node or exec)"
                     )));
                 }
+                (RuntimeName::Wasm, None) if f.network => {
+                    return Err(err(format!(
+                        "functions.{name}.network: wasm functions have no outgoing network; only runtimes python3, node and exec can opt in"
+                    )));
+                }
                 (RuntimeName::Wasm, None) => {}
                 (rt, None) => {
                     return Err(err(format!(
@@ -398,6 +409,18 @@ mod tests {
         assert!(e.message.contains("wasm functions have no handler"), "{e}");
         let e = Manifest::parse("functions:\n  r:\n    code: a\n    runtime: ruby\n").unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn network_is_for_process_runtimes() {
+        let ok = Manifest::parse(
+            "functions:\n  py:\n    code: src\n    runtime: python3\n    handler: app.h\n    network: true\n",
+        )
+        .expect("parse");
+        assert!(ok.functions[&FunctionName::new("py").expect("name")].network);
+        let e =
+            Manifest::parse("functions:\n  w:\n    code: a.wasm\n    network: true\n").unwrap_err();
+        assert!(e.message.contains("functions.w.network"), "{e}");
     }
 
     #[test]

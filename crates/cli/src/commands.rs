@@ -25,7 +25,7 @@ pub struct DeployArgs {
     /// The WebAssembly code of the function (with NAME).
     #[arg(long, conflicts_with = "code")]
     pub wasm: Option<PathBuf>,
-    /// The code of a python3/node/exec function: a directory or a .tar (with NAME).
+    /// The code of a python3/node/exec function: a directory, a .tar or a .zip (with NAME).
     #[arg(long)]
     pub code: Option<PathBuf>,
     /// Runtime of the function: wasm (default), python3, node or exec.
@@ -37,6 +37,9 @@ pub struct DeployArgs {
     /// Callable without a token.
     #[arg(long)]
     pub public: bool,
+    /// Give a python3/node/exec function outgoing network access.
+    #[arg(long)]
+    pub network: bool,
     /// Wall-clock limit per invocation, in ms (default 30000).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
@@ -174,6 +177,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
                     runtime,
                     handler: args.handler.clone(),
                     public: args.public,
+                    network: args.network,
                     limits,
                     scaling: Default::default(),
                     env,
@@ -557,6 +561,9 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                             "private (token required)"
                         }
                     );
+                    if v.network {
+                        println!("  network: outgoing allowed");
+                    }
                     println!(
                         "  limits:  timeout_ms={} memory_limit_mib={} max_request_body_bytes={} max_response_body_bytes={} max_log_bytes={}",
                         l.timeout_ms.get(),

@@ -103,6 +103,7 @@ impl Platform {
                 kind,
                 handler: item.spec.handler.clone(),
                 public: item.spec.public,
+                network: item.spec.network,
                 limits: item.spec.limits,
                 scaling: item.spec.scaling,
                 env: item.spec.env_map(),

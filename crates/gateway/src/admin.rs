@@ -203,6 +203,7 @@ async fn put_code(
         runtime: RuntimeName::Wasm,
         handler: None,
         public: opts.public.unwrap_or(false),
+        network: false,
         limits,
         scaling,
         env: Default::default(),

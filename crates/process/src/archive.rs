@@ -1,4 +1,8 @@
-//! Process code: an uncompressed tar of the function's directory.
+//! Process code: an uncompressed tar of the function's directory, or a zip
+//! archive (stored or deflated, as Lambda deployment packages are).
+//!
+//! A zip is rewritten as a tar entry by entry before anything is checked or
+//! unpacked, so both formats go through the same checks below.
 //!
 //! [`pack_dir`] makes one deterministically (sorted entries, zero
 //! timestamps and owners, modes normalised to 0644/0755), so the same
@@ -104,8 +108,96 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks that `bytes` is a tar archive Nimbus can unpack as process code.
+/// Whether `prefix` starts like a zip archive (a local file header, or the
+/// end-of-directory record of an empty one).
+pub fn is_zip(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06")
+}
+
+/// Rewrites a zip archive as a tar stream into `out`: directories, regular
+/// files (executable if the zip records an executable Unix mode) and
+/// symbolic links (Unix mode `S_IFLNK`, the target as content). At most
+/// [`MAX_FILES`] entries and [`MAX_UNPACKED_BYTES`] of content, counted
+/// while decompressing rather than trusted from the headers.
+pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Result<W, PrepareError> {
+    let mut zip =
+        zip::ZipArchive::new(reader).map_err(|e| invalid(format!("not a zip archive: {e}")))?;
+    if zip.len() > MAX_FILES {
+        return Err(invalid(format!(
+            "the code archive has more than {MAX_FILES} entries"
+        )));
+    }
+    let mut builder = tar::Builder::new(out);
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let mut file = zip
+            .by_index(i)
+            .map_err(|e| invalid(format!("read zip entry {i}: {e}")))?;
+        let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+        let rel = file
+            .enclosed_name()
+            .ok_or_else(|| invalid(format!("unsafe path in the code archive: {name}")))?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let mode = file.unix_mode().unwrap_or(0);
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        let add = |e: std::io::Error| invalid(format!("add {name} from the zip archive: {e}"));
+        if file.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &rel, std::io::empty())
+                .map_err(add)?;
+            continue;
+        }
+        let left = MAX_UNPACKED_BYTES - total;
+        let mut data = Vec::new();
+        (&mut file)
+            .take(left + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| invalid(format!("decompress {name} from the zip archive: {e}")))?;
+        if data.len() as u64 > left {
+            return Err(invalid(format!(
+                "the code archive unpacks to more than {} MiB",
+                MAX_UNPACKED_BYTES >> 20
+            )));
+        }
+        total += data.len() as u64;
+        if mode & 0o170000 == 0o120000 {
+            let target = String::from_utf8(data)
+                .map_err(|_| invalid(format!("{name}: a link target that is not UTF-8")))?;
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            builder
+                .append_link(&mut header, &rel, target)
+                .map_err(add)?;
+        } else {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 });
+            header.set_size(data.len() as u64);
+            builder
+                .append_data(&mut header, &rel, data.as_slice())
+                .map_err(add)?;
+        }
+    }
+    builder
+        .into_inner()
+        .map_err(|e| internal(format!("finish the rewritten archive: {e}")))
+}
+
+/// Checks that `bytes` is a tar or zip archive Nimbus can unpack as process
+/// code.
 pub fn validate_archive(bytes: &[u8]) -> Result<(), PrepareError> {
+    if is_zip(bytes) {
+        let tar = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
+        return validate_archive(&tar);
+    }
     if bytes.len() < 512 {
         return Err(invalid(
             "process code must be a tar archive of the function's directory (too short)",
@@ -316,6 +408,16 @@ pub(crate) fn unpack_once(
             .map_err(|e| internal(format!("create {}: {e}", tmp.display())))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| internal(format!("chmod {}: {e}", tmp.display())))?;
+        let mut file = std::fs::File::open(archive)
+            .map_err(|e| internal(format!("open {}: {e}", archive.display())))?;
+        let mut magic = [0u8; 4];
+        let n = file
+            .read(&mut magic)
+            .map_err(|e| internal(format!("read {}: {e}", archive.display())))?;
+        if is_zip(&magic[..n]) {
+            let tar = zip_to_tar(std::io::BufReader::new(file), Vec::new())?;
+            return unpack(tar.as_slice(), &tmp);
+        }
         let file = std::fs::File::open(archive)
             .map_err(|e| internal(format!("open {}: {e}", archive.display())))?;
         unpack(std::io::BufReader::new(file), &tmp)

@@ -66,6 +66,7 @@ pub(crate) async fn invoke(
             spec.limits.memory_limit_bytes(),
             cgroup.is_some(),
         ),
+        network: spec.network,
     };
     let mut cmd = match sandbox.command(launch) {
         Ok(c) => c,

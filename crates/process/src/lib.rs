@@ -2,7 +2,7 @@
 //! sandboxed process.
 //!
 //! ```text
-//!   deploy ──► validate_archive (tar) ──► prepare: unpack once per digest into
+//!   deploy ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
 //!              <work_dir>/code/<digest>/ (temp dir + rename), check the handler
 //!   invoke ──► python3 / node: take an idle warm worker or start one (cold:
 //!              sandbox + interpreter + import the handler module, reported
@@ -62,9 +62,10 @@ pub mod exec;
 pub mod lambda;
 mod logs;
 pub mod sandbox;
+mod seccomp;
 pub mod worker;
 
-pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, pack_dir, validate_archive};
+pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, is_zip, pack_dir, validate_archive, zip_to_tar};
 
 use async_trait::async_trait;
 use nimbus_api::{CodeKind, ErrorCode, FunctionVersion, Limits};
@@ -177,6 +178,8 @@ pub(crate) struct VersionSpec {
     pub handler: String,
     pub env: Vec<(String, String)>,
     pub limits: Limits,
+    /// The function opted in to outgoing network.
+    pub network: bool,
 }
 
 impl VersionSpec {
@@ -297,6 +300,7 @@ impl ProcessRuntime {
             features: BwrapFeatures::default(),
             nofile: config.max_open_files,
             fsize_bytes: config.max_file_size_mib.saturating_mul(1 << 20),
+            seccomp: seccomp::program().map(std::sync::Arc::from),
         };
         let sandbox = match find_bwrap(&config) {
             Some(bwrap) => {
@@ -384,6 +388,7 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
         cgroup_procs: Vec::new(),
         pass_fds: Vec::new(),
         address_space_limit: None,
+        network: false,
     };
     let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
     let out = cmd
@@ -593,6 +598,7 @@ impl Runtime for ProcessRuntime {
             handler,
             env,
             limits: version.limits,
+            network: version.network,
         };
         let max = self.inner.config.max_workers_per_version.max(1);
         let prepared = Arc::new(ProcessPrepared {

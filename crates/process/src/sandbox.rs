@@ -31,8 +31,12 @@
 //!   capabilities never enter the sandbox. `no_new_privs` is set, nested user
 //!   namespaces are disabled (`--disable-userns`).
 //! - **Namespaces**: new pid, ipc, uts (hostname `nimbus`), cgroup, mount and
-//!   network namespaces. Without `network: true` the sandbox has only its
-//!   own loopback interface: no connection leaves it.
+//!   network namespaces. Without `network: true` (the function's manifest,
+//!   or the server-wide setting) the sandbox has only its own loopback
+//!   interface: no connection leaves it.
+//! - **System calls**: bubblewrap installs the seccomp filter of
+//!   [`crate::seccomp`] just before it executes the program; the child
+//!   hands it the program through a pipe it creates after the fork.
 //! - **Processes**: `--die-with-parent` and the pid namespace mean that when
 //!   the worker is killed, every process it started dies with it; the worker
 //!   cgroup is additionally emptied with `SIGKILL` and removed.
@@ -51,10 +55,10 @@
 //!
 //! # What is not contained
 //!
-//! - There is **no seccomp filter**: the whole kernel syscall surface is
-//!   reachable, so a kernel bug can still be an escape. The user namespace
-//!   is what bubblewrap needs to work unprivileged; it also widens that
-//!   surface somewhat.
+//! - The **seccomp filter** ([`crate::seccomp`]) is a deny list: the system
+//!   calls ordinary programs use reach the kernel, so a kernel bug in them
+//!   can still be an escape. The user namespace is what bubblewrap needs to
+//!   work unprivileged; it also widens that surface somewhat.
 //! - The read-only system paths are the host's: `/etc/passwd`, installed
 //!   packages and their versions, `/proc/cpuinfo`, `/proc/meminfo` and the
 //!   kernel version are visible. Do not put secrets in world-readable files
@@ -135,6 +139,9 @@ pub(crate) struct Sandbox {
     pub features: BwrapFeatures,
     pub nofile: u64,
     pub fsize_bytes: u64,
+    /// The seccomp program bubblewrap installs (see [`crate::seccomp`]);
+    /// None on an architecture without a filter.
+    pub seccomp: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Options the installed bubblewrap supports (older versions lack some).
@@ -169,6 +176,8 @@ pub(crate) struct Launch<'a> {
     pub pass_fds: Vec<RawFd>,
     /// `RLIMIT_AS`, when there is no memory cgroup.
     pub address_space_limit: Option<u64>,
+    /// Share the host's network (the function's `network: true`).
+    pub network: bool,
 }
 
 impl Sandbox {
@@ -187,12 +196,20 @@ impl Sandbox {
 
     /// The bubblewrap arguments before the program, for a code directory
     /// that bubblewrap can reach at `code_source`.
-    pub fn bwrap_args(&self, code_source: &Path) -> Vec<OsString> {
+    pub fn bwrap_args(
+        &self,
+        code_source: &Path,
+        network: bool,
+        seccomp_fd: Option<RawFd>,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&["--unshare-all", "--unshare-user"]);
-        if self.network {
+        if self.network || network {
             push(&["--share-net"]);
+        }
+        if let Some(fd) = seccomp_fd {
+            push(&["--seccomp", &fd.to_string()]);
         }
         if self.features.disable_userns {
             push(&["--disable-userns"]);
@@ -291,11 +308,28 @@ impl Sandbox {
             )),
             None => None,
         };
+        // The seccomp program reaches bubblewrap through a pipe the child
+        // creates after the fork, at the lowest descriptor number that is
+        // not passed on for another purpose.
+        let seccomp = match (&self.bwrap, &self.seccomp) {
+            (Some(_), Some(program)) => {
+                let mut fd: RawFd = 3;
+                while launch.pass_fds.contains(&fd) {
+                    fd += 1;
+                }
+                Some((program.clone(), fd))
+            }
+            _ => None,
+        };
         let mut cmd = match &self.bwrap {
             Some(bwrap) => {
                 let mut cmd = std::process::Command::new(bwrap);
                 let source = stage_dir.unwrap_or(launch.code_dir);
-                cmd.args(self.bwrap_args(source));
+                cmd.args(self.bwrap_args(
+                    source,
+                    launch.network,
+                    seccomp.as_ref().map(|(_, fd)| *fd),
+                ));
                 cmd.arg(&launch.program);
                 cmd
             }
@@ -314,6 +348,7 @@ impl Sandbox {
             fsize: self.fsize_bytes,
             address_space: launch.address_space_limit,
             pass_fds: launch.pass_fds,
+            seccomp,
             stage,
             drop_to: if self.is_sandboxed() {
                 self.drop_to
@@ -330,10 +365,11 @@ impl Sandbox {
     pub fn describe(&self) -> String {
         match &self.bwrap {
             Some(b) => format!(
-                "{} (network: {}, uid {})",
+                "{} (network: {}, uid {}, seccomp: {})",
                 b.display(),
                 self.network,
-                self.sandbox_ids.0
+                self.sandbox_ids.0,
+                if self.seccomp.is_some() { "on" } else { "off" }
             ),
             None => "unsandboxed".to_owned(),
         }
@@ -352,6 +388,8 @@ struct ChildPlan {
     fsize: u64,
     address_space: Option<u64>,
     pass_fds: Vec<RawFd>,
+    /// The seccomp program and the descriptor bubblewrap reads it from.
+    seccomp: Option<(std::sync::Arc<[u8]>, RawFd)>,
     /// (code dir, stage dir): bind the first over the second in a private
     /// mount namespace.
     stage: Option<(CString, CString)>,
@@ -417,6 +455,23 @@ fn install_child_setup(cmd: &mut std::process::Command, plan: ChildPlan) {
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
             check(flags)?;
             check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+        }
+        if let Some((program, target)) = &plan.seccomp {
+            // A pipe holding the whole program (it is far smaller than the
+            // pipe buffer, so the write cannot block), its read end moved
+            // to `target`, which bubblewrap was told to read.
+            let mut fds = [0 as libc::c_int; 2];
+            check(unsafe { libc::pipe2(fds.as_mut_ptr(), 0) })?;
+            let [read_end, write_end] = fds;
+            let n = unsafe { libc::write(write_end, program.as_ptr().cast(), program.len()) };
+            if n < 0 || n as usize != program.len() {
+                return Err(io::Error::last_os_error());
+            }
+            unsafe { libc::close(write_end) };
+            if read_end != *target {
+                check(unsafe { libc::dup2(read_end, *target) })?;
+                unsafe { libc::close(read_end) };
+            }
         }
         if let Some((code, stage)) = &plan.stage {
             check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;

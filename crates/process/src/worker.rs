@@ -245,6 +245,7 @@ impl Worker {
                 spec.limits.memory_limit_bytes(),
                 cgroup.is_some(),
             ),
+            network: spec.network,
         };
         let mut cmd = sandbox
             .command(launch)

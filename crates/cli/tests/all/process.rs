@@ -212,3 +212,64 @@ async fn min_instances_starts_workers_before_the_first_call() {
     );
     assert!(rec["init_duration_us"].is_null(), "{rec}");
 }
+
+/// Zips `files` with Python's `zipfile` (deflated, as `zip -r` makes them).
+fn zip_with_python(zip: &std::path::Path, files: &[(&str, &str)]) {
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\nfor i in range(2, len(sys.argv), 2):\n    z.writestr(sys.argv[i], sys.argv[i + 1])\nz.close()\n";
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(script).arg(zip);
+    for (name, text) in files {
+        cmd.arg(name).arg(text);
+    }
+    let status = cmd.status().expect("run python3");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_deployment_packages_deploy_and_unsafe_ones_are_refused() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("function.zip");
+    zip_with_python(
+        &good,
+        &[
+            (
+                "lambda_function.py",
+                "from lib.greet import greet\n\ndef lambda_handler(event, context):\n    return greet('zip')\n",
+            ),
+            ("lib/__init__.py", ""),
+            (
+                "lib/greet.py",
+                "def greet(who):\n    return {'hello': who}\n",
+            ),
+        ],
+    );
+    std::fs::write(
+        dir.path().join("nimbus.yaml"),
+        "functions:\n  zipped:\n    code: function.zip\n    runtime: python3\n    handler: lambda_function.lambda_handler\n    public: true\n",
+    )
+    .expect("write manifest");
+    let manifest = dir.path().join("nimbus.yaml");
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (status, body, _) = s.call("/fn/default/zipped").await;
+    assert_eq!((status, body.as_str()), (200, "{\"hello\":\"zip\"}"));
+
+    let evil = dir.path().join("evil.zip");
+    zip_with_python(&evil, &[("../../escape.py", "x = 1\n"), ("app.py", "")]);
+    let (rc, out, err) = s.nimbus(&[
+        "deploy",
+        "evil",
+        "--code",
+        evil.to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+    ]);
+    assert_ne!(rc, 0, "{out}{err}");
+    assert!(err.contains("unsafe path"), "{err}");
+    assert!(!dir.path().join("escape.py").exists());
+    let (status, _, _) = s.call("/fn/default/evil").await;
+    assert_eq!(status, 404, "nothing of a refused deploy is installed");
+}

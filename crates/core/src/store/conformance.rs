@@ -21,6 +21,7 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
         kind: CodeKind::WasiHttp,
         handler: None,
         public: false,
+        network: false,
         limits: Limits::default(),
         scaling: Default::default(),
         env: BTreeMap::from([("K".to_owned(), "v".to_owned())]),

@@ -92,3 +92,72 @@ async fn prepare_rejects_escaping_archives_and_detect_defers_to_the_manifest() {
     assert_eq!(err.code, ErrorCode::InvalidCode);
     assert!(err.message.contains("manifest"), "{err}");
 }
+
+fn zip_of(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, mode, data) in entries {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        if *mode & 0o170000 == 0o120000 {
+            w.add_symlink(*name, std::str::from_utf8(data).expect("utf8"), opts)
+                .expect("add link");
+        } else {
+            w.start_file(*name, opts).expect("start");
+            w.write_all(data).expect("write");
+        }
+    }
+    w.finish().expect("finish").into_inner()
+}
+
+#[test]
+fn zip_archives_become_the_same_checked_tar() {
+    let zip = zip_of(&[
+        ("app.py", 0o100644, b"x = 1\n"),
+        ("bin/run", 0o100755, b"#!/bin/sh\n"),
+        ("link.py", 0o120777, b"app.py"),
+    ]);
+    assert!(nimbus_process::is_zip(&zip));
+    validate_archive(&zip).expect("a plain zip is fine");
+    let tar = nimbus_process::zip_to_tar(std::io::Cursor::new(&zip), Vec::new()).expect("tar");
+    let mut seen = Vec::new();
+    for e in tar::Archive::new(tar.as_slice())
+        .entries()
+        .expect("entries")
+    {
+        let e = e.expect("entry");
+        let h = e.header();
+        seen.push((
+            e.path().expect("path").display().to_string(),
+            h.entry_type(),
+            h.mode().expect("mode"),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("app.py".into(), tar::EntryType::Regular, 0o644),
+            ("bin/run".into(), tar::EntryType::Regular, 0o755),
+            ("link.py".into(), tar::EntryType::Symlink, 0o777),
+        ]
+    );
+    for (name, mode, data) in [
+        ("../up.py", 0o100644, &b"x"[..]),
+        ("a/../../up.py", 0o100644, b"x"),
+        ("out", 0o120777, b"../../etc/passwd"),
+    ] {
+        let err = validate_archive(&zip_of(&[(name, mode, data)])).expect_err(name);
+        assert_eq!(err.code, ErrorCode::InvalidCode, "{name}: {err}");
+    }
+}
+
+#[test]
+fn zip_bombs_are_cut_at_the_unpacked_limit() {
+    let zeros = vec![0u8; (nimbus_process::MAX_UNPACKED_BYTES + 1) as usize];
+    let bomb = zip_of(&[("zeros.bin", 0o100644, &zeros)]);
+    drop(zeros);
+    assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+    let err = validate_archive(&bomb).expect_err("too big unpacked");
+    assert!(err.message.contains("more than 256 MiB"), "{err}");
+}

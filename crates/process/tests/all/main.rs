@@ -56,24 +56,20 @@ impl Fixture {
         files: &[(&str, &str)],
         limits: Limits,
     ) -> Result<Arc<dyn Prepared>, PrepareError> {
-        let src = tempfile::tempdir().expect("tempdir");
-        for (name, content) in files {
-            let (name, exec) = match name.strip_suffix('*') {
-                Some(n) => (n, true),
-                None => (*name, false),
-            };
-            let path = src.path().join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).expect("mkdir");
-            }
-            std::fs::write(&path, content).expect("write");
-            if exec {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                    .expect("chmod");
-            }
-        }
-        let tar = pack_dir(src.path()).expect("pack");
-        self.prepare_archive(kind, handler, &tar, limits).await
+        self.prepare_archive(kind, handler, &pack(files), limits)
+            .await
+    }
+
+    /// [`Self::prepare`] of a function with `network: true`.
+    pub async fn prepare_with_network(
+        &self,
+        kind: CodeKind,
+        handler: Option<&str>,
+        files: &[(&str, &str)],
+        limits: Limits,
+    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        self.prepare_version(kind, handler, &pack(files), limits, true)
+            .await
     }
 
     pub async fn prepare_archive(
@@ -82,6 +78,40 @@ impl Fixture {
         handler: Option<&str>,
         tar: &[u8],
         limits: Limits,
+    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+        self.prepare_version(kind, handler, tar, limits, false)
+            .await
+    }
+}
+
+/// Packs `files` (path, content; paths ending in `*` are made executable).
+pub fn pack(files: &[(&str, &str)]) -> Vec<u8> {
+    let src = tempfile::tempdir().expect("tempdir");
+    for (name, content) in files {
+        let (name, exec) = match name.strip_suffix('*') {
+            Some(n) => (n, true),
+            None => (*name, false),
+        };
+        let path = src.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write");
+        if exec {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+    pack_dir(src.path()).expect("pack")
+}
+
+impl Fixture {
+    async fn prepare_version(
+        &self,
+        kind: CodeKind,
+        handler: Option<&str>,
+        tar: &[u8],
+        limits: Limits,
+        network: bool,
     ) -> Result<Arc<dyn Prepared>, PrepareError> {
         let digest = hex::encode(sha2::Sha256::digest(tar));
         let path = self.dir.path().join(format!("{digest}.tar"));
@@ -96,6 +126,7 @@ impl Fixture {
             kind,
             handler: handler.map(str::to_owned),
             public: true,
+            network,
             limits,
             scaling: Default::default(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),

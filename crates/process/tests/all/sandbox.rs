@@ -135,3 +135,117 @@ async fn without_bubblewrap_prepare_fails_with_the_install_hint() {
         "{err}"
     );
 }
+
+/// Calls dangerous system calls directly through ctypes and reports errno.
+const SYSCALLS: &str = r#"
+import ctypes, os, platform, threading, subprocess
+
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {
+    "x86_64": {"mount": 165, "unshare": 272, "ptrace": 101, "bpf": 321,
+               "keyctl": 250, "perf_event_open": 298, "io_uring_setup": 425,
+               "clone3": 435, "userfaultfd": 323},
+    "aarch64": {"mount": 40, "unshare": 97, "ptrace": 117, "bpf": 280,
+                "keyctl": 219, "perf_event_open": 241, "io_uring_setup": 425,
+                "clone3": 435, "userfaultfd": 282},
+}[platform.machine()]
+
+def errno_of(name, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(NR[name], *args)
+    return "ok" if r >= 0 else os.strerror(ctypes.get_errno())
+
+def lambda_handler(event, context):
+    out = {
+        "mount": errno_of("mount", b"none", b"/tmp", b"tmpfs", 0, None),
+        "unshare_user": errno_of("unshare", 0x10000000),
+        "unshare_net": errno_of("unshare", 0x40000000),
+        "ptrace": errno_of("ptrace", 16, 1, 0, 0),
+        "bpf": errno_of("bpf", 0, None, 0),
+        "keyctl": errno_of("keyctl", 0, 0, 0),
+        "perf_event_open": errno_of("perf_event_open", None, 0, -1, -1, 0),
+        "io_uring_setup": errno_of("io_uring_setup", 1, None),
+        "clone3": errno_of("clone3", None, 0),
+        "userfaultfd": errno_of("userfaultfd", 0),
+    }
+    # What ordinary programs do still works: threads, fork + exec.
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    out["thread"] = "ok"
+    out["subprocess"] = subprocess.run(["/bin/echo", "hi"], capture_output=True).stdout.decode().strip()
+    return out
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_denies_dangerous_syscalls_and_keeps_ordinary_ones() {
+    let f = Fixture::new();
+    let p = f
+        .prepare(
+            CodeKind::Python,
+            None,
+            &[("app.py", SYSCALLS)],
+            limits(5000),
+        )
+        .await
+        .expect("prepare");
+    let v = json_body(&invoke(&p, get("/"), 5000).await);
+    let eperm = "Operation not permitted";
+    let enosys = "Function not implemented";
+    for name in [
+        "mount",
+        "unshare_user",
+        "unshare_net",
+        "ptrace",
+        "bpf",
+        "keyctl",
+        "perf_event_open",
+        "userfaultfd",
+    ] {
+        assert_eq!(v[name], eperm, "{name}: {v}");
+    }
+    assert_eq!(v["io_uring_setup"], enosys, "{v}");
+    assert_eq!(v["clone3"], enosys, "{v}");
+    assert_eq!(v["thread"], "ok", "{v}");
+    assert_eq!(v["subprocess"], "hi", "{v}");
+}
+
+const CONNECT: &str = r#"
+import socket
+def lambda_handler(event, context):
+    port = int(event["queryStringParameters"]["port"])
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    data = s.recv(16).decode()
+    s.close()
+    return {"got": data}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_is_opt_in_per_function() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        while let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(b"hello");
+        }
+    });
+    let f = Fixture::new();
+    let files = [("app.py", CONNECT)];
+    let closed = f
+        .prepare(CodeKind::Python, None, &files, limits(5000))
+        .await
+        .expect("prepare");
+    let open = f
+        .prepare_with_network(CodeKind::Python, None, &files, limits(5000))
+        .await
+        .expect("prepare");
+    let uri = format!("/?port={port}");
+    let out = invoke(&closed, get(&uri), 5000).await;
+    let resp = out.result.expect("a function error is a response");
+    assert_eq!(resp.status(), 500, "no network without opt-in");
+    let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
+    assert_eq!(body["errorType"], "ConnectionRefusedError", "{body}");
+    let v = json_body(&invoke(&open, get(&uri), 5000).await);
+    assert_eq!(v, json!({"got": "hello"}));
+}
