@@ -8,6 +8,7 @@ import base64
 import datetime
 import glob
 import http.client
+import io
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -107,6 +109,12 @@ class Nimbus(Proc):
         if r.status >= 400:
             raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
         return json.loads(data) if data else None
+
+    def deploy_manifest(self, manifest, artifacts):
+        """POSTs a manifest with its code artifacts (path -> bytes)."""
+        body = json.dumps({"manifest": manifest,
+                           "artifacts": {k: base64.b64encode(v).decode() for k, v in artifacts.items()}})
+        return self.api("POST", "/api/v1/namespaces/default/deployments", body.encode())
 
     def put_code(self, name, wasm, query="public=true"):
         with open(os.path.join(WASM, wasm), "rb") as f:
@@ -299,6 +307,180 @@ def flood(tmp):
             "flood_throttled": throttled, "flood_errors": errors}
 
 
+def tar_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+PY_HELLO = {"app.py": "def handler(event, context):\n    return 'hello'\n"}
+NODE_HELLO = {"index.js": "exports.handler = async () => 'hello';\n"}
+HOSTILE = {"app.py": """import os, socket, time
+
+def ok(event, context):
+    return {'ok': True}
+
+def spin(event, context):
+    while True:
+        pass
+
+def bomb(event, context):
+    x = []
+    while True:
+        x.append(bytearray(16 * 1024 * 1024))
+
+def forkbomb(event, context):
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            time.sleep(0.01)
+
+def shadow(event, context):
+    return open('/etc/shadow').read()
+
+def sock(event, context):
+    socket.create_connection(('1.1.1.1', 53), timeout=1)
+
+def background(event, context):
+    if os.fork() == 0:
+        while True:
+            pass
+    return 'left a child behind'
+
+def diskfill(event, context):
+    with open('/tmp/fill', 'wb') as f:
+        while True:
+            f.write(b'x' * (1 << 20))
+"""}
+
+
+def bare_starts(trials):
+    out = {}
+    for label, argv in [("python3 -I -S -c pass", ["/usr/bin/python3", "-I", "-S", "-c", "pass"]),
+                        ("python3 -I -c pass", ["/usr/bin/python3", "-I", "-c", "pass"]),
+                        ("node -e 0", ["node", "-e", "0"])]:
+        if not shutil.which(argv[0]):
+            continue
+        v = []
+        for _ in range(trials):
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True, env={"PATH": "/usr/bin:/bin"})
+            v.append((time.perf_counter() - t0) * 1000.0)
+        out[label] = v
+    return out
+
+
+def zygote_probe():
+    """Fork-to-ready of a warmed Python in a bubblewrap sandbox (what a zygote would cost)."""
+    if not shutil.which("bwrap"):
+        return None
+    code = tempfile.mkdtemp(prefix="nimbus-zygote-")
+    with open(os.path.join(code, "app.py"), "w") as f:
+        f.write(PY_HELLO["app.py"])
+    probe = os.path.join(REPO, "bench", "process", "zygote_probe.py")
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+            "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", code, "/code", "--ro-bind", probe, "/probe.py", "--",
+            "/usr/bin/python3", "-I", "/probe.py", "/code", "app", "200"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+    except Exception as e:
+        log(f"zygote probe failed: {e}")
+        return None
+    finally:
+        shutil.rmtree(code, ignore_errors=True)
+
+
+def process_runtime(tmp):
+    """Cold and warm starts of Python and Node functions, next to the bare interpreters."""
+    trials = 10 if QUICK else 30
+    n = Nimbus(os.path.join(tmp, "process"))
+    out = {"trials": trials}
+    try:
+        arts, fns = {}, []
+        for lang, files, rt, handler in [("py", PY_HELLO, "python3", "app.handler"),
+                                         ("node", NODE_HELLO, "node", "index.handler")]:
+            arts[f"{lang}.tar"] = tar_of(files)
+            for i in range(trials):
+                fns.append(f"  {lang}-{i}:\n    code: {lang}.tar\n    runtime: {rt}\n    handler: {handler}\n"
+                           f"    public: true\n    scaling: {{ idle_ttl_ms: 5000 }}\n")
+            fns.append(f"  {lang}-spare:\n    code: {lang}.tar\n    runtime: {rt}\n    handler: {handler}\n"
+                       f"    public: true\n    scaling: {{ min_instances: 1 }}\n")
+        n.deploy_manifest("functions:\n" + "".join(fns), arts)
+        time.sleep(3)  # the provisioned (min_instances) workers start in the background
+        for lang in ["py", "node"]:
+            cold = [timed_get(Nimbus.PORT, f"/fn/default/{lang}-{i}") for i in range(trials)]
+            warm = steady_latencies(Nimbus.PORT, f"/fn/default/{lang}-0", 100, 200)
+            spare = timed_get(Nimbus.PORT, f"/fn/default/{lang}-spare")
+            time.sleep(0.3)
+            recs = n.api("GET", "/api/v1/invocations?limit=1000")["invocations"]
+            init = [r["init_duration_us"] / 1000.0 for r in recs
+                    if r["function"].startswith(f"{lang}-") and r["cold"] and r.get("init_duration_us")]
+            out[lang] = {"cold": cold, "warm": warm, "spare_first_call": spare, "init": init,
+                         "wrk_c1": wrk(f"http://127.0.0.1:{Nimbus.PORT}/fn/default/{lang}-0", 1, DURATION_S // 2 or 1)}
+    finally:
+        n.stop()
+    out["bare"] = bare_starts(trials)
+    out["zygote"] = zygote_probe()
+    return out
+
+
+def hostile(tmp):
+    """A well-behaved Python function's latency while the hostile set runs."""
+    n = Nimbus(os.path.join(tmp, "hostile"))
+    names = ["spin", "bomb", "forkbomb", "shadow", "sock", "background", "diskfill"]
+    try:
+        fns = ["  ok:\n    code: app.tar\n    runtime: python3\n    handler: app.ok\n    public: true\n"]
+        for h in names:
+            fns.append(f"  {h}:\n    code: app.tar\n    runtime: python3\n    handler: app.{h}\n    public: true\n"
+                       f"    limits: {{ timeout_ms: 2000, memory_limit_mib: 64 }}\n")
+        n.deploy_manifest("functions:\n" + "".join(fns), {"app.tar": tar_of(HOSTILE)})
+        count = 150 if QUICK else 500
+        steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, 20)
+        unloaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+        stop = threading.Event()
+        codes = {}
+
+        def attack(name):
+            while not stop.is_set():
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=30)
+                    c.request("GET", f"/fn/default/{name}")
+                    r = c.getresponse()
+                    body = r.read()
+                    c.close()
+                    code = r.status
+                    try:
+                        code = f"{r.status} {json.loads(body)['error']['code']}"
+                    except Exception:
+                        pass
+                    codes.setdefault(name, {}).setdefault(code, 0)
+                    codes[name][code] += 1
+                except OSError:
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=attack, args=(h,), daemon=True) for h in names]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        loaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+        stop.set()
+        for t in threads:
+            t.join(timeout=40)
+    finally:
+        n.stop()
+    return {"unloaded": unloaded, "loaded": loaded, "codes": codes}
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -352,11 +534,54 @@ def main():
     cold = cold_starts(tmp)
     fl = flood(tmp)
     dens = density(tmp)
+    proc = process_runtime(tmp)
+    hos = hostile(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
-    write_report(systems, tp, cold, dens, fl)
+    write_report(systems, tp, cold, dens, fl, proc, hos)
 
 
-def write_report(systems, tp, cold, dens, fl):
+def process_report(add, proc, hos):
+    add("## Process runtime (python3, node)")
+    add("")
+    add(f"Cold: the first call of {proc['trials']} freshly deployed functions each (sandbox + interpreter + "
+        "bootstrap + handler import), end to end on a fresh connection. Warm: 200 calls at 100/s on one "
+        "keep-alive connection. Provisioned: the first call of a function with `min_instances: 1`, whose worker "
+        "was started ahead. Bare interpreter: the same machine starting the interpreter alone.")
+    add("")
+    add("| measurement | p50 ms | p99 ms |")
+    add("|---|---:|---:|")
+    for lang, label in [("py", "python3"), ("node", "node")]:
+        r = proc[lang]
+        add(f"| {label}: cold start, end to end | {pctl(r['cold'], 50):.1f} | {pctl(r['cold'], 99):.1f} |")
+        if r["init"]:
+            add(f"| {label}: … of which init (bootstrap + handler import, `init_duration_us`) | "
+                f"{pctl(r['init'], 50):.1f} | {pctl(r['init'], 99):.1f} |")
+        add(f"| {label}: warm call, end to end | {pctl(r['warm'], 50):.2f} | {pctl(r['warm'], 99):.2f} |")
+        add(f"| {label}: first call with `min_instances: 1` (pre-started worker) | {r['spare_first_call']:.2f} | |")
+        w = r["wrk_c1"]
+        add(f"| {label}: warm, one connection back to back (wrk) | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} |")
+    for label, v in proc["bare"].items():
+        add(f"| bare `{label}` | {pctl(v, 50):.1f} | {pctl(v, 99):.1f} |")
+    if proc.get("zygote"):
+        z = proc["zygote"]
+        add(f"| zygote probe: fork of a warmed Python in a sandbox to ready | {z['median_ms']:.2f} | (min {z['min_ms']:.2f}) |")
+    add("")
+    add("## Hostile functions next to a well-behaved one")
+    add("")
+    add("Python function `ok` is called at a steady 50 requests/s while, concurrently and in a loop, "
+        "functions with an infinite loop, a memory bomb, a fork bomb, a disk filler, a background process, "
+        "and attempts to read `/etc/shadow` and to open a socket run (timeout 2 s, 64 MiB). Latencies in ms, client side.")
+    add("")
+    add("| measurement | value |")
+    add("|---|---:|")
+    add(f"| ok p50 / p99 unloaded | {pctl(hos['unloaded'], 50):.2f} / {pctl(hos['unloaded'], 99):.2f} |")
+    add(f"| ok p50 / p99 with the hostile set running | {pctl(hos['loaded'], 50):.2f} / {pctl(hos['loaded'], 99):.2f} |")
+    for name, codes in sorted(hos["codes"].items()):
+        add(f"| `{name}` responses | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items(), key=str))} |")
+    add("")
+
+
+def write_report(systems, tp, cold, dens, fl, proc=None, hos=None):
     names = [s for s, _ in systems]
     # Comparisons count successful responses only (a 429 is not a served hello).
     best = {(s, c): max(r.get("ok_rps", r["rps"]) for r in tp[(s, c)]) for s in names for c in CONNS}
@@ -418,6 +643,8 @@ def write_report(systems, tp, cold, dens, fl):
     for k, v in dens.items():
         add(f"| {k.replace('_', ' ')} | {v:,.1f} |" if isinstance(v, float) else f"| {k.replace('_', ' ')} | {v} |")
     add("")
+    if proc and hos:
+        process_report(add, proc, hos)
     add("## Targets (docs/SPECIFICATION.md)")
     add("")
     add("| target | measured | result |")
@@ -450,6 +677,10 @@ def write_report(systems, tp, cold, dens, fl):
           dens[key] <= TARGETS["idle_10k_rss_mb"], "{:.1f} MB")
     ratio = fl["loaded_p99"] / fl["unloaded_p99"]
     check("victim p99 during a flood ≤ 2× unloaded", ratio, ratio <= 2.0, "{:.2f}×")
+    if hos:
+        ratio = pctl(hos["loaded"], 99) / pctl(hos["unloaded"], 99)
+        check("well-behaved process function p99 with the hostile set running ≤ 2× unloaded", ratio,
+              ratio <= 2.0, "{:.2f}×")
     ips = max(best[("nimbus", cc)] for cc in CONNS)
     check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (successful invocations, each a fresh instance)", ips,
           ips >= TARGETS["instances_per_s"], "{:,.0f}/s")

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use nimbus_api::manifest::{FunctionSpec, Manifest};
 use nimbus_api::wire::DeployRequest;
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Namespace};
+use std::collections::HashMap;
 
 /// Largest code artifact accepted, in bytes (100 MiB: a Python interpreter
 /// component is about 20 MiB).
@@ -36,23 +37,36 @@ impl Platform {
     ) -> Result<Vec<FunctionVersion>> {
         let manifest = Manifest::parse(&req.manifest)
             .map_err(|e| Error::new(ErrorCode::InvalidManifest, format!("nimbus.yaml: {e}")))?;
-        let mut artifacts = req.artifacts;
+        let artifacts = req.artifacts;
+        // Several functions may share one artifact (one archive, several
+        // handlers): each is decoded once.
+        let mut decoded: HashMap<&str, Vec<u8>> = HashMap::new();
         let mut items = Vec::new();
         for (name, spec) in manifest.functions {
-            let b64 = artifacts.remove(&spec.code).ok_or_else(|| {
-                Error::bad_request(format!(
-                    "functions.{name}.code: the request carries no artifact named {:?}",
-                    spec.code
-                ))
-            })?;
-            let code = base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| {
-                    Error::bad_request(format!("artifact {:?}: invalid base64: {e}", spec.code))
-                })?;
+            let code = match decoded.get(spec.code.as_str()) {
+                Some(code) => code.clone(),
+                None => {
+                    let (path, b64) = artifacts.get_key_value(&spec.code).ok_or_else(|| {
+                        Error::bad_request(format!(
+                            "functions.{name}.code: the request carries no artifact named {:?}",
+                            spec.code
+                        ))
+                    })?;
+                    let code = base64::engine::general_purpose::STANDARD
+                        .decode(b64.as_bytes())
+                        .map_err(|e| {
+                            Error::bad_request(format!(
+                                "artifact {:?}: invalid base64: {e}",
+                                spec.code
+                            ))
+                        })?;
+                    decoded.insert(path.as_str(), code.clone());
+                    code
+                }
+            };
             items.push(DeployItem { name, spec, code });
         }
-        if let Some(extra) = artifacts.keys().next() {
+        if let Some(extra) = artifacts.keys().find(|k| !decoded.contains_key(k.as_str())) {
             return Err(Error::bad_request(format!(
                 "artifact {extra:?} is not named by any function's code"
             )));

@@ -3,8 +3,14 @@
 //! ```text
 //! v1: /sys/fs/cgroup/memory/<own path>/nimbus-process-<pid>-<n>/w<id>   memory.limit_in_bytes, memory.memsw.limit_in_bytes
 //!     /sys/fs/cgroup/pids/<own path>/nimbus-process-<pid>-<n>/w<id>     pids.max
-//! v2: /sys/fs/cgroup/<own path>/nimbus-process-<pid>-<n>/w<id>          memory.max, memory.swap.max, pids.max
+//!     /sys/fs/cgroup/cpu/<own path>/nimbus-process-<pid>-<n>/w<id>      cpu.cfs_quota_us, cpu.cfs_period_us
+//! v2: /sys/fs/cgroup/<own path>/nimbus-process-<pid>-<n>/w<id>          memory.max, memory.swap.max, pids.max, cpu.max
 //! ```
+//!
+//! The cpu controller (where available) puts all of a worker's processes in
+//! one scheduling group: a fork bomb's 64 tasks together weigh as much as
+//! one well-behaved worker, not 64 times as much. Each worker is also capped
+//! at `cpu_quota_millicores` (default one core).
 //!
 //! The hierarchy is detected from `/proc/self/mountinfo` and
 //! `/proc/self/cgroup`: a mounted v1 memory controller wins (hybrid hosts),
@@ -30,6 +36,7 @@ enum Tree {
     V1 {
         memory: PathBuf,
         pids: Option<PathBuf>,
+        cpu: Option<PathBuf>,
     },
     V2 {
         dir: PathBuf,
@@ -49,6 +56,8 @@ pub(crate) struct WorkerCgroup {
     v2: bool,
     memory: PathBuf,
     pids: Option<PathBuf>,
+    /// v1 only: the worker's directory in the cpu hierarchy.
+    cpu: Option<PathBuf>,
     procs: Vec<File>,
     removed: bool,
 }
@@ -160,19 +169,23 @@ impl Cgroups {
             let memory = memory_own.join(&name);
             std::fs::create_dir_all(&memory)
                 .map_err(|e| format!("create cgroup {}: {e}", memory.display()))?;
-            let pids = v1_dir(&mounts, &own, "pids").and_then(|own| {
-                remove_stale(&own);
-                let dir = own.join(&name);
-                match std::fs::create_dir_all(&dir) {
-                    Ok(()) => Some(dir),
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot create a pids cgroup; workers have no task limit");
-                        None
+            let optional = |controller: &str, without: &str| {
+                v1_dir(&mounts, &own, controller).and_then(|own| {
+                    remove_stale(&own);
+                    let dir = own.join(&name);
+                    match std::fs::create_dir_all(&dir) {
+                        Ok(()) => Some(dir),
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot create a {controller} cgroup; workers have {without}");
+                            None
+                        }
                     }
-                }
-            });
+                })
+            };
+            let pids = optional("pids", "no task limit");
+            let cpu = optional("cpu", "no CPU group or quota");
             return Ok(Cgroups {
-                tree: Tree::V1 { memory, pids },
+                tree: Tree::V1 { memory, pids, cpu },
                 next: AtomicU64::new(1),
             });
         }
@@ -194,7 +207,7 @@ impl Cgroups {
                 own_dir.display()
             ));
         }
-        let wanted: Vec<&str> = ["memory", "pids"]
+        let wanted: Vec<&str> = ["memory", "pids", "cpu"]
             .into_iter()
             .filter(|c| controllers.split_whitespace().any(|x| x == *c))
             .collect();
@@ -221,13 +234,20 @@ impl Cgroups {
     }
 
     /// Creates a worker cgroup with its limits and opens its `cgroup.procs`.
-    pub fn create(&self, memory_bytes: u64, pids_max: u64) -> io::Result<WorkerCgroup> {
+    /// `cpu_millicores` 0 means no CPU quota.
+    pub fn create(
+        &self,
+        memory_bytes: u64,
+        pids_max: u64,
+        cpu_millicores: u64,
+    ) -> io::Result<WorkerCgroup> {
         let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
         let mut cg = match &self.tree {
-            Tree::V1 { memory, pids } => WorkerCgroup {
+            Tree::V1 { memory, pids, cpu } => WorkerCgroup {
                 v2: false,
                 memory: memory.join(&id),
                 pids: pids.as_ref().map(|p| p.join(&id)),
+                cpu: cpu.as_ref().map(|p| p.join(&id)),
                 procs: Vec::new(),
                 removed: false,
             },
@@ -235,6 +255,7 @@ impl Cgroups {
                 v2: true,
                 memory: dir.join(&id),
                 pids: None,
+                cpu: None,
                 procs: Vec::new(),
                 removed: false,
             },
@@ -244,12 +265,29 @@ impl Cgroups {
         if let Some(p) = &cg.pids {
             std::fs::create_dir(p)?;
         }
+        if let Some(c) = &cg.cpu {
+            std::fs::create_dir(c)?;
+        }
+        const PERIOD_US: u64 = 100_000;
+        let quota_us = cpu_millicores.saturating_mul(PERIOD_US) / 1000;
         let mem = memory_bytes.to_string();
         if cg.v2 {
             write(&cg.memory.join("memory.max"), &mem)?;
             let _ = write(&cg.memory.join("memory.swap.max"), "0");
             let _ = write(&cg.memory.join("pids.max"), &pids_max.to_string());
+            if quota_us > 0 {
+                let _ = write(
+                    &cg.memory.join("cpu.max"),
+                    &format!("{} {PERIOD_US}", quota_us.max(1000)),
+                );
+            }
         } else {
+            if let Some(c) = &cg.cpu
+                && quota_us > 0
+            {
+                write(&c.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                write(&c.join("cpu.cfs_quota_us"), &quota_us.max(1000).to_string())?;
+            }
             write(&cg.memory.join("memory.limit_in_bytes"), &mem)?;
             let memsw = cg.memory.join("memory.memsw.limit_in_bytes");
             if memsw.exists() {
@@ -265,6 +303,9 @@ impl Cgroups {
         if let Some(p) = &cg.pids {
             procs.push(open_procs(p)?);
         }
+        if let Some(c) = &cg.cpu {
+            procs.push(open_procs(c)?);
+        }
         cg.procs = procs;
         Ok(cg)
     }
@@ -275,8 +316,9 @@ impl Drop for Cgroups {
     /// cgroups, waiting up to a second for the processes to exit.
     fn drop(&mut self) {
         let parents: Vec<&Path> = match &self.tree {
-            Tree::V1 { memory, pids } => std::iter::once(memory.as_path())
+            Tree::V1 { memory, pids, cpu } => std::iter::once(memory.as_path())
                 .chain(pids.as_deref())
+                .chain(cpu.as_deref())
                 .collect(),
             Tree::V2 { dir } => vec![dir.as_path()],
         };
@@ -452,6 +494,9 @@ impl WorkerCgroup {
         let mut d = vec![self.memory.as_path()];
         if let Some(p) = &self.pids {
             d.push(p);
+        }
+        if let Some(c) = &self.cpu {
+            d.push(c);
         }
         d
     }

@@ -46,7 +46,8 @@
 //! | `max_file_size_mib`       | 64                      | `RLIMIT_FSIZE` |
 //! | `sandbox_uid`/`gid`       | 65534 (`nobody`)        | the identity inside, and on the host when Nimbus runs as root |
 //! | `python` / `node`         | `/usr/bin/python3` / `/usr/bin/node` | the interpreters (absolute paths under `ro_paths`) |
-//! | `use_cgroups`             | true                    | per-worker memory and pids cgroups; off falls back to rlimits |
+//! | `use_cgroups`             | true                    | per-worker memory, pids and cpu cgroups; off falls back to rlimits |
+//! | `cpu_quota_millicores`    | 1000                    | one core per worker at most; the cpu cgroup also makes all of a worker's processes one scheduling group |
 //!
 //! Per function: memory = `memory_limit_mib` (cgroup; swap included where
 //! accounted; V8's heap limit is set to 80 % of it for Node), time =
@@ -119,6 +120,9 @@ pub struct ProcessConfig {
     pub sandbox_gid: u32,
     /// Put each worker in its own memory and pids cgroup. Default true.
     pub use_cgroups: bool,
+    /// CPU each worker may use, in thousandths of a core (cgroup cpu
+    /// quota). Default 1000: one core. 0: no quota.
+    pub cpu_quota_millicores: u64,
 }
 
 impl ProcessConfig {
@@ -145,6 +149,7 @@ impl ProcessConfig {
             sandbox_uid: 65534,
             sandbox_gid: 65534,
             use_cgroups: true,
+            cpu_quota_millicores: 1000,
         }
     }
 }
@@ -213,7 +218,11 @@ impl Inner {
             return Ok(None);
         };
         cgroups
-            .create(memory_bytes, self.config.pids_max)
+            .create(
+                memory_bytes,
+                self.config.pids_max,
+                self.config.cpu_quota_millicores,
+            )
             .map(Some)
             .map_err(|e| {
                 InvokeError::new(

@@ -42,8 +42,9 @@
 //!   cgroup is additionally emptied with `SIGKILL` and removed.
 //! - **Resources**: a cgroup per worker (v1 or v2, nested under Nimbus's own
 //!   cgroup) caps memory (`memory_limit_mib`, swap included where the kernel
-//!   accounts it) and tasks (`pids_max`, default 64: a fork bomb fails with
-//!   `EAGAIN` instead of taking the machine). rlimits: `RLIMIT_NOFILE` 1024,
+//!   accounts it), tasks (`pids_max`, default 64: a fork bomb fails with
+//!   `EAGAIN` instead of taking the machine) and CPU (`cpu_quota_millicores`,
+//!   one core). rlimits: `RLIMIT_NOFILE` 1024,
 //!   `RLIMIT_FSIZE` 64 MiB, `RLIMIT_CORE` 0. Wall-clock time is bounded by
 //!   the invocation deadline, after which the whole worker is killed.
 //!
@@ -63,8 +64,9 @@
 //!   packages and their versions, `/proc/cpuinfo`, `/proc/meminfo` and the
 //!   kernel version are visible. Do not put secrets in world-readable files
 //!   under the read-only paths.
-//! - CPU is not limited per worker (no `cpu.max`/`cpu.cfs_quota_us`): a busy
-//!   function competes for CPU with others until its deadline.
+//! - CPU is capped per worker (one core by default, with all of the
+//!   worker's processes in one scheduling group) but not reserved: busy
+//!   functions compete for CPU with others until their deadlines.
 //! - Disk bandwidth and `/tmp` inode counts are not limited beyond the tmpfs
 //!   size; tmpfs pages count towards the worker's memory limit.
 //! - With `network: true` the sandbox shares the host's network namespace:

@@ -273,3 +273,24 @@ async fn zip_deployment_packages_deploy_and_unsafe_ones_are_refused() {
     let (status, _, _) = s.call("/fn/default/evil").await;
     assert_eq!(status, 404, "nothing of a refused deploy is installed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_sharing_one_code_directory_deploy_together() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("src"),
+        "app.py",
+        "def one(event, context):\n    return 1\n\ndef two(event, context):\n    return 2\n",
+    );
+    std::fs::write(
+        dir.path().join("nimbus.yaml"),
+        "functions:\n  one:\n    code: src\n    runtime: python3\n    handler: app.one\n    public: true\n  two:\n    code: src\n    runtime: python3\n    handler: app.two\n    public: true\n",
+    )
+    .expect("write manifest");
+    let manifest = dir.path().join("nimbus.yaml");
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(s.call("/fn/default/one").await.1, "1");
+    assert_eq!(s.call("/fn/default/two").await.1, "2");
+}

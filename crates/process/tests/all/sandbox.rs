@@ -249,3 +249,44 @@ async fn network_is_opt_in_per_function() {
     let v = json_body(&invoke(&open, get(&uri), 5000).await);
     assert_eq!(v, json!({"got": "hello"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_one_cpu_group_capped_at_one_core() {
+    let f = Fixture::new();
+    if f.rt.cgroup_version().is_none() {
+        eprintln!("skipped: no cgroups here");
+        return;
+    }
+    let code = "import subprocess\n\ndef lambda_handler(event, context):\n    subprocess.Popen(['/bin/sleep', '30.4321'])\n    return 'started'\n";
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let v = json_body(&invoke(&p, get("/"), 5000).await);
+    assert_eq!(v, json!("started"));
+    let want: Vec<u8> = b"/bin/sleep\x0030.4321\x00".to_vec();
+    let pid = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .find(|e| std::fs::read(e.path().join("cmdline")).unwrap_or_default() == want)
+        .map(|e| e.path())
+        .expect("the background process runs");
+    let cgroups = std::fs::read_to_string(pid.join("cgroup")).expect("cgroup");
+    let quota = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if controllers.split(',').any(|c| c == "cpu") {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{path}/cpu.cfs_quota_us")).ok()
+        } else if controllers.is_empty() && f.rt.cgroup_version() == Some("v2") {
+            std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cpu.max")).ok()
+        } else {
+            None
+        }
+    });
+    let quota = quota.expect("the worker's processes are in a cpu cgroup");
+    assert!(
+        quota.trim() == "100000" || quota.starts_with("100000 "),
+        "{quota}"
+    );
+    p.release();
+}
