@@ -49,7 +49,10 @@ pub struct DispatchConfig {
     /// function ([`crate::fair`]). Default: twice the available cores.
     pub cpu_slots: usize,
     /// Longest a wasm invocation waits for its turn before running anyway,
-    /// in ms. Default 5.
+    /// in ms. Default 50: long enough that a flooded function's calls wait
+    /// for their turns instead of running past the gate (5 ms let most of a
+    /// 256-connection flood through), short enough that a guest blocked in
+    /// a host call stalls others only briefly.
     pub cpu_wait_ms: u64,
 }
 
@@ -59,7 +62,7 @@ impl Default for DispatchConfig {
             max_inflight: 1000,
             reap_interval_ms: 1000,
             cpu_slots: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
-            cpu_wait_ms: 5,
+            cpu_wait_ms: 50,
         }
     }
 }

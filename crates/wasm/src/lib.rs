@@ -152,6 +152,15 @@ impl WasmRuntime {
         cfg.epoch_interruption(true)
             .wasm_component_model(true)
             .memory_init_cow(true)
+            // Explicit bounds checks instead of guard pages and signal
+            // handlers: with virtual-memory bounds a reused pool slot must
+            // be shrunk back with `mprotect` on every instantiation (the
+            // guest grew it during the previous call), and each of those
+            // is a TLB shootdown across every core running Nimbus. Short
+            // invocations gain more than compute-heavy guests lose.
+            .signals_based_traps(false)
+            .memory_guard_size(0)
+            .memory_reservation((config.max_memory_mib as u64) << 20)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg)
             .map_err(anyhow::Error::from)
