@@ -1,11 +1,12 @@
 //! The admin API under `/api/v1`; every route needs the admin token.
 
+use crate::error::Path;
 use crate::error::{ApiError, error_response};
 use crate::{Gateway, bearer, token_matches};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};

@@ -59,3 +59,28 @@ pub fn error_response(code: ErrorCode, message: &str) -> Response {
     }
     resp
 }
+
+/// axum's `Path` extractor with its rejections (a parameter that is not
+/// valid percent-encoded UTF-8, say) as JSON errors like every other.
+pub struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("invalid path: {}", e.body_text()),
+            )),
+        }
+    }
+}

@@ -81,3 +81,32 @@ async fn private_functions_need_the_token_which_is_not_passed_on() {
             .contains("authorization: Bearer user-token")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_path_parameters_get_json_errors() {
+    let s = TestServer::start().await;
+    for path in [
+        "/namespaces/%FF/functions",
+        "/namespaces/default/functions/%C3%28",
+        "/invocations/%FF%FE",
+    ] {
+        let r = s
+            .admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let ctype = r.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let body = r.text().await.expect("body");
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(ctype, "application/json", "{path}");
+        assert_eq!(
+            crate::common::error_code(&body),
+            "bad_request",
+            "{path}: {body}"
+        );
+    }
+}
