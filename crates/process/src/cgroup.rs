@@ -501,6 +501,24 @@ impl WorkerCgroup {
         d
     }
 
+    /// Host pids of the processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        procs_of(&self.memory)
+    }
+
+    /// SIGKILLs the processes in the cgroup that are not in `keep`;
+    /// returns how many there were.
+    pub fn kill_except(&self, keep: &[i32]) -> usize {
+        let mut killed = 0;
+        for pid in procs_of(&self.memory) {
+            if !keep.contains(&pid) {
+                crate::sandbox::kill_pid(pid);
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     /// SIGKILLs every process in the cgroup; returns how many there were.
     pub fn kill_all(&self) -> usize {
         self.dirs().into_iter().map(kill_procs).sum()

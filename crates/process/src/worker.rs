@@ -126,6 +126,10 @@ pub(crate) struct Worker {
     pub init_ms: f64,
     /// Invocations served so far.
     pub invocations: u64,
+    /// Host pids in the worker's cgroup once it was ready: bubblewrap, the
+    /// interpreter and whatever its initialisation started. Anything else
+    /// still running after an invocation was started by it and is killed.
+    own_pids: Vec<i32>,
 }
 
 /// What an invocation on a worker produced.
@@ -275,11 +279,13 @@ impl Worker {
             scans: [MarkerScan::new(marker.clone()), MarkerScan::new(marker)],
             init_ms: 0.0,
             invocations: 0,
+            own_pids: Vec::new(),
         };
         let oom_before = worker.oom_kills();
         match worker.exchange(None, deadline, cap, INIT_LINE_LIMIT).await {
             Ok(Message::Ready(init_ms)) => {
                 worker.init_ms = init_ms;
+                worker.own_pids = worker.cgroup.as_ref().map(|c| c.pids()).unwrap_or_default();
                 tracing::info!(
                     function = %spec.name,
                     version = spec.version,
@@ -418,6 +424,14 @@ impl Worker {
         if self.pids_limit_hits() > pids_before {
             cap.note("[nimbus] the worker reached its process limit and is replaced\n");
             healthy = false;
+        }
+        if healthy && let Some(cg) = &self.cgroup {
+            let killed = cg.kill_except(&self.own_pids);
+            if killed > 0 {
+                cap.note(&format!(
+                    "[nimbus] killed {killed} process(es) the invocation left running\n"
+                ));
+            }
         }
         let result = match reply {
             Message::Ok(value) => crate::lambda::response(value, max_body),

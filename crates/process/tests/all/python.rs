@@ -403,10 +403,11 @@ def lambda_handler(event, context):
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_kills_background_processes_of_idle_workers() {
     let f = Fixture::new();
+    // Started by the module's initialisation: it belongs to the worker.
     let code = r#"
 import subprocess
+helper = subprocess.Popen(["sleep", "27.1828"])
 def lambda_handler(event, context):
-    subprocess.Popen(["sleep", "27.1828"])
     return "started"
 "#;
     let p = f
@@ -518,4 +519,39 @@ def lambda_handler(event, context):
         .result
         .expect_err("too large");
     assert_eq!(err.code, ErrorCode::ResponseTooLarge, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_an_invocation_leaves_running_are_killed_when_it_ends() {
+    let f = Fixture::new();
+    let code = r#"
+import os, subprocess
+def lambda_handler(event, context):
+    subprocess.Popen(["sleep", "31.4159"])
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["sleep", "31.4160"])
+    return os.getpid()
+"#;
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let out = invoke(&p, get("/"), 5000).await;
+    let first = json_body(&out);
+    assert!(
+        out.logs
+            .stderr
+            .contains("killed 2 process(es) the invocation left running"),
+        "{:?}",
+        out.logs
+    );
+    for argv in [["sleep", "31.4159"], ["sleep", "31.4160"]] {
+        assert!(
+            crate::eventually(Duration::from_secs(3), || !crate::process_running(&argv)).await,
+            "{argv:?} outlived its invocation"
+        );
+    }
+    // The worker itself stays warm.
+    let again = json_body(&invoke(&p, get("/"), 5000).await);
+    assert_eq!(first, again, "the same worker serves the next call");
 }

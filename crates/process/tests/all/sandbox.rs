@@ -257,7 +257,7 @@ async fn workers_are_one_cpu_group_capped_at_one_core() {
         eprintln!("skipped: no cgroups here");
         return;
     }
-    let code = "import subprocess\n\ndef lambda_handler(event, context):\n    subprocess.Popen(['/bin/sleep', '30.4321'])\n    return 'started'\n";
+    let code = "import subprocess\nhelper = subprocess.Popen(['/bin/sleep', '30.4321'])\n\ndef lambda_handler(event, context):\n    return 'started'\n";
     let p = f
         .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
         .await
