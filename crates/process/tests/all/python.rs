@@ -555,3 +555,42 @@ def lambda_handler(event, context):
     let again = json_body(&invoke(&p, get("/"), 5000).await);
     assert_eq!(first, again, "the same worker serves the next call");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_marshalled_like_json_dumps() {
+    let f = Fixture::new();
+    let code = r#"
+import decimal
+def lambda_handler(event, context):
+    kind = (event.get("queryStringParameters") or {}).get("kind")
+    if kind == "decimal":
+        return {"whole": decimal.Decimal("2"), "part": decimal.Decimal("1.5")}
+    if kind == "nan":
+        return {"x": float("nan")}
+    if kind == "object":
+        return {"x": object()}
+    return {"text": event["body"], "n": {1: [True, None, 2.5]}}
+"#;
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let mut req = get("/");
+    *req.body_mut() = Bytes::from("héllo 😀 \u{2028} \"q\"");
+    let v = json_body(&invoke(&p, req, 5000).await);
+    assert_eq!(
+        v,
+        json!({"text": "héllo 😀 \u{2028} \"q\"", "n": {"1": [true, null, 2.5]}})
+    );
+    assert_eq!(
+        json_body(&invoke(&p, get("/?kind=decimal"), 5000).await),
+        json!({"whole": 2, "part": 1.5})
+    );
+    for kind in ["nan", "object"] {
+        let out = invoke(&p, get(&format!("/?kind={kind}")), 5000).await;
+        let resp = out.result.expect("a marshal error is a function error");
+        assert_eq!(resp.status(), 500, "{kind}");
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
+        assert_eq!(body["errorType"], "Runtime.MarshalError", "{kind}: {body}");
+    }
+}
