@@ -232,9 +232,11 @@ async fn run(
         }
     };
     let pre = ProxyPre::clone(pre);
-    // The guest runs in its own task: it may keep streaming the body after
-    // it has sent the response head.
-    let task = tokio::spawn(async move {
+    // The guest is driven inside this task, alongside the wait for its
+    // response (it may keep streaming the body after it has sent the head):
+    // no task to spawn and no extra trip through the scheduler's queues.
+    // Dropping the invocation drops the guest with its store.
+    let mut guest = Guest::new(async move {
         let result = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -246,33 +248,29 @@ async fn run(
         let limiter = store.data().limiter.clone();
         (result, limiter)
     });
-    let task = AbortOnDrop(task);
 
-    let finish =
-        |task_result: Result<(wasmtime::Result<()>, MemoryLimiter), tokio::task::JoinError>| {
-            match task_result {
-                Ok((Ok(()), l)) => (
-                    InvokeError::new(
-                        ErrorCode::InvalidResponse,
-                        "the function returned without sending a response",
-                    ),
-                    Some(l.peak_bytes as u64),
-                ),
-                Ok((Err(e), l)) => (
-                    classify(&e, l.denied, timeout_ms),
-                    Some(l.peak_bytes as u64),
-                ),
-                Err(e) => (
-                    InvokeError::new(
-                        ErrorCode::Crashed,
-                        format!("the function's task failed: {e}"),
-                    ),
-                    None,
-                ),
-            }
-        };
+    let finish = |done: GuestResult| match done {
+        Ok((Ok(()), l)) => (
+            InvokeError::new(
+                ErrorCode::InvalidResponse,
+                "the function returned without sending a response",
+            ),
+            Some(l.peak_bytes as u64),
+        ),
+        Ok((Err(e), l)) => (
+            classify(&e, l.denied, timeout_ms),
+            Some(l.peak_bytes as u64),
+        ),
+        Err(msg) => (
+            InvokeError::new(
+                ErrorCode::Crashed,
+                format!("the function's host call failed: {msg}"),
+            ),
+            None,
+        ),
+    };
 
-    let head = match tokio::time::timeout_at(deadline, receiver).await {
+    let head = match tokio::time::timeout_at(deadline, guest.alongside(receiver)).await {
         Err(_) => return Err((timeout(), None)),
         Ok(Ok(Ok(resp))) => resp,
         Ok(Ok(Err(code))) => {
@@ -285,8 +283,8 @@ async fn run(
             ));
         }
         Ok(Err(_)) => {
-            // The guest dropped the response outparam: its task ended.
-            let r = match tokio::time::timeout_at(deadline, task.wait()).await {
+            // The guest dropped the response outparam: it has finished.
+            let r = match tokio::time::timeout_at(deadline, guest.finish()).await {
                 Ok(r) => r,
                 Err(_) => return Err((timeout(), None)),
             };
@@ -295,7 +293,9 @@ async fn run(
     };
 
     let (parts, body) = head.into_parts();
-    let body = match tokio::time::timeout_at(deadline, collect_limited(body, max_body)).await {
+    let collected =
+        tokio::time::timeout_at(deadline, guest.alongside(collect_limited(body, max_body))).await;
+    let body = match collected {
         Err(_) => return Err((timeout(), None)),
         Ok(Ok(b)) => b,
         Ok(Err(BodyError::TooLarge)) => {
@@ -308,8 +308,8 @@ async fn run(
             ));
         }
         Ok(Err(BodyError::Failed(msg))) => {
-            // The body broke off; the task's own error says why.
-            let r = match tokio::time::timeout_at(deadline, task.wait()).await {
+            // The body broke off; the guest's own error says why.
+            let r = match tokio::time::timeout_at(deadline, guest.finish()).await {
                 Ok(r) => r,
                 Err(_) => return Err((timeout(), None)),
             };
@@ -324,7 +324,7 @@ async fn run(
         }
     };
     // Let the guest finish (it may log after sending the body), within its deadline.
-    let peak = match tokio::time::timeout_at(deadline, task.wait()).await {
+    let peak = match tokio::time::timeout_at(deadline, guest.finish()).await {
         Ok(Ok((Ok(()), l))) => l.peak_bytes as u64,
         Ok(Ok((Err(e), l))) => {
             tracing::debug!(error = %e, "the function failed after sending its response");
@@ -354,18 +354,66 @@ async fn collect_limited(mut body: HyperOutgoingBody, max: u64) -> Result<Bytes,
     Ok(buf.freeze())
 }
 
-/// A task handle that aborts the task when dropped, so a cancelled or
-/// failed invocation never leaves a guest running.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// What the guest's future yields: its result and memory limiter, or the
+/// message of a panic in a host call.
+type GuestResult = Result<(wasmtime::Result<()>, MemoryLimiter), String>;
 
-impl<T> AbortOnDrop<T> {
-    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
+type GuestFuture =
+    std::pin::Pin<Box<dyn Future<Output = (wasmtime::Result<()>, MemoryLimiter)> + Send>>;
+
+/// A guest's future, polled by whoever waits on the invocation: alongside
+/// the wait for the response ([`Guest::alongside`]), then on its own
+/// ([`Guest::finish`]). A panic in a host call fails only this invocation.
+struct Guest {
+    fut: Option<GuestFuture>,
+    done: Option<GuestResult>,
 }
 
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Guest {
+    fn new(
+        fut: impl Future<Output = (wasmtime::Result<()>, MemoryLimiter)> + Send + 'static,
+    ) -> Guest {
+        Guest {
+            fut: Some(Box::pin(fut)),
+            done: None,
+        }
+    }
+
+    fn poll_guest(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let Some(fut) = self.fut.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        let done = match polled {
+            Ok(std::task::Poll::Pending) => return std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => Ok(v),
+            Err(panic) => Err(panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned())),
+        };
+        self.fut = None;
+        self.done = Some(done);
+        std::task::Poll::Ready(())
+    }
+
+    /// Runs `other` to completion, driving the guest meanwhile.
+    async fn alongside<T>(&mut self, other: impl Future<Output = T>) -> T {
+        let mut other = std::pin::pin!(other);
+        std::future::poll_fn(|cx| {
+            let _ = self.poll_guest(cx);
+            other.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Runs the guest to its end.
+    async fn finish(&mut self) -> GuestResult {
+        std::future::poll_fn(|cx| self.poll_guest(cx)).await;
+        self.done
+            .take()
+            .unwrap_or_else(|| Err("the guest's result was already taken".to_owned()))
     }
 }
