@@ -541,8 +541,10 @@ impl WorkerCgroup {
     }
 
     /// Kills everything in the cgroup and removes it, waiting up to 2 s for
-    /// the processes to exit.
-    pub async fn destroy(mut self) {
+    /// the processes to exit. Blocking: removing a memory cgroup makes the
+    /// kernel reclaim what is still charged to it, which can take
+    /// milliseconds, so callers run this off the async runtime's threads.
+    pub fn destroy_blocking(mut self) {
         let start = Instant::now();
         loop {
             self.kill_all();
@@ -553,7 +555,7 @@ impl WorkerCgroup {
                 tracing::warn!(cgroup = %self.memory.display(), "could not remove a worker cgroup");
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

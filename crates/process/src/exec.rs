@@ -188,7 +188,7 @@ pub(crate) async fn invoke(
     let peak = cgroup.as_ref().and_then(|c| c.memory_peak());
     let oom = cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0) > oom_before;
     if let Some(cg) = cgroup {
-        tokio::spawn(cg.destroy());
+        tokio::task::spawn_blocking(move || cg.destroy_blocking());
     }
     let result = if timed_out {
         Err(InvokeError::new(

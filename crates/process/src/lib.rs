@@ -617,6 +617,7 @@ impl Runtime for ProcessRuntime {
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
             max_idle: max,
             generation: AtomicU64::new(0),
+            lost_in_a_row: std::sync::atomic::AtomicU32::new(0),
         });
         let provisioned = (version.scaling.min_instances.get() as usize).min(max);
         if provisioned > 0 && prepared.spec.lang != Lang::Exec {
@@ -637,6 +638,30 @@ struct ProcessPrepared {
     /// Bumped by `release`: workers of an older generation are not reused,
     /// while invocations after a release start fresh workers as usual.
     generation: AtomicU64,
+    /// Workers lost in a row (crashed, killed, failed to start); reset by
+    /// an invocation that leaves its worker healthy.
+    lost_in_a_row: std::sync::atomic::AtomicU32,
+}
+
+/// First wait before starting a worker for a version whose workers keep
+/// dying (from the second loss in a row on); it doubles with each further
+/// loss up to [`RESTART_BACKOFF_MAX_MS`]. Starting and tearing down
+/// sandboxes in a tight loop stalls the whole machine for a few
+/// milliseconds each time; the backoff keeps a crash-looping function from
+/// slowing every other one.
+pub const RESTART_BACKOFF_START_MS: u64 = 50;
+/// Longest wait before a restart.
+pub const RESTART_BACKOFF_MAX_MS: u64 = 2_000;
+
+/// The wait before starting a worker after `lost` losses in a row.
+fn restart_backoff(lost: u32) -> Option<std::time::Duration> {
+    if lost < 2 {
+        return None;
+    }
+    let ms = RESTART_BACKOFF_START_MS
+        .saturating_mul(1u64 << (lost - 2).min(16))
+        .min(RESTART_BACKOFF_MAX_MS);
+    Some(std::time::Duration::from_millis(ms))
 }
 
 impl ProcessPrepared {
@@ -687,6 +712,14 @@ impl ProcessPrepared {
         let worker = match self.take_idle() {
             Some(w) => w,
             None => {
+                if let Some(wait) = restart_backoff(self.lost_in_a_row.load(Ordering::SeqCst)) {
+                    let until = std::cmp::min(std::time::Instant::now() + wait, ctx.deadline);
+                    tokio::time::sleep_until(until.into()).await;
+                    cap.note(&format!(
+                        "[nimbus] this function's workers keep failing: waited {} ms before starting another\n",
+                        wait.as_millis()
+                    ));
+                }
                 let started = std::time::Instant::now();
                 match Worker::spawn(&self.inner, &self.spec, ctx.deadline, cap).await {
                     Ok(w) => {
@@ -694,12 +727,18 @@ impl ProcessPrepared {
                         w
                     }
                     Err(e) => {
+                        self.lost_in_a_row.fetch_add(1, Ordering::SeqCst);
                         return (Err(e), None, Some(started.elapsed().as_micros() as u64));
                     }
                 }
             }
         };
         let invoked = worker.invoke(&self.spec, req, ctx, cap).await;
+        if invoked.worker.is_some() {
+            self.lost_in_a_row.store(0, Ordering::SeqCst);
+        } else {
+            self.lost_in_a_row.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(w) = invoked.worker {
             let mut idle = self.idle();
             if self.generation.load(Ordering::SeqCst) != generation || idle.len() >= self.max_idle {

@@ -677,7 +677,7 @@ impl Worker {
                 handle.spawn(async move {
                     let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
                     if let Some(cg) = cgroup {
-                        cg.destroy().await;
+                        let _ = tokio::task::spawn_blocking(move || cg.destroy_blocking()).await;
                     }
                 });
             }

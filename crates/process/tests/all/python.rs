@@ -594,3 +594,47 @@ def lambda_handler(event, context):
         assert_eq!(body["errorType"], "Runtime.MarshalError", "{kind}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_function_backs_off_before_each_restart() {
+    let f = Fixture::new();
+    let code = r#"
+import os
+def lambda_handler(event, context):
+    if (event.get("queryStringParameters") or {}).get("ok"):
+        return "fine"
+    os._exit(1)
+"#;
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let mut notes = Vec::new();
+    for _ in 0..4 {
+        let out = invoke(&p, get("/"), 5000).await;
+        let err = out.result.expect_err("the worker crashes");
+        assert_eq!(err.code, ErrorCode::Crashed, "{err:?}");
+        notes.push(
+            out.logs
+                .stderr
+                .lines()
+                .find(|l| l.contains("keep failing"))
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(notes[0], None);
+    assert_eq!(notes[1], None);
+    assert!(
+        notes[2].as_deref().unwrap_or("").contains("waited 50 ms"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[3].as_deref().unwrap_or("").contains("waited 100 ms"),
+        "{notes:?}"
+    );
+    // A healthy invocation resets the count.
+    let out = invoke(&p, get("/?ok=1"), 5000).await;
+    assert_eq!(json_body(&out), json!("fine"));
+    let out = invoke(&p, get("/"), 5000).await;
+    assert!(!out.logs.stderr.contains("keep failing"), "{:?}", out.logs);
+}
