@@ -45,32 +45,22 @@ pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
         let full = dir.join(&rel);
         let meta =
             std::fs::symlink_metadata(&full).with_context(|| format!("read {}", full.display()))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
         let ft = meta.file_type();
         if ft.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_size(0);
+            let mut header = header(tar::EntryType::Directory, false, 0);
             builder
                 .append_data(&mut header, &rel, std::io::empty())
                 .with_context(|| format!("add {}", rel.display()))?;
         } else if ft.is_symlink() {
             let target =
                 std::fs::read_link(&full).with_context(|| format!("read {}", full.display()))?;
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(0o777);
-            header.set_size(0);
+            let mut header = header(tar::EntryType::Symlink, false, 0);
             builder
                 .append_link(&mut header, &rel, &target)
                 .with_context(|| format!("add {}", rel.display()))?;
         } else if ft.is_file() {
             let exec = meta.permissions().mode() & 0o111 != 0;
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if exec { 0o755 } else { 0o644 });
-            header.set_size(meta.len());
+            let mut header = header(tar::EntryType::Regular, exec, meta.len());
             let file =
                 std::fs::File::open(&full).with_context(|| format!("open {}", full.display()))?;
             builder
@@ -84,6 +74,24 @@ pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     builder.into_inner().context("finish the archive")
+}
+
+/// A normalised header: no timestamps or owners; directories 0755, links
+/// 0777, files 0755 if executable and 0644 otherwise.
+fn header(ty: tar::EntryType, exec: bool, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(ty);
+    h.set_mode(match ty {
+        tar::EntryType::Directory => 0o755,
+        tar::EntryType::Symlink => 0o777,
+        _ if exec => 0o755,
+        _ => 0o644,
+    });
+    h.set_size(size);
+    h
 }
 
 /// Collects paths under `dir` (relative to the root), sorted, parents first.
@@ -141,15 +149,9 @@ pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Resul
             continue;
         }
         let mode = file.unix_mode().unwrap_or(0);
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
         let add = |e: std::io::Error| invalid(format!("add {name} from the zip archive: {e}"));
         if file.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_size(0);
+            let mut header = header(tar::EntryType::Directory, false, 0);
             builder
                 .append_data(&mut header, &rel, std::io::empty())
                 .map_err(add)?;
@@ -171,16 +173,16 @@ pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Resul
         if mode & 0o170000 == 0o120000 {
             let target = String::from_utf8(data)
                 .map_err(|_| invalid(format!("{name}: a link target that is not UTF-8")))?;
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(0o777);
-            header.set_size(0);
+            let mut header = header(tar::EntryType::Symlink, false, 0);
             builder
                 .append_link(&mut header, &rel, target)
                 .map_err(add)?;
         } else {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 });
-            header.set_size(data.len() as u64);
+            let mut header = header(
+                tar::EntryType::Regular,
+                mode & 0o111 != 0,
+                data.len() as u64,
+            );
             builder
                 .append_data(&mut header, &rel, data.as_slice())
                 .map_err(add)?;
@@ -414,12 +416,12 @@ pub(crate) fn unpack_once(
         let n = file
             .read(&mut magic)
             .map_err(|e| internal(format!("read {}: {e}", archive.display())))?;
+        std::io::Seek::rewind(&mut file)
+            .map_err(|e| internal(format!("read {}: {e}", archive.display())))?;
         if is_zip(&magic[..n]) {
             let tar = zip_to_tar(std::io::BufReader::new(file), Vec::new())?;
             return unpack(tar.as_slice(), &tmp);
         }
-        let file = std::fs::File::open(archive)
-            .map_err(|e| internal(format!("open {}: {e}", archive.display())))?;
         unpack(std::io::BufReader::new(file), &tmp)
     })();
     if let Err(e) = result {
