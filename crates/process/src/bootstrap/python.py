@@ -164,6 +164,42 @@ def _nimbus_main():
         end_logs()
         send({"init_error": {"errorType": "Runtime.HandlerNotFound", "errorMessage": f"Handler '{func_name}' missing on module '{module_name}'"}})
         os._exit(1)
+
+    def children():
+        # This process's children. The sandbox has its own pid namespace,
+        # so /proc lists only the worker's few processes.
+        me = str(main_pid).encode()
+        found = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/" + entry + "/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            rest = stat[stat.rfind(b")") + 2 :].split()
+            if len(rest) > 1 and rest[1] == me:
+                found.add(int(entry))
+        return found
+
+    def reap():
+        # Processes an invocation leaves running are killed by Nimbus when
+        # it ends; their zombies would hold pids (and the worker's task
+        # limit) until reaped. Children started during initialisation
+        # belong to the handler's module and are left to it.
+        try:
+            if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                return
+        except (ChildProcessError, OSError):
+            return
+        for pid in children() - init_children:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except OSError:
+                pass
+
+    init_children = children()
     send({"ready": {"init_ms": round((time.monotonic() - started) * 1000, 3)}})
 
     class LambdaContext:
@@ -186,6 +222,7 @@ def _nimbus_main():
         line = proto_in.readline()
         if not line:
             os._exit(0)
+        reap()
         msg = loads(line)
         context = LambdaContext(msg["context"])
         try:
