@@ -276,6 +276,12 @@ def steady_latencies(port, path, rate_per_s, count):
     return out
 
 
+def server_durations(n, name, count):
+    """Server-side durations (ms) of `name`'s last `count` invocations, from its records."""
+    recs = n.api("GET", f"/api/v1/namespaces/default/functions/{name}/invocations?limit={count}")["invocations"]
+    return [r["duration_us"] / 1000.0 for r in recs]
+
+
 def flood(tmp):
     """One function flooded (wrk, 256 connections) while another is called at a steady rate."""
     n = Nimbus(os.path.join(tmp, "flood"))
@@ -285,12 +291,16 @@ def flood(tmp):
         count = 100 if QUICK else 300
         steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, 20)
         unloaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
+        time.sleep(0.3)  # records are written in batches
+        unloaded_server = server_durations(n, "victim", count)
         dur = int(count / 50) + 3
         w = subprocess.Popen(["wrk", "-t2", "-c256", f"-d{dur}s", "http://127.0.0.1:8090/fn/default/flood"],
                              stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         loaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
         wout = w.communicate()[0]
+        time.sleep(0.3)
+        loaded_server = server_durations(n, "victim", count)
         m = re.search(r"Requests/sec:\s+([\d.]+)", wout)
         c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=10)
         c.request("GET", "/metrics")
@@ -303,6 +313,7 @@ def flood(tmp):
         n.stop()
     return {"unloaded_p50": pctl(unloaded, 50), "unloaded_p99": pctl(unloaded, 99),
             "loaded_p50": pctl(loaded, 50), "loaded_p99": pctl(loaded, 99),
+            "server_unloaded": unloaded_server, "server_loaded": loaded_server,
             "flood_rps": float(m.group(1)) if m else float("nan"),
             "flood_throttled": throttled, "flood_errors": errors}
 
@@ -483,6 +494,8 @@ def hostile(tmp):
         count = 150 if QUICK else 500
         steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, 20)
         unloaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+        time.sleep(0.3)  # records are written in batches
+        unloaded_server = server_durations(n, "ok", count)
         # The attackers run in their own process: threads of this one would
         # contend with the measuring thread for the GIL and inflate its
         # latencies.
@@ -490,12 +503,15 @@ def hostile(tmp):
                                     stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         loaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+        time.sleep(0.3)
+        loaded_server = server_durations(n, "ok", count)
         attacker.send_signal(signal.SIGINT)
         out = attacker.communicate(timeout=60)[0]
         codes = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     finally:
         n.stop()
-    return {"unloaded": unloaded, "loaded": loaded, "codes": codes}
+    return {"unloaded": unloaded, "loaded": loaded, "codes": codes,
+            "server_unloaded": unloaded_server, "server_loaded": loaded_server}
 
 
 def machine():
@@ -593,6 +609,11 @@ def process_report(add, proc, hos):
     add("|---|---:|")
     add(f"| ok p50 / p99 unloaded | {pctl(hos['unloaded'], 50):.2f} / {pctl(hos['unloaded'], 99):.2f} |")
     add(f"| ok p50 / p99 with the hostile set running | {pctl(hos['loaded'], 50):.2f} / {pctl(hos['loaded'], 99):.2f} |")
+    if hos.get("server_loaded"):
+        add(f"| ok server-side duration p50 / p99 unloaded (records) | "
+            f"{pctl(hos['server_unloaded'], 50):.2f} / {pctl(hos['server_unloaded'], 99):.2f} |")
+        add(f"| ok server-side duration p50 / p99 with the hostile set running (records) | "
+            f"{pctl(hos['server_loaded'], 50):.2f} / {pctl(hos['server_loaded'], 99):.2f} |")
     for name, codes in sorted(hos["codes"].items()):
         add(f"| `{name}` responses | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items(), key=str))} |")
     add("")
@@ -649,6 +670,11 @@ def write_report(systems, tp, cold, dens, fl, proc=None, hos=None):
     add("|---|---:|")
     add(f"| victim p50 / p99 unloaded | {fl['unloaded_p50']:.3f} / {fl['unloaded_p99']:.3f} |")
     add(f"| victim p50 / p99 during the flood | {fl['loaded_p50']:.3f} / {fl['loaded_p99']:.3f} |")
+    if fl.get("server_loaded"):
+        add(f"| victim server-side duration p50 / p99 unloaded (records) | "
+            f"{pctl(fl['server_unloaded'], 50):.3f} / {pctl(fl['server_unloaded'], 99):.3f} |")
+        add(f"| victim server-side duration p50 / p99 during the flood (records) | "
+            f"{pctl(fl['server_loaded'], 50):.3f} / {pctl(fl['server_loaded'], 99):.3f} |")
     add(f"| flood throughput (req/s) | {fl['flood_rps']:,.0f} |")
     add(f"| flood requests throttled (429) | {fl['flood_throttled']:,.0f} |")
     add(f"| flood invocation errors (5xx) | {', '.join(fl['flood_errors']) or 'none'} |")
