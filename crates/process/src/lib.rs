@@ -712,8 +712,29 @@ impl ProcessPrepared {
         let worker = match self.take_idle() {
             Some(w) => w,
             None => {
-                if let Some(wait) = restart_backoff(self.lost_in_a_row.load(Ordering::SeqCst)) {
-                    let until = std::cmp::min(std::time::Instant::now() + wait, ctx.deadline);
+                let lost = self.lost_in_a_row.load(Ordering::SeqCst);
+                if let Some(wait) = restart_backoff(lost) {
+                    let until = std::time::Instant::now() + wait;
+                    if until >= ctx.deadline {
+                        // Waiting would only end in a timeout (and a start
+                        // doomed to be killed): refuse now, without counting
+                        // another loss.
+                        cap.note(&format!(
+                            "[nimbus] this function's workers keep failing: the next start waits {} ms, past this invocation's deadline\n",
+                            wait.as_millis()
+                        ));
+                        return (
+                            Err(InvokeError::new(
+                                ErrorCode::Unavailable,
+                                format!(
+                                    "this function's workers keep failing ({lost} in a row): the next start waits {} ms, past this invocation's deadline; its earlier invocations' logs say why",
+                                    wait.as_millis()
+                                ),
+                            )),
+                            None,
+                            None,
+                        );
+                    }
                     tokio::time::sleep_until(until.into()).await;
                     cap.note(&format!(
                         "[nimbus] this function's workers keep failing: waited {} ms before starting another\n",

@@ -639,6 +639,20 @@ def lambda_handler(event, context):
         notes[3].as_deref().unwrap_or("").contains("waited 100 ms"),
         "{notes:?}"
     );
+    // The next start waits 200 ms: a call whose deadline comes sooner is
+    // refused at once, and the refusal is not another loss.
+    let out = invoke(&p, get("/"), 150).await;
+    let err = out.result.expect_err("refused");
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err:?}");
+    assert!(err.message.contains("keep failing"), "{err:?}");
+    assert!(
+        out.logs.stderr.contains("next start waits 200 ms"),
+        "{:?}",
+        out.logs
+    );
+    let out = invoke(&p, get("/"), 5000).await;
+    assert_eq!(out.result.expect_err("crashes").code, ErrorCode::Crashed);
+    assert!(out.logs.stderr.contains("waited 200 ms"), "{:?}", out.logs);
     // A healthy invocation resets the count.
     let out = invoke(&p, get("/?ok=1"), 5000).await;
     assert_eq!(json_body(&out), json!("fine"));
