@@ -278,6 +278,7 @@ def steady_latencies(port, path, rate_per_s, count):
 
 def server_durations(n, name, count):
     """Server-side durations (ms) of `name`'s last `count` invocations, from its records."""
+    time.sleep(0.3)  # records are written in batches, at most 50 ms apart
     recs = n.api("GET", f"/api/v1/namespaces/default/functions/{name}/invocations?limit={count}")["invocations"]
     return [r["duration_us"] / 1000.0 for r in recs]
 
@@ -291,7 +292,6 @@ def flood(tmp):
         count = 100 if QUICK else 300
         steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, 20)
         unloaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
-        time.sleep(0.3)  # records are written in batches
         unloaded_server = server_durations(n, "victim", count)
         dur = int(count / 50) + 3
         w = subprocess.Popen(["wrk", "-t2", "-c256", f"-d{dur}s", "http://127.0.0.1:8090/fn/default/flood"],
@@ -299,7 +299,6 @@ def flood(tmp):
         time.sleep(1)
         loaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
         wout = w.communicate()[0]
-        time.sleep(0.3)
         loaded_server = server_durations(n, "victim", count)
         m = re.search(r"Requests/sec:\s+([\d.]+)", wout)
         c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=10)
@@ -494,7 +493,6 @@ def hostile(tmp):
         count = 150 if QUICK else 500
         steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, 20)
         unloaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
-        time.sleep(0.3)  # records are written in batches
         unloaded_server = server_durations(n, "ok", count)
         # The attackers run in their own process: threads of this one would
         # contend with the measuring thread for the GIL and inflate its
@@ -503,7 +501,6 @@ def hostile(tmp):
                                     stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         loaded = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
-        time.sleep(0.3)
         loaded_server = server_durations(n, "ok", count)
         attacker.send_signal(signal.SIGINT)
         out = attacker.communicate(timeout=60)[0]
@@ -573,6 +570,14 @@ def main():
     write_report(systems, tp, cold, dens, fl, proc, hos)
 
 
+def server_rows(add, name, loaded_label, r, digits):
+    """Table rows with the server-side durations of `name`, unloaded and loaded."""
+    for key, label in [("server_unloaded", "unloaded"), ("server_loaded", loaded_label)]:
+        if r.get(key):
+            add(f"| {name} server-side duration p50 / p99 {label} (records) | "
+                f"{pctl(r[key], 50):.{digits}f} / {pctl(r[key], 99):.{digits}f} |")
+
+
 def process_report(add, proc, hos):
     add("## Process runtime (python3, node)")
     add("")
@@ -609,11 +614,7 @@ def process_report(add, proc, hos):
     add("|---|---:|")
     add(f"| ok p50 / p99 unloaded | {pctl(hos['unloaded'], 50):.2f} / {pctl(hos['unloaded'], 99):.2f} |")
     add(f"| ok p50 / p99 with the hostile set running | {pctl(hos['loaded'], 50):.2f} / {pctl(hos['loaded'], 99):.2f} |")
-    if hos.get("server_loaded"):
-        add(f"| ok server-side duration p50 / p99 unloaded (records) | "
-            f"{pctl(hos['server_unloaded'], 50):.2f} / {pctl(hos['server_unloaded'], 99):.2f} |")
-        add(f"| ok server-side duration p50 / p99 with the hostile set running (records) | "
-            f"{pctl(hos['server_loaded'], 50):.2f} / {pctl(hos['server_loaded'], 99):.2f} |")
+    server_rows(add, "ok", "with the hostile set running", hos, 2)
     for name, codes in sorted(hos["codes"].items()):
         add(f"| `{name}` responses | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items(), key=str))} |")
     add("")
@@ -670,11 +671,7 @@ def write_report(systems, tp, cold, dens, fl, proc=None, hos=None):
     add("|---|---:|")
     add(f"| victim p50 / p99 unloaded | {fl['unloaded_p50']:.3f} / {fl['unloaded_p99']:.3f} |")
     add(f"| victim p50 / p99 during the flood | {fl['loaded_p50']:.3f} / {fl['loaded_p99']:.3f} |")
-    if fl.get("server_loaded"):
-        add(f"| victim server-side duration p50 / p99 unloaded (records) | "
-            f"{pctl(fl['server_unloaded'], 50):.3f} / {pctl(fl['server_unloaded'], 99):.3f} |")
-        add(f"| victim server-side duration p50 / p99 during the flood (records) | "
-            f"{pctl(fl['server_loaded'], 50):.3f} / {pctl(fl['server_loaded'], 99):.3f} |")
+    server_rows(add, "victim", "during the flood", fl, 3)
     add(f"| flood throughput (req/s) | {fl['flood_rps']:,.0f} |")
     add(f"| flood requests throttled (429) | {fl['flood_throttled']:,.0f} |")
     add(f"| flood invocation errors (5xx) | {', '.join(fl['flood_errors']) or 'none'} |")

@@ -715,20 +715,19 @@ impl ProcessPrepared {
                 let lost = self.lost_in_a_row.load(Ordering::SeqCst);
                 if let Some(wait) = restart_backoff(lost) {
                     let until = std::time::Instant::now() + wait;
+                    let ms = wait.as_millis();
                     if until >= ctx.deadline {
                         // Waiting would only end in a timeout (and a start
                         // doomed to be killed): refuse now, without counting
                         // another loss.
                         cap.note(&format!(
-                            "[nimbus] this function's workers keep failing: the next start waits {} ms, past this invocation's deadline\n",
-                            wait.as_millis()
+                            "[nimbus] this function's workers keep failing: the next start waits {ms} ms, past this invocation's deadline\n"
                         ));
                         return (
                             Err(InvokeError::new(
                                 ErrorCode::Unavailable,
                                 format!(
-                                    "this function's workers keep failing ({lost} in a row): the next start waits {} ms, past this invocation's deadline; its earlier invocations' logs say why",
-                                    wait.as_millis()
+                                    "this function's workers keep failing ({lost} in a row): the next start waits {ms} ms, past this invocation's deadline; its earlier invocations' logs say why"
                                 ),
                             )),
                             None,
@@ -737,8 +736,7 @@ impl ProcessPrepared {
                     }
                     tokio::time::sleep_until(until.into()).await;
                     cap.note(&format!(
-                        "[nimbus] this function's workers keep failing: waited {} ms before starting another\n",
-                        wait.as_millis()
+                        "[nimbus] this function's workers keep failing: waited {ms} ms before starting another\n"
                     ));
                 }
                 let started = std::time::Instant::now();
