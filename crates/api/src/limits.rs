@@ -96,6 +96,14 @@ bounded!(MaxQueue, u32, "max_queue", 0, 100_000, 100);
 bounded!(QueueTimeoutMs, u64, "queue_timeout_ms", 0, 900_000, 1_000);
 bounded!(MinInstances, u32, "min_instances", 0, 1_000, 0);
 bounded!(IdleTtlMs, u64, "idle_ttl_ms", 1_000, 86_400_000, 60_000);
+bounded!(
+    MaxInvocationsPerInstance,
+    u32,
+    "max_invocations_per_instance",
+    1,
+    1_000_000,
+    1
+);
 
 /// How a function scales: concurrency, waiting, and scale to zero.
 ///
@@ -106,6 +114,13 @@ bounded!(IdleTtlMs, u64, "idle_ttl_ms", 1_000, 86_400_000, 60_000);
 /// | `queue_timeout_ms` | 1 000   | 0 – 900 000        | longest a request waits for a slot before 429 `throttled` |
 /// | `min_instances`    | 0       | 0 – 1 000          | kept warm (never scaled to zero) when > 0 |
 /// | `idle_ttl_ms`      | 60 000  | 1 000 – 86 400 000 | idle time after which a function is scaled to zero |
+/// | `max_invocations_per_instance` | 1 | 1 – 1 000 000 | wasi:http components only: invocations one wasm instance may serve, one after another, before it is thrown away; 1 = a fresh instance for every invocation |
+///
+/// `max_invocations_per_instance` above 1 trades isolation between
+/// invocations for speed, as Workers isolates do: globals set by one
+/// invocation are seen by the next one served by the same instance. An
+/// instance is only reused after an invocation that ended cleanly; one that
+/// trapped, timed out or failed is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scaling {
@@ -114,6 +129,7 @@ pub struct Scaling {
     pub queue_timeout_ms: QueueTimeoutMs,
     pub min_instances: MinInstances,
     pub idle_ttl_ms: IdleTtlMs,
+    pub max_invocations_per_instance: MaxInvocationsPerInstance,
 }
 
 /// The limits of one function version, every value filled in.

@@ -294,6 +294,11 @@ impl Manifest {
                     )));
                 }
                 (RuntimeName::Wasm, None) => {}
+                (_, Some(_)) if f.scaling.max_invocations_per_instance.get() != 1 => {
+                    return Err(err(format!(
+                        "functions.{name}.scaling.max_invocations_per_instance: only wasm components take it; a process worker already serves invocations one after another until it is idle for idle_ttl_ms"
+                    )));
+                }
                 (rt, None) => {
                     return Err(err(format!(
                         "functions.{name}.handler: runtime {} needs a handler, e.g. {}",
@@ -409,6 +414,34 @@ mod tests {
         assert!(e.message.contains("wasm functions have no handler"), "{e}");
         let e = Manifest::parse("functions:\n  r:\n    code: a\n    runtime: ruby\n").unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn instance_reuse_is_for_wasm() {
+        let ok = Manifest::parse(
+            "functions:\n  w:\n    code: a.wasm\n    scaling: { max_invocations_per_instance: 50 }\n",
+        )
+        .expect("parse");
+        let w = &ok.functions[&FunctionName::new("w").expect("name")];
+        assert_eq!(w.scaling.max_invocations_per_instance.get(), 50);
+        let e = Manifest::parse(
+            "functions:\n  py:\n    code: src\n    runtime: python3\n    handler: app.h\n    scaling: { max_invocations_per_instance: 2 }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("functions.py.scaling.max_invocations_per_instance"),
+            "{e}"
+        );
+        let e = Manifest::parse(
+            "functions:\n  w:\n    code: a.wasm\n    scaling: { max_invocations_per_instance: 0 }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("max_invocations_per_instance must be between 1 and 1000000"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use nimbus_api::limits::{
-    IdleTtlMs, LogBytes, MaxConcurrency, MaxQueue, MemoryLimitMib, MinInstances, QueueTimeoutMs,
-    RequestBodyBytes, ResponseBodyBytes, Scaling, TimeoutMs,
+    IdleTtlMs, LogBytes, MaxConcurrency, MaxInvocationsPerInstance, MaxQueue, MemoryLimitMib,
+    MinInstances, QueueTimeoutMs, RequestBodyBytes, ResponseBodyBytes, Scaling, TimeoutMs,
 };
 use nimbus_api::manifest::{FunctionSpec, RuntimeName};
 use nimbus_api::wire::{
@@ -144,6 +144,7 @@ struct CodeOptions {
     queue_timeout_ms: Option<u64>,
     min_instances: Option<u64>,
     idle_ttl_ms: Option<u64>,
+    max_invocations_per_instance: Option<u64>,
 }
 
 fn limits_from(o: &CodeOptions) -> Result<Limits, String> {
@@ -182,6 +183,9 @@ fn scaling_from(o: &CodeOptions) -> Result<Scaling, String> {
     }
     if let Some(v) = o.idle_ttl_ms {
         s.idle_ttl_ms = IdleTtlMs::new(v)?;
+    }
+    if let Some(v) = o.max_invocations_per_instance {
+        s.max_invocations_per_instance = MaxInvocationsPerInstance::new(v)?;
     }
     Ok(s)
 }

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub records: RecorderConfig,
     /// Most wasm instances alive at once. Default 1000.
     pub max_wasm_instances: u32,
+    /// Most wasm instances kept between invocations for reuse, across all
+    /// functions (`scaling.max_invocations_per_instance`). Default 100.
+    pub max_idle_wasm_instances: u32,
 }
 
 impl ServerConfig {
@@ -49,6 +52,7 @@ impl ServerConfig {
             dispatch: DispatchConfig::default(),
             records: RecorderConfig::default(),
             max_wasm_instances: 1000,
+            max_idle_wasm_instances: 100,
         }
     }
 }
@@ -124,6 +128,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let artifacts = ArtifactStore::open(dir.join("code"))?;
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.max_instances = config.max_wasm_instances;
+    wasm.max_idle_instances = config.max_idle_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
     let process = match ProcessRuntime::new(ProcessConfig::new(dir.join("process"))) {
         Ok(p) => {

@@ -56,12 +56,13 @@ impl Sink {
         }
     }
 
-    /// Takes what was captured: (stdout, stderr, overflowed).
+    /// Takes what was captured: (stdout, stderr, overflowed), and starts
+    /// over empty (a reused instance's next invocation has its own logs).
     pub fn take(&self) -> (Vec<u8>, Vec<u8>, bool) {
         let mut s = lock(&self.state);
         let out = std::mem::take(&mut s.bufs[0]);
         let err = std::mem::take(&mut s.bufs[1]);
-        (out, err, s.overflowed)
+        (out, err, std::mem::take(&mut s.overflowed))
     }
 }
 

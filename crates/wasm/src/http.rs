@@ -13,12 +13,13 @@ use nimbus_core::runtime::{
     FnRequest, InvokeContext, InvokeError, Outcome, PrepareError, Prepared,
 };
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -127,10 +128,20 @@ pub(crate) fn link(
 pub(crate) fn prepared(
     pre: Arc<ProxyPre<HttpState>>,
     version: &FunctionVersion,
+    budget: &Arc<IdleBudget>,
 ) -> Arc<dyn Prepared> {
+    let max_uses = version.scaling.max_invocations_per_instance.get();
     Arc::new(HttpPrepared {
         pre,
         version: version.clone(),
+        reuse: (max_uses > 1).then(|| Reuse {
+            max_uses,
+            idle: Mutex::new(IdleInstances {
+                instances: Vec::new(),
+                released: false,
+            }),
+            budget: budget.clone(),
+        }),
     })
 }
 
@@ -138,11 +149,107 @@ struct HttpPrepared {
     /// Shared by every version with the same code.
     pre: Arc<ProxyPre<HttpState>>,
     version: FunctionVersion,
+    /// Instances kept between invocations; `None` when every invocation
+    /// gets a fresh one (`max_invocations_per_instance: 1`, the default).
+    reuse: Option<Reuse>,
 }
 
-#[async_trait]
-impl Prepared for HttpPrepared {
-    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome {
+/// How many instances all functions together keep between invocations
+/// (`max_idle_instances`); each keeps its pool slot and its memory.
+pub(crate) struct IdleBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl IdleBudget {
+    pub(crate) fn new(max: usize) -> IdleBudget {
+        IdleBudget {
+            max,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// An instance that served an invocation cleanly and may serve another.
+struct Warm {
+    store: Store<HttpState>,
+    proxy: Proxy,
+    logs: Sink,
+    /// Invocations it has served.
+    served: u32,
+}
+
+struct IdleInstances {
+    /// Most recently used last: the next invocation takes the warmest.
+    instances: Vec<Warm>,
+    /// Set once the version is released (scaled to zero or replaced):
+    /// instances finishing afterwards are dropped, not kept.
+    released: bool,
+}
+
+struct Reuse {
+    max_uses: u32,
+    idle: Mutex<IdleInstances>,
+    budget: Arc<IdleBudget>,
+}
+
+impl Reuse {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleInstances> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> Option<Warm> {
+        let warm = self.lock().instances.pop()?;
+        self.budget.give_back(1);
+        Some(warm)
+    }
+
+    /// Keeps `warm` for the next invocation if it may serve more and the
+    /// platform's budget allows; drops it otherwise.
+    fn keep(&self, warm: Warm) {
+        if warm.served >= self.max_uses || !self.budget.try_take() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.released {
+            drop(idle);
+            self.budget.give_back(1);
+            return;
+        }
+        idle.instances.push(warm);
+    }
+
+    fn release(&self) {
+        let dropped = {
+            let mut idle = self.lock();
+            idle.released = true;
+            std::mem::take(&mut idle.instances)
+        };
+        self.budget.give_back(dropped.len());
+    }
+}
+
+impl Drop for Reuse {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl HttpPrepared {
+    /// A fresh store for one instance, with its log sink.
+    fn new_store(&self) -> (Store<HttpState>, Sink) {
         let limits = &self.version.limits;
         let logs = Sink::new(limits.max_log_bytes.get() as usize);
         let mut wasi = WasiCtxBuilder::new();
@@ -165,6 +272,26 @@ impl Prepared for HttpPrepared {
             },
         );
         store.limiter(|s| &mut s.limiter);
+        (store, logs)
+    }
+}
+
+#[async_trait]
+impl Prepared for HttpPrepared {
+    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome {
+        let limits = &self.version.limits;
+        let (mut store, proxy, logs, served) = match self.reuse.as_ref().and_then(Reuse::take) {
+            Some(mut w) => {
+                // What the previous invocation left behind that is
+                // about it, not about the instance.
+                w.store.data_mut().limiter.denied = false;
+                (w.store, Some(w.proxy), w.logs, w.served)
+            }
+            None => {
+                let (store, logs) = self.new_store();
+                (store, None, logs, 0)
+            }
+        };
         arm_deadline(&mut store, ctx.deadline);
         let timeout_ms = limits.timeout_ms.get();
         let max_body = limits.max_response_body_bytes.get();
@@ -172,6 +299,7 @@ impl Prepared for HttpPrepared {
         let result = run(
             &self.pre,
             store,
+            proxy,
             req,
             ctx.deadline.into(),
             timeout_ms,
@@ -180,7 +308,17 @@ impl Prepared for HttpPrepared {
         .await;
         let (stdout, stderr, truncated) = logs.take();
         let (result, peak) = match result {
-            Ok((resp, peak)) => (Ok(resp), Some(peak)),
+            Ok((resp, peak, reusable)) => {
+                if let (Some(reuse), Some((store, proxy))) = (&self.reuse, reusable) {
+                    reuse.keep(Warm {
+                        store,
+                        proxy,
+                        logs,
+                        served: served + 1,
+                    });
+                }
+                (Ok(resp), Some(peak))
+            }
             Err((e, peak)) => (Err(e), peak),
         };
         Outcome {
@@ -190,13 +328,23 @@ impl Prepared for HttpPrepared {
             init_us: None,
         }
     }
+
+    fn release(&self) {
+        if let Some(reuse) = &self.reuse {
+            reuse.release();
+        }
+    }
 }
 
-type RunResult = Result<(http::Response<Bytes>, u64), (InvokeError, Option<u64>)>;
+/// A finished instance that may serve another invocation.
+type Reusable = Option<(Store<HttpState>, Proxy)>;
+
+type RunResult = Result<(http::Response<Bytes>, u64, Reusable), (InvokeError, Option<u64>)>;
 
 async fn run(
     pre: &Arc<ProxyPre<HttpState>>,
     mut store: Store<HttpState>,
+    instance: Option<Proxy>,
     req: FnRequest,
     deadline: tokio::time::Instant,
     timeout_ms: u64,
@@ -238,26 +386,33 @@ async fn run(
     // Dropping the invocation drops the guest with its store.
     let mut guest = Guest::new(async move {
         let result = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = match instance {
+                Some(proxy) => proxy,
+                None => pre.instantiate_async(&mut store).await?,
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
-                .await
+                .await?;
+            Ok(proxy)
         }
         .await;
         let limiter = store.data().limiter.clone();
-        (result, limiter)
+        match result {
+            Ok(proxy) => (Ok(()), limiter, Some((store, proxy))),
+            Err(e) => (Err(e), limiter, None),
+        }
     });
 
     let finish = |done: GuestResult| match done {
-        Ok((Ok(()), l)) => (
+        Ok((Ok(()), l, _)) => (
             InvokeError::new(
                 ErrorCode::InvalidResponse,
                 "the function returned without sending a response",
             ),
             Some(l.peak_bytes as u64),
         ),
-        Ok((Err(e), l)) => (
+        Ok((Err(e), l, _)) => (
             classify(&e, l.denied, timeout_ms),
             Some(l.peak_bytes as u64),
         ),
@@ -324,15 +479,15 @@ async fn run(
         }
     };
     // Let the guest finish (it may log after sending the body), within its deadline.
-    let peak = match tokio::time::timeout_at(deadline, guest.finish()).await {
-        Ok(Ok((Ok(()), l))) => l.peak_bytes as u64,
-        Ok(Ok((Err(e), l))) => {
+    let (peak, reusable) = match tokio::time::timeout_at(deadline, guest.finish()).await {
+        Ok(Ok((Ok(()), l, reusable))) => (l.peak_bytes as u64, reusable),
+        Ok(Ok((Err(e), l, _))) => {
             tracing::debug!(error = %e, "the function failed after sending its response");
-            l.peak_bytes as u64
+            (l.peak_bytes as u64, None)
         }
-        _ => 0,
+        _ => (0, None),
     };
-    Ok((http::Response::from_parts(parts, body), peak))
+    Ok((http::Response::from_parts(parts, body), peak, reusable))
 }
 
 enum BodyError {
@@ -354,12 +509,14 @@ async fn collect_limited(mut body: HyperOutgoingBody, max: u64) -> Result<Bytes,
     Ok(buf.freeze())
 }
 
-/// What the guest's future yields: its result and memory limiter, or the
-/// message of a panic in a host call.
-type GuestResult = Result<(wasmtime::Result<()>, MemoryLimiter), String>;
+/// What the guest's future yields: its result, its memory limiter and, when
+/// it ended cleanly, its store and instance for reuse.
+type GuestOutput = (wasmtime::Result<()>, MemoryLimiter, Reusable);
 
-type GuestFuture =
-    std::pin::Pin<Box<dyn Future<Output = (wasmtime::Result<()>, MemoryLimiter)> + Send>>;
+/// The guest's output, or the message of a panic in a host call.
+type GuestResult = Result<GuestOutput, String>;
+
+type GuestFuture = std::pin::Pin<Box<dyn Future<Output = GuestOutput> + Send>>;
 
 /// A guest's future, polled by whoever waits on the invocation: alongside
 /// the wait for the response ([`Guest::alongside`]), then on its own
@@ -370,9 +527,7 @@ struct Guest {
 }
 
 impl Guest {
-    fn new(
-        fut: impl Future<Output = (wasmtime::Result<()>, MemoryLimiter)> + Send + 'static,
-    ) -> Guest {
+    fn new(fut: impl Future<Output = GuestOutput> + Send + 'static) -> Guest {
         Guest {
             fut: Some(Box::pin(fut)),
             done: None,
@@ -415,5 +570,22 @@ impl Guest {
         self.done
             .take()
             .unwrap_or_else(|| Err("the guest's result was already taken".to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_budget_is_shared_and_bounded() {
+        let budget = IdleBudget::new(2);
+        assert!(budget.try_take());
+        assert!(budget.try_take());
+        assert!(!budget.try_take(), "a third kept instance is over budget");
+        budget.give_back(1);
+        assert!(budget.try_take(), "a freed place can be taken again");
+        budget.give_back(2);
+        assert_eq!(budget.used.load(Ordering::Acquire), 0);
     }
 }

@@ -7,6 +7,8 @@
 //!   invoke ──► Store (fresh per call: limiter, epoch deadline, captured stdio)
 //!              ──► instantiate from the pooling allocator (copy-on-write
 //!                  memory images: microseconds) ──► call ──► drop
+//!              (components with `max_invocations_per_instance` > 1 keep a
+//!               cleanly finished store and instance for the next call)
 //! ```
 //!
 //! Two function styles:
@@ -62,6 +64,11 @@ pub struct WasmConfig {
     /// reset in place. Default 2 MiB: enough for the working set of a small
     /// guest; at most the pool's warm slots (100) hold it, ≈ 200 MiB.
     pub keep_resident_bytes: usize,
+    /// Most instances kept alive between invocations, across all functions
+    /// that reuse them (`scaling.max_invocations_per_instance` > 1). The
+    /// pool gets this many slots on top of `max_instances`, so instances
+    /// kept for reuse never take a slot an invocation needs. Default 100.
+    pub max_idle_instances: u32,
 }
 
 impl WasmConfig {
@@ -72,6 +79,7 @@ impl WasmConfig {
             max_memory_mib: 4096,
             epoch_tick_ms: 2,
             keep_resident_bytes: 2 << 20,
+            max_idle_instances: 100,
         }
     }
 }
@@ -86,6 +94,8 @@ pub struct WasmRuntime {
     /// the same code; an entry lives as long as a prepared version uses it.
     http_linked: Mutex<HashMap<String, Weak<ProxyPre<http::HttpState>>>>,
     cgi_linked: Mutex<HashMap<String, Weak<InstancePre<cgi::CgiState>>>>,
+    /// Instances kept for reuse, counted across all functions.
+    idle_budget: Arc<http::IdleBudget>,
     _ticker: EpochTicker,
 }
 
@@ -121,7 +131,10 @@ const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 
 impl WasmRuntime {
     pub fn new(config: WasmConfig) -> anyhow::Result<Arc<WasmRuntime>> {
-        let max = config.max_instances.max(1);
+        let max = config
+            .max_instances
+            .max(1)
+            .saturating_add(config.max_idle_instances);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max)
             // A component holds several core instances (its code plus the
@@ -198,6 +211,7 @@ impl WasmRuntime {
             http_linker,
             cgi_linker,
             http_linked: Mutex::new(HashMap::new()),
+            idle_budget: Arc::new(http::IdleBudget::new(config.max_idle_instances as usize)),
             cgi_linked: Mutex::new(HashMap::new()),
             _ticker: EpochTicker { stop },
         }))
@@ -280,14 +294,21 @@ impl Runtime for WasmRuntime {
         match version.kind {
             CodeKind::WasiHttp => {
                 if let Some(pre) = shared(&self.http_linked, digest) {
-                    return Ok(http::prepared(pre, version));
+                    return Ok(http::prepared(pre, version, &self.idle_budget));
                 }
                 let component = self
                     .load_or_compile(version, code_path, http::deserialize, http::compile)
                     .await?;
                 let pre = Arc::new(http::link(self, component)?);
                 remember(&self.http_linked, digest, &pre);
-                Ok(http::prepared(pre, version))
+                Ok(http::prepared(pre, version, &self.idle_budget))
+            }
+            CodeKind::WasiCgi if version.scaling.max_invocations_per_instance.get() > 1 => {
+                Err(PrepareError::new(
+                    ErrorCode::InvalidCode,
+                    "scaling.max_invocations_per_instance above 1 needs a wasi:http component; \
+                     a CGI-style module runs its _start once, so each invocation needs a fresh instance",
+                ))
             }
             CodeKind::WasiCgi => {
                 if let Some(pre) = shared(&self.cgi_linked, digest) {

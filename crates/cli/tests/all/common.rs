@@ -35,6 +35,7 @@ pub fn config(dir: &std::path::Path) -> ServerConfig {
     let mut c = ServerConfig::new(dir, "127.0.0.1:0".parse().expect("addr"));
     // Small pools keep each test's engine cheap; behaviour is the same.
     c.max_wasm_instances = 64;
+    c.max_idle_wasm_instances = 8;
     c.records.flush_interval_ms = 5;
     c.shutdown_grace_ms = 5_000;
     c.dispatch.reap_interval_ms = 50;

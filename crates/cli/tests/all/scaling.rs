@@ -246,3 +246,155 @@ async fn usage_totals_equal_the_sum_over_invocation_records() {
     assert!(rows.iter().any(|r| r["function"] == "a"));
     assert!(rows.iter().any(|r| r["function"] == "b"));
 }
+
+/// Calls `path` `n` times in a row; returns the bodies and invocation ids.
+async fn calls(s: &TestServer, path: &str, n: usize) -> (Vec<String>, Vec<String>) {
+    let (mut bodies, mut ids) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (status, body, id) = s.call(path).await;
+        assert_eq!(status, 200, "{body}");
+        bodies.push(body);
+        ids.push(id);
+    }
+    (bodies, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_invocation_gets_a_fresh_instance_by_default() {
+    let s = TestServer::start().await;
+    s.deploy("fresh", "http_counter", "").await;
+    let (bodies, _) = calls(&s, "/fn/default/fresh", 4).await;
+    assert_eq!(
+        bodies,
+        ["1", "1", "1", "1"],
+        "no global survives an invocation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_serves_up_to_max_invocations_per_instance_then_is_replaced() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "reused",
+        "http_counter",
+        "    scaling: { max_invocations_per_instance: 3 }\n",
+    )
+    .await;
+    let (bodies, ids) = calls(&s, "/fn/default/reused", 7).await;
+    assert_eq!(bodies, ["1", "2", "3", "1", "2", "3", "1"]);
+    // Each invocation keeps its own logs, even from a shared instance.
+    for (n, id) in bodies.iter().zip(&ids) {
+        let rec = s.record(id).await;
+        assert_eq!(rec["stdout"], format!("call {n}\n"), "{rec}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_trapped_is_not_reused() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "traps",
+        "http_counter",
+        "    scaling: { max_invocations_per_instance: 100 }\n",
+    )
+    .await;
+    let (bodies, _) = calls(&s, "/fn/default/traps", 2).await;
+    assert_eq!(bodies, ["1", "2"]);
+    let (status, body, _) = s.call("/fn/default/traps?trap").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(error_code(&body), "trap");
+    let (bodies, _) = calls(&s, "/fn/default/traps", 2).await;
+    assert_eq!(bodies, ["1", "2"], "a fresh instance after the trap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_to_zero_and_redeploy_drop_kept_instances() {
+    let s = TestServer::start().await;
+    let manifest = "    scaling: { max_invocations_per_instance: 100, idle_ttl_ms: 1000 }\n    env: { V: \"1\" }\n";
+    s.deploy("kept", "http_counter", manifest).await;
+    let (bodies, _) = calls(&s, "/fn/default/kept", 2).await;
+    assert_eq!(bodies, ["1", "2"]);
+    // A new version never sees the old version's instances.
+    s.deploy(
+        "kept",
+        "http_counter",
+        &manifest.replace("V: \"1\"", "V: \"2\""),
+    )
+    .await;
+    let (bodies, _) = calls(&s, "/fn/default/kept", 2).await;
+    assert_eq!(bodies, ["1", "2"], "fresh instances after a redeploy");
+
+    let mut released = false;
+    for _ in 0..100 {
+        let m = metrics(&s).await;
+        if metric(&m, "nimbus_instances_warm", "kept") == Some(0.0) {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(released, "the idle function was scaled to zero");
+    let (status, body, id) = s.call("/fn/default/kept").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "1"),
+        "fresh after scale to zero"
+    );
+    assert_eq!(s.record(&id).await["cold"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_never_share_an_instance() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "busy",
+        "http_counter",
+        "    scaling: { max_invocations_per_instance: 1000000 }\n",
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url) = (s.http.clone(), s.url("/fn/default/busy"));
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..25 {
+                let r = http.get(&url).send().await.expect("call");
+                assert_eq!(r.status(), 200);
+                seen.push(r.text().await.expect("body").parse::<u32>().expect("count"));
+            }
+            seen
+        }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.extend(t.await.expect("join"));
+    }
+    // Each instance counts 1, 2, 3, ... one invocation at a time: across
+    // all instances every count appears once per instance that reached it,
+    // so no count can appear more often than a smaller one.
+    let freq = |n: u32| counts.iter().filter(|&&c| c == n).count();
+    let top = *counts.iter().max().expect("counts");
+    assert!(top > 1, "instances were reused: {counts:?}");
+    for n in 1..top {
+        assert!(freq(n) >= freq(n + 1), "count {n} vs {}: {counts:?}", n + 1);
+    }
+    assert_eq!(counts.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_reuse_needs_a_component() {
+    let s = TestServer::start().await;
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  cgi:\n    code: counter.wasm\n    scaling: { max_invocations_per_instance: 2 }\n",
+            &["counter"],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_code", "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("max_invocations_per_instance"),
+        "{message}"
+    );
+}
