@@ -281,7 +281,8 @@ impl Platform {
         let map = read(&self.functions);
         self.metrics.render(&|ns, name| {
             map.get(&(ns.to_owned(), name.to_owned()))
-                .is_some_and(|s| s.is_prepared())
+                .and_then(|s| s.current())
+                .map(|p| p.idle_instances())
         })
     }
 

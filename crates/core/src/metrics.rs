@@ -118,8 +118,9 @@ impl Metrics {
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
 
-    /// Renders every metric. `warm` says which functions hold prepared code.
-    pub fn render(&self, warm: &dyn Fn(&str, &str) -> bool) -> String {
+    /// Renders every metric. `instances` says which functions hold prepared
+    /// code (`Some`) and how many execution environments each keeps idle.
+    pub fn render(&self, instances: &dyn Fn(&str, &str) -> Option<usize>) -> String {
         let mut out = String::with_capacity(4096);
         let mut fns: Vec<(Key, Arc<FunctionMetrics>)> = self
             .functions
@@ -218,7 +219,18 @@ impl Metrics {
             &mut out,
             "nimbus_instances_warm",
             "Functions holding prepared code (1) or scaled to zero (0).",
-            &|k, _| i64::from(warm(&k.0, &k.1)),
+            &|k, _| i64::from(instances(&k.0, &k.1).is_some()),
+        );
+        gauge(
+            &mut out,
+            "nimbus_instances_idle",
+            "Execution environments kept ready between invocations: idle process workers, wasm instances kept for reuse.",
+            &|k, _| {
+                instances(&k.0, &k.1)
+                    .unwrap_or(0)
+                    .try_into()
+                    .unwrap_or(i64::MAX)
+            },
         );
         counter(
             &mut out,
@@ -330,7 +342,7 @@ mod tests {
         let f = m.function("default", "hello");
         f.invocations.fetch_add(2, Relaxed);
         f.error("timeout");
-        let text = m.render(&|_, _| true);
+        let text = m.render(&|_, _| Some(3));
         assert!(
             text.contains("nimbus_invocations_total{namespace=\"default\",function=\"hello\"} 2")
         );
@@ -338,5 +350,6 @@ mod tests {
             "nimbus_invocation_errors_total{namespace=\"default\",function=\"hello\",code=\"timeout\"} 1"
         ));
         assert!(text.contains("nimbus_instances_warm{namespace=\"default\",function=\"hello\"} 1"));
+        assert!(text.contains("nimbus_instances_idle{namespace=\"default\",function=\"hello\"} 3"));
     }
 }

@@ -115,6 +115,12 @@ pub trait Prepared: Send + Sync + 'static {
     /// Called when the version goes idle or is replaced; invocations already
     /// running finish first because they hold their own reference.
     fn release(&self) {}
+
+    /// Execution environments kept ready between invocations (idle process
+    /// workers, wasm instances kept for reuse), for `/metrics`.
+    fn idle_instances(&self) -> usize {
+        0
+    }
 }
 
 /// Routes each code kind to the runtime that runs it: wasm kinds to the

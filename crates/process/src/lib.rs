@@ -817,6 +817,10 @@ impl Prepared for ProcessPrepared {
             w.retire();
         }
     }
+
+    fn idle_instances(&self) -> usize {
+        self.idle().len()
+    }
 }
 
 impl Drop for ProcessPrepared {

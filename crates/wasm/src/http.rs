@@ -334,6 +334,10 @@ impl Prepared for HttpPrepared {
             reuse.release();
         }
     }
+
+    fn idle_instances(&self) -> usize {
+        self.reuse.as_ref().map_or(0, |r| r.lock().instances.len())
+    }
 }
 
 /// A finished instance that may serve another invocation.

@@ -183,3 +183,18 @@ pub fn error_code(body: &str) -> String {
         .unwrap_or_else(|| panic!("no error code: {body}"))
         .to_owned()
 }
+
+/// The value of a per-function series in Prometheus text.
+pub fn metric(text: &str, name: &str, function: &str) -> Option<f64> {
+    let prefix = format!("{name}{{namespace=\"default\",function=\"{function}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `GET /metrics` as text.
+pub async fn metrics(s: &TestServer) -> String {
+    let r = s.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    r.text().await.expect("metrics")
+}

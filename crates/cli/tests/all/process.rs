@@ -1,7 +1,7 @@
 //! Python and Node Lambda-style handlers deployed through the real server
 //! and CLI, run in sandboxed worker processes.
 
-use crate::common::{TestServer, error_code};
+use crate::common::{TestServer, error_code, metric, metrics};
 
 fn write(dir: &std::path::Path, file: &str, text: &str) {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -201,10 +201,24 @@ async fn min_instances_starts_workers_before_the_first_call() {
     .expect("write manifest");
     let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
     assert_eq!(rc, 0, "{out}{err}");
-    // Starting a worker takes tens of milliseconds; leave it ample time.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The worker starts in the background; /metrics shows it once ready.
+    let mut idle = None;
+    for _ in 0..200 {
+        idle = metric(&metrics(&s).await, "nimbus_instances_idle", "kept");
+        if idle == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(idle, Some(1.0), "one provisioned worker waits for calls");
     let (status, _, id) = s.call("/fn/default/kept").await;
     assert_eq!(status, 200);
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "nimbus_instances_idle", "kept"),
+        Some(1.0),
+        "the worker went back to the idle pool"
+    );
     let rec = s.record(&id).await;
     assert_eq!(
         rec["cold"], false,

@@ -1,22 +1,9 @@
 //! Dispatch and scaling: concurrency limits, bounded queues, throttling,
 //! scale to zero, metrics and metering.
 
-use crate::common::{TestServer, error_code};
+use crate::common::{TestServer, error_code, metric, metrics};
 use reqwest::Method;
 use std::time::Duration;
-
-fn metric(text: &str, name: &str, function: &str) -> Option<f64> {
-    let prefix = format!("{name}{{namespace=\"default\",function=\"{function}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-}
-
-async fn metrics(s: &TestServer) -> String {
-    let r = s.get("/metrics").await;
-    assert_eq!(r.status(), 200);
-    r.text().await.expect("metrics")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_max_concurrency_is_throttled_with_retry_after() {
@@ -269,6 +256,9 @@ async fn each_invocation_gets_a_fresh_instance_by_default() {
         ["1", "1", "1", "1"],
         "no global survives an invocation"
     );
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_instances_warm", "fresh"), Some(1.0));
+    assert_eq!(metric(&m, "nimbus_instances_idle", "fresh"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,6 +272,12 @@ async fn an_instance_serves_up_to_max_invocations_per_instance_then_is_replaced(
     .await;
     let (bodies, ids) = calls(&s, "/fn/default/reused", 7).await;
     assert_eq!(bodies, ["1", "2", "3", "1", "2", "3", "1"]);
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "nimbus_instances_idle", "reused"),
+        Some(1.0),
+        "the instance that served the last call is kept"
+    );
     // Each invocation keeps its own logs, even from a shared instance.
     for (n, id) in bodies.iter().zip(&ids) {
         let rec = s.record(id).await;
@@ -328,6 +324,7 @@ async fn scale_to_zero_and_redeploy_drop_kept_instances() {
     for _ in 0..100 {
         let m = metrics(&s).await;
         if metric(&m, "nimbus_instances_warm", "kept") == Some(0.0) {
+            assert_eq!(metric(&m, "nimbus_instances_idle", "kept"), Some(0.0));
             released = true;
             break;
         }
