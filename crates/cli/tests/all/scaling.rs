@@ -304,6 +304,24 @@ async fn an_instance_that_trapped_is_not_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_timed_out_is_not_reused() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "slow",
+        "http_counter",
+        "    limits: { timeout_ms: 300 }\n    scaling: { max_invocations_per_instance: 100 }\n",
+    )
+    .await;
+    let (bodies, _) = calls(&s, "/fn/default/slow", 2).await;
+    assert_eq!(bodies, ["1", "2"]);
+    let (status, body, _) = s.call("/fn/default/slow?loop").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(error_code(&body), "timeout");
+    let (bodies, _) = calls(&s, "/fn/default/slow", 2).await;
+    assert_eq!(bodies, ["1", "2"], "a fresh instance after the timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_to_zero_and_redeploy_drop_kept_instances() {
     let s = TestServer::start().await;
     let manifest = "    scaling: { max_invocations_per_instance: 100, idle_ttl_ms: 1000 }\n    env: { V: \"1\" }\n";

@@ -1,6 +1,7 @@
 //! Counts the invocations its instance has served, in a global: answers
 //! `200` with the count (`1` from a fresh instance) and prints
-//! `call <count>` to stdout. `?trap` traps instead (after counting).
+//! `call <count>` to stdout. `?trap` traps instead (after counting), `?loop`
+//! loops until its timeout.
 //!
 //! Shows whether the host reused an instance between invocations
 //! (`scaling.max_invocations_per_instance`) and whether an instance that
@@ -15,9 +16,14 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
     let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     println!("call {n}");
-    if request.uri().query().is_some_and(|q| q.contains("trap")) {
+    let query = request.uri().query().unwrap_or("");
+    if query.contains("trap") {
         #[cfg(target_arch = "wasm32")]
         core::arch::wasm32::unreachable();
+    }
+    if query.contains("loop") {
+        #[allow(clippy::empty_loop)]
+        loop {}
     }
     nimbus_test_components::text(n.to_string().into_bytes())
 }
