@@ -136,6 +136,7 @@ pub(crate) fn prepared(
         version: version.clone(),
         reuse: (max_uses > 1).then(|| Reuse {
             max_uses,
+            idle_ttl: std::time::Duration::from_millis(version.scaling.idle_ttl_ms.get()),
             idle: Mutex::new(IdleInstances {
                 instances: Vec::new(),
                 released: false,
@@ -189,6 +190,8 @@ struct Warm {
     logs: Sink,
     /// Invocations it has served.
     served: u32,
+    /// When it finished its last invocation.
+    idle_since: std::time::Instant,
 }
 
 struct IdleInstances {
@@ -201,6 +204,10 @@ struct IdleInstances {
 
 struct Reuse {
     max_uses: u32,
+    /// Kept instances unused for this long are dropped (the version's
+    /// `idle_ttl_ms`): after a burst, a function that stays busy at a lower
+    /// rate does not hold its peak number of instances.
+    idle_ttl: std::time::Duration,
     idle: Mutex<IdleInstances>,
     budget: Arc<IdleBudget>,
 }
@@ -229,6 +236,15 @@ impl Reuse {
             return;
         }
         idle.instances.push(warm);
+        // The stack's bottom holds the longest unused.
+        let stale = idle
+            .instances
+            .iter()
+            .take_while(|w| w.idle_since.elapsed() >= self.idle_ttl)
+            .count();
+        let dropped: Vec<Warm> = idle.instances.drain(..stale).collect();
+        drop(idle);
+        self.budget.give_back(dropped.len());
     }
 
     fn release(&self) {
@@ -315,6 +331,7 @@ impl Prepared for HttpPrepared {
                         proxy,
                         logs,
                         served: served + 1,
+                        idle_since: std::time::Instant::now(),
                     });
                 }
                 (Ok(resp), Some(peak))

@@ -397,6 +397,44 @@ async fn concurrent_invocations_never_share_an_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_kept_after_a_burst_are_dropped_once_unused_for_the_idle_ttl() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "burst",
+        "http_counter",
+        "    scaling: { max_invocations_per_instance: 1000, idle_ttl_ms: 1000 }\n",
+    )
+    .await;
+    // Four overlapping calls need four instances; all four are kept.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, url) = (s.http.clone(), s.url("/fn/default/burst?ms=300"));
+        tasks.push(tokio::spawn(async move {
+            http.get(url).send().await.expect("call").status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("join"), 200);
+    }
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_instances_idle", "burst"), Some(4.0));
+    // One call every 250 ms keeps the function warm and reuses one
+    // instance; the other three go once unused for a second.
+    let mut idle = None;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(s.call("/fn/default/burst").await.0, 200);
+        idle = metric(&metrics(&s).await, "nimbus_instances_idle", "burst");
+        if idle == Some(1.0) {
+            break;
+        }
+    }
+    assert_eq!(idle, Some(1.0), "the unused instances were dropped");
+    let m = metrics(&s).await;
+    assert_eq!(metric(&m, "nimbus_instances_warm", "burst"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_reuse_needs_a_component() {
     let s = TestServer::start().await;
     let (status, body) = s
