@@ -197,12 +197,16 @@ async fn put_code(
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
     let name = function_name(&name)?;
-    let opts: CodeOptions = parse_query(req.uri().query())?;
-    let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
-    let scaling = scaling_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
-    let body = axum::body::to_bytes(req.into_body(), crate::MAX_ADMIN_BODY_BYTES)
+    // The body is read before the query is checked: a client still sending
+    // its upload when an early error closed the connection would see a
+    // broken pipe instead of the error.
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, crate::MAX_ADMIN_BODY_BYTES)
         .await
         .map_err(|e| ApiError::new(ErrorCode::PayloadTooLarge, format!("read the code: {e}")))?;
+    let opts: CodeOptions = parse_query(parts.uri.query())?;
+    let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let scaling = scaling_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let spec = FunctionSpec {
         code: format!("{name}.wasm"),
         runtime: RuntimeName::Wasm,
