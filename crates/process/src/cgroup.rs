@@ -4,8 +4,14 @@
 //! v1: /sys/fs/cgroup/memory/<own path>/nimbus-process-<pid>-<n>/w<id>   memory.limit_in_bytes, memory.memsw.limit_in_bytes
 //!     /sys/fs/cgroup/pids/<own path>/nimbus-process-<pid>-<n>/w<id>     pids.max
 //!     /sys/fs/cgroup/cpu/<own path>/nimbus-process-<pid>-<n>/w<id>      cpu.cfs_quota_us, cpu.cfs_period_us
-//! v2: /sys/fs/cgroup/<own path>/nimbus-process-<pid>-<n>/w<id>          memory.max, memory.swap.max, pids.max, cpu.max
+//!     /sys/fs/cgroup/freezer/<own path>/nimbus-process-<pid>-<n>/w<id>  freezer.state
+//! v2: /sys/fs/cgroup/<own path>/nimbus-process-<pid>-<n>/w<id>          memory.max, memory.swap.max, pids.max, cpu.max, cgroup.freeze
 //! ```
+//!
+//! A worker is frozen while it waits idle for its next invocation, as
+//! Lambda freezes its execution environments: threads or timers a handler
+//! left behind take no CPU between invocations. Every kill thaws first (a
+//! frozen v1 task does not act on SIGKILL until thawed).
 //!
 //! The cpu controller (where available) puts all of a worker's processes in
 //! one scheduling group: a fork bomb's 64 tasks together weigh as much as
@@ -37,6 +43,7 @@ enum Tree {
         memory: PathBuf,
         pids: Option<PathBuf>,
         cpu: Option<PathBuf>,
+        freezer: Option<PathBuf>,
     },
     V2 {
         dir: PathBuf,
@@ -58,6 +65,10 @@ pub(crate) struct WorkerCgroup {
     pids: Option<PathBuf>,
     /// v1 only: the worker's directory in the cpu hierarchy.
     cpu: Option<PathBuf>,
+    /// v1 only: the worker's directory in the freezer hierarchy.
+    freezer: Option<PathBuf>,
+    /// Whether the worker was frozen and not thawed since.
+    frozen: bool,
     procs: Vec<File>,
     removed: bool,
 }
@@ -184,8 +195,14 @@ impl Cgroups {
             };
             let pids = optional("pids", "no task limit");
             let cpu = optional("cpu", "no CPU group or quota");
+            let freezer = optional("freezer", "no freezing while idle");
             return Ok(Cgroups {
-                tree: Tree::V1 { memory, pids, cpu },
+                tree: Tree::V1 {
+                    memory,
+                    pids,
+                    cpu,
+                    freezer,
+                },
                 next: AtomicU64::new(1),
             });
         }
@@ -243,11 +260,18 @@ impl Cgroups {
     ) -> io::Result<WorkerCgroup> {
         let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
         let mut cg = match &self.tree {
-            Tree::V1 { memory, pids, cpu } => WorkerCgroup {
+            Tree::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => WorkerCgroup {
                 v2: false,
                 memory: memory.join(&id),
                 pids: pids.as_ref().map(|p| p.join(&id)),
                 cpu: cpu.as_ref().map(|p| p.join(&id)),
+                freezer: freezer.as_ref().map(|p| p.join(&id)),
+                frozen: false,
                 procs: Vec::new(),
                 removed: false,
             },
@@ -256,6 +280,8 @@ impl Cgroups {
                 memory: dir.join(&id),
                 pids: None,
                 cpu: None,
+                freezer: None,
+                frozen: false,
                 procs: Vec::new(),
                 removed: false,
             },
@@ -267,6 +293,9 @@ impl Cgroups {
         }
         if let Some(c) = &cg.cpu {
             std::fs::create_dir(c)?;
+        }
+        if let Some(f) = &cg.freezer {
+            std::fs::create_dir(f)?;
         }
         const PERIOD_US: u64 = 100_000;
         let quota_us = cpu_millicores.saturating_mul(PERIOD_US) / 1000;
@@ -306,6 +335,9 @@ impl Cgroups {
         if let Some(c) = &cg.cpu {
             procs.push(open_procs(c)?);
         }
+        if let Some(f) = &cg.freezer {
+            procs.push(open_procs(f)?);
+        }
         cg.procs = procs;
         Ok(cg)
     }
@@ -316,9 +348,15 @@ impl Drop for Cgroups {
     /// cgroups, waiting up to a second for the processes to exit.
     fn drop(&mut self) {
         let parents: Vec<&Path> = match &self.tree {
-            Tree::V1 { memory, pids, cpu } => std::iter::once(memory.as_path())
+            Tree::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => std::iter::once(memory.as_path())
                 .chain(pids.as_deref())
                 .chain(cpu.as_deref())
+                .chain(freezer.as_deref())
                 .collect(),
             Tree::V2 { dir } => vec![dir.as_path()],
         };
@@ -431,6 +469,7 @@ fn procs_of(dir: &Path) -> Vec<i32> {
 }
 
 fn kill_procs(dir: &Path) -> usize {
+    thaw(dir);
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
     let pids = procs_of(dir);
     for &pid in &pids {
@@ -439,7 +478,50 @@ fn kill_procs(dir: &Path) -> usize {
     pids.len()
 }
 
+/// Thaws `dir` if it is a frozen freezer (v1) or v2 cgroup; a no-op otherwise.
+fn thaw(dir: &Path) {
+    let v1 = dir.join("freezer.state");
+    let v2 = dir.join("cgroup.freeze");
+    if v1.exists() {
+        let _ = std::fs::write(v1, "THAWED");
+    } else if v2.exists() {
+        let _ = std::fs::write(v2, "0");
+    }
+}
+
 impl WorkerCgroup {
+    /// The file that freezes the worker, if this host can.
+    fn freeze_file(&self) -> Option<(PathBuf, &'static str, &'static str)> {
+        if self.v2 {
+            Some((self.memory.join("cgroup.freeze"), "1", "0"))
+        } else {
+            self.freezer
+                .as_ref()
+                .map(|d| (d.join("freezer.state"), "FROZEN", "THAWED"))
+        }
+    }
+
+    /// Stops every process of the worker until [`Self::thaw`]; false if
+    /// this host cannot.
+    pub fn freeze(&mut self) -> bool {
+        let Some((file, frozen, _)) = self.freeze_file() else {
+            return false;
+        };
+        self.frozen = std::fs::write(file, frozen).is_ok();
+        self.frozen
+    }
+
+    /// Lets a frozen worker run again.
+    pub fn thaw(&mut self) {
+        if !self.frozen {
+            return;
+        }
+        if let Some((file, _, thawed)) = self.freeze_file() {
+            let _ = std::fs::write(file, thawed);
+        }
+        self.frozen = false;
+    }
+
     /// The open `cgroup.procs` files, for the child to write itself into.
     pub fn procs_fds(&self) -> Vec<RawFd> {
         self.procs.iter().map(|f| f.as_raw_fd()).collect()
@@ -498,6 +580,9 @@ impl WorkerCgroup {
         if let Some(c) = &self.cpu {
             d.push(c);
         }
+        if let Some(f) = &self.freezer {
+            d.push(f);
+        }
         d
     }
 
@@ -507,13 +592,13 @@ impl WorkerCgroup {
     }
 
     /// SIGKILLs the processes in the cgroup that are not in `keep`;
-    /// returns how many there were.
-    pub fn kill_except(&self, keep: &[i32]) -> usize {
-        let mut killed = 0;
+    /// returns their pids.
+    pub fn kill_except(&self, keep: &[i32]) -> Vec<i32> {
+        let mut killed = Vec::new();
         for pid in procs_of(&self.memory) {
             if !keep.contains(&pid) {
                 crate::sandbox::kill_pid(pid);
-                killed += 1;
+                killed.push(pid);
             }
         }
         killed

@@ -427,10 +427,14 @@ impl Worker {
         }
         if healthy && let Some(cg) = &self.cgroup {
             let killed = cg.kill_except(&self.own_pids);
-            if killed > 0 {
+            if !killed.is_empty() {
                 cap.note(&format!(
-                    "[nimbus] killed {killed} process(es) the invocation left running\n"
+                    "[nimbus] killed {} process(es) the invocation left running\n",
+                    killed.len()
                 ));
+                // Let them finish dying before the worker is frozen: a task
+                // frozen on its way out would stay alive until the next call.
+                wait_exited(&killed, KILL_SETTLE).await;
             }
         }
         let result = match reply {
@@ -645,6 +649,47 @@ impl Worker {
         }
     }
 
+    /// Which worker this is, and how many invocations it has served: a
+    /// delayed action on an idle worker checks it is still that idle spell.
+    pub fn identity(&self) -> (Option<u32>, u64) {
+        (self.pid, self.invocations)
+    }
+
+    /// Whether a thread of the worker's processes is running or runnable
+    /// (between invocations, a well-behaved worker sleeps in a read).
+    pub fn runs_while_idle(&self) -> bool {
+        self.own_pids.iter().any(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|task| {
+                    std::fs::read_to_string(task.path().join("stat"))
+                        .ok()
+                        .and_then(|stat| {
+                            stat.rsplit_once(')')
+                                .and_then(|(_, rest)| rest.split_whitespace().next())
+                                .map(|state| state == "R")
+                        })
+                        .unwrap_or(false)
+                })
+        })
+    }
+
+    /// Freezes the worker while it waits for its next invocation.
+    pub fn freeze(&mut self) {
+        if let Some(cg) = &mut self.cgroup {
+            cg.freeze();
+        }
+    }
+
+    /// Lets the worker run again before an invocation.
+    pub fn thaw(&mut self) {
+        if let Some(cg) = &mut self.cgroup {
+            cg.thaw();
+        }
+    }
+
     /// Kills the init error's worker after collecting its output.
     async fn retire_after_drain(mut self, cap: &mut Capture) {
         self.kill_now();
@@ -687,4 +732,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Longest wait for killed leftovers to exit before the worker is frozen.
+const KILL_SETTLE: Duration = Duration::from_millis(100);
+
+/// Waits until every pid in `pids` has exited (gone or a zombie), at most `bound`.
+async fn wait_exited(pids: &[i32], bound: Duration) {
+    let until = Instant::now() + bound;
+    while pids.iter().any(|&pid| running(pid)) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
 }

@@ -564,6 +564,48 @@ def lambda_handler(event, context):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_worker_is_frozen_between_invocations() {
+    let f = Fixture::new();
+    if f.rt.cgroup_version().is_none() {
+        eprintln!("skipped: no cgroups to freeze workers with");
+        return;
+    }
+    // A handler that leaves a thread spinning: between invocations it must
+    // take no CPU (as in Lambda, whose environments are frozen).
+    let code = r#"
+import threading, time
+started = False
+def spin():
+    while True:
+        pass
+def lambda_handler(event, context):
+    global started
+    if not started:
+        started = True
+        threading.Thread(target=spin, daemon=True).start()
+        time.sleep(0.2)
+    return time.process_time()
+"#;
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let first = json_body(&invoke(&p, get("/"), 5000).await)
+        .as_f64()
+        .expect("cpu seconds");
+    assert!(first > 0.1, "the thread spins while invoked: {first}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let second = json_body(&invoke(&p, get("/"), 5000).await)
+        .as_f64()
+        .expect("cpu seconds");
+    assert!(
+        second - first < 0.3,
+        "the idle worker used {:.3} s of CPU in 1 s",
+        second - first
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_marshalled_like_json_dumps() {
     let f = Fixture::new();
     let code = r#"
