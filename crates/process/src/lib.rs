@@ -708,6 +708,7 @@ impl ProcessPrepared {
     /// freezes it if it keeps running while idle (see [`IDLE_CHECK_AFTER_MS`]).
     fn park(&self, w: Worker) {
         let key = w.identity();
+        let check = w.idle_check.clone();
         {
             let mut idle = self.idle();
             if idle.len() >= self.max_idle {
@@ -716,6 +717,12 @@ impl ProcessPrepared {
                 return;
             }
             idle.push(w);
+            // Set and cleared under the pool's lock: a check that finds
+            // the worker gone clears it before this worker can be parked
+            // again, so a parked worker always has a check scheduled.
+            if check.swap(true, Ordering::SeqCst) {
+                return;
+            }
         }
         let me = self.me.clone();
         tokio::spawn(async move {
@@ -727,10 +734,12 @@ impl ProcessPrepared {
                 let mut idle = me.idle();
                 // Gone from the pool: taken by an invocation, or retired.
                 let Some(w) = idle.iter_mut().find(|w| w.identity() == key) else {
+                    check.store(false, Ordering::SeqCst);
                     return;
                 };
                 if w.runs_while_idle() {
                     w.freeze();
+                    check.store(false, Ordering::SeqCst);
                     return;
                 }
             }

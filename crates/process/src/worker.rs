@@ -130,6 +130,9 @@ pub(crate) struct Worker {
     /// interpreter and whatever its initialisation started. Anything else
     /// still running after an invocation was started by it and is killed.
     own_pids: Vec<i32>,
+    /// Set while a check of this worker's idleness is scheduled, so that a
+    /// worker parked between back-to-back calls has at most one.
+    pub idle_check: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What an invocation on a worker produced.
@@ -280,6 +283,7 @@ impl Worker {
             init_ms: 0.0,
             invocations: 0,
             own_pids: Vec::new(),
+            idle_check: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         let oom_before = worker.oom_kills();
         match worker.exchange(None, deadline, cap, INIT_LINE_LIMIT).await {
@@ -649,10 +653,9 @@ impl Worker {
         }
     }
 
-    /// Which worker this is, and how many invocations it has served: a
-    /// delayed action on an idle worker checks it is still that idle spell.
-    pub fn identity(&self) -> (Option<u32>, u64) {
-        (self.pid, self.invocations)
+    /// Which worker this is.
+    pub fn identity(&self) -> Option<u32> {
+        self.pid
     }
 
     /// Whether a thread of the worker's processes is running or runnable
