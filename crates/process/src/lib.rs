@@ -692,10 +692,7 @@ impl ProcessPrepared {
             let deadline = std::time::Instant::now()
                 + std::time::Duration::from_millis(self.spec.limits.timeout_ms.get());
             match Worker::spawn(&self.inner, &self.spec, deadline, &mut discard).await {
-                Ok(w) if self.generation.load(Ordering::SeqCst) == generation => {
-                    self.park(w);
-                }
-                Ok(w) => w.retire(),
+                Ok(w) => self.park(w, generation),
                 Err(e) => {
                     tracing::warn!(function = %self.spec.name, error = %e, "failed to start a provisioned worker");
                     return;
@@ -704,14 +701,15 @@ impl ProcessPrepared {
         }
     }
 
-    /// Puts `w` in the idle pool (or retires it if the pool is full), and
-    /// freezes it if it keeps running while idle (see [`IDLE_CHECK_AFTER_MS`]).
-    fn park(&self, w: Worker) {
+    /// Puts `w` in the idle pool (or retires it if the pool is full or the
+    /// version was released since `generation`), and freezes it if it keeps
+    /// running while idle (see [`IDLE_CHECK_AFTER_MS`]).
+    fn park(&self, w: Worker, generation: u64) {
         let key = w.identity();
         let check = w.idle_check.clone();
         {
             let mut idle = self.idle();
-            if idle.len() >= self.max_idle {
+            if self.generation.load(Ordering::SeqCst) != generation || idle.len() >= self.max_idle {
                 drop(idle);
                 w.retire();
                 return;
@@ -816,11 +814,7 @@ impl ProcessPrepared {
             self.lost_in_a_row.fetch_add(1, Ordering::SeqCst);
         }
         if let Some(w) = invoked.worker {
-            if self.generation.load(Ordering::SeqCst) != generation {
-                w.retire();
-            } else {
-                self.park(w);
-            }
+            self.park(w, generation);
         }
         (invoked.result, invoked.memory_peak, init_us)
     }
