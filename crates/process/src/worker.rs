@@ -666,16 +666,7 @@ impl Worker {
                 .into_iter()
                 .flatten()
                 .flatten()
-                .any(|task| {
-                    std::fs::read_to_string(task.path().join("stat"))
-                        .ok()
-                        .and_then(|stat| {
-                            stat.rsplit_once(')')
-                                .and_then(|(_, rest)| rest.split_whitespace().next())
-                                .map(|state| state == "R")
-                        })
-                        .unwrap_or(false)
-                })
+                .any(|task| task_state(&task.path().join("stat")) == Some('R'))
         })
     }
 
@@ -750,11 +741,15 @@ async fn wait_exited(pids: &[i32], bound: Duration) {
 
 /// Whether `pid` exists and is not a zombie.
 fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
+    task_state(std::path::Path::new(&format!("/proc/{pid}/stat")))
+        .is_some_and(|s| s != 'Z' && s != 'X')
+}
+
+/// The state letter in a `/proc/.../stat` file (`R`, `S`, `Z`, ...); `None`
+/// if the task is gone.
+fn task_state(stat: &std::path::Path) -> Option<char> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // The state follows the command name, which is in parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X")
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
 }
