@@ -30,6 +30,18 @@ impl ArtifactStore {
         self.dir.join(format!("{digest}.bin"))
     }
 
+    /// Digests of the code stored here (temporary files excluded).
+    pub fn digests(&self) -> Vec<String> {
+        digest_names(&self.dir, ".bin")
+    }
+
+    /// Removes the code stored under `digest`, if any.
+    pub fn remove(&self, digest: &str) {
+        if is_digest(digest) {
+            let _ = std::fs::remove_file(self.path(digest));
+        }
+    }
+
     /// Stores `bytes` under their digest (a no-op if present) and returns the digest.
     pub fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
         let digest = digest(bytes);
@@ -40,6 +52,32 @@ impl ArtifactStore {
         write_atomically(&path, bytes)?;
         Ok(digest)
     }
+}
+
+/// Whether `s` looks like a digest (hex, as [`digest`] makes them): only
+/// such names are ever listed or removed.
+pub fn is_digest(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The digests named by the entries of `dir` called `<digest><suffix>`:
+/// `.bin` for stored code, `-<kind>.cwasm` style suffixes are handled by
+/// taking everything before the first `-` or `.`. Temporary entries (which
+/// start with a dot) and anything else are left out.
+pub fn digest_names(dir: &Path, suffix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let digest = name.strip_suffix(suffix).unwrap_or(&name);
+            let digest = digest.split(['-', '.']).next()?;
+            (is_digest(digest) && name.starts_with(digest) && name.ends_with(suffix))
+                .then(|| digest.to_owned())
+        })
+        .collect()
 }
 
 /// Writes `bytes` to `path` via a temporary file in the same directory,
@@ -76,5 +114,24 @@ mod tests {
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(std::fs::read(store.path(&a)).expect("read"), b"hello");
+    }
+
+    #[test]
+    fn lists_and_removes_digests_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(dir.path()).expect("open");
+        let a = store.put(b"a").expect("put a");
+        let b = store.put(b"b").expect("put b");
+        std::fs::write(dir.path().join(".tmp-1-2"), b"x").expect("temp file");
+        std::fs::write(dir.path().join("notes.txt"), b"x").expect("other file");
+        let mut listed = store.digests();
+        listed.sort();
+        let mut want = vec![a.clone(), b.clone()];
+        want.sort();
+        assert_eq!(listed, want);
+        store.remove(&a);
+        store.remove("../notes");
+        assert_eq!(store.digests(), vec![b]);
+        assert!(dir.path().join("notes.txt").exists());
     }
 }

@@ -32,7 +32,7 @@ use crate::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError, Prepared
 use crate::store::Store;
 use crate::time::now_ms;
 use nimbus_api::{ErrorCode, FunctionVersion, InvocationRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -54,6 +54,11 @@ pub struct DispatchConfig {
     /// 256-connection flood through), short enough that a guest blocked in
     /// a host call stalls others only briefly.
     pub cpu_wait_ms: u64,
+    /// How often code that no stored version uses is looked for, in ms
+    /// ([`Platform::collect_code`]); 0 never collects. Default 600 000
+    /// (10 minutes): code is removed at the second pass that finds it
+    /// unused, so 10 to 20 minutes after its function was deleted.
+    pub code_gc_interval_ms: u64,
 }
 
 impl Default for DispatchConfig {
@@ -63,6 +68,7 @@ impl Default for DispatchConfig {
             reap_interval_ms: 1000,
             cpu_slots: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             cpu_wait_ms: 50,
+            code_gc_interval_ms: 600_000,
         }
     }
 }
@@ -189,6 +195,8 @@ pub struct Platform {
     inflight: Arc<Semaphore>,
     cpu_gate: Arc<FairGate>,
     metrics: Arc<Metrics>,
+    /// Code found unused by the last [`Platform::collect_code`] pass.
+    unused_code: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Platform {
@@ -212,6 +220,7 @@ impl Platform {
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
             cpu_gate: FairGate::new(config.cpu_slots, Duration::from_millis(config.cpu_wait_ms)),
             metrics: Arc::new(Metrics::default()),
+            unused_code: std::sync::Mutex::new(HashSet::new()),
         });
         let latest = platform
             .store
@@ -251,7 +260,69 @@ impl Platform {
                 p.reap_idle();
             }
         });
+        if config.code_gc_interval_ms > 0 {
+            let weak = Arc::downgrade(&platform);
+            let every = Duration::from_millis(config.code_gc_interval_ms);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(p) = weak.upgrade() else { break };
+                    if let Err(e) = p.collect_code().await {
+                        tracing::warn!(error = %format!("{e:#}"), "failed to collect unused code");
+                    }
+                }
+            });
+        }
         Ok(platform)
+    }
+
+    /// Removes code that no stored version uses: stored artifacts and what
+    /// the runtimes derived from them (compiled modules, unpacked archives).
+    /// Returns how many digests were removed.
+    ///
+    /// Code is removed at the second pass that finds it unused, never at the
+    /// first: an invocation that started before its function was deleted
+    /// (or a cold start racing the delete) still finds its files until the
+    /// next pass. Each pass holds the deploy lock, so a deploy that stores
+    /// code no version uses yet (its version is committed at the end of the
+    /// deploy) never sees it removed under it.
+    pub async fn collect_code(&self) -> anyhow::Result<usize> {
+        use anyhow::Context as _;
+        let _guard = self.deploy_lock.lock().await;
+        let live = self
+            .store
+            .code_digests()
+            .await
+            .context("list the code stored versions use")?;
+        let before =
+            std::mem::take(&mut *self.unused_code.lock().unwrap_or_else(|e| e.into_inner()));
+        let artifacts = self.artifacts.clone();
+        let runtime = self.runtime.clone();
+        let (unused, removed) = tokio::task::spawn_blocking(move || {
+            let mut on_disk: HashSet<String> = artifacts.digests().into_iter().collect();
+            on_disk.extend(runtime.cached_code());
+            let mut unused = HashSet::new();
+            let mut removed = 0;
+            for digest in on_disk.into_iter().filter(|d| !live.contains(d)) {
+                if before.contains(&digest) {
+                    artifacts.remove(&digest);
+                    runtime.remove_cached_code(&digest);
+                    removed += 1;
+                } else {
+                    unused.insert(digest);
+                }
+            }
+            (unused, removed)
+        })
+        .await
+        .context("run the code collection")?;
+        *self.unused_code.lock().unwrap_or_else(|e| e.into_inner()) = unused;
+        if removed > 0 {
+            tracing::info!(removed, "removed code no function uses");
+        }
+        Ok(removed)
     }
 
     /// Scales to zero every function idle for longer than its `idle_ttl_ms`.

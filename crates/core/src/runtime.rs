@@ -103,6 +103,16 @@ pub trait Runtime: Send + Sync + 'static {
         version: &FunctionVersion,
         code_path: &Path,
     ) -> Result<Arc<dyn Prepared>, PrepareError>;
+
+    /// Digests of the code this runtime keeps derived files for on disk
+    /// (compiled modules, unpacked archives).
+    fn cached_code(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Removes what this runtime derived from the code `digest`. Called only
+    /// for code no stored version uses any more.
+    fn remove_cached_code(&self, _digest: &str) {}
 }
 
 /// A prepared version, ready to serve many invocations concurrently.
@@ -154,6 +164,21 @@ impl Runtime for RuntimeSet {
                     version.kind.as_str()
                 ),
             )),
+        }
+    }
+
+    fn cached_code(&self) -> Vec<String> {
+        let mut out = self.wasm.cached_code();
+        if let Some(p) = &self.process {
+            out.extend(p.cached_code());
+        }
+        out
+    }
+
+    fn remove_cached_code(&self, digest: &str) {
+        self.wasm.remove_cached_code(digest);
+        if let Some(p) = &self.process {
+            p.remove_cached_code(digest);
         }
     }
 }

@@ -556,6 +556,24 @@ fn environment(version: &FunctionVersion, code_root: &Path) -> Vec<(String, Stri
 
 #[async_trait]
 impl Runtime for ProcessRuntime {
+    fn cached_code(&self) -> Vec<String> {
+        nimbus_core::artifacts::digest_names(&self.inner.config.work_dir.join("code"), "")
+    }
+
+    /// Removes the unpacked code `<work_dir>/code/<digest>/`. Only called for
+    /// code no stored version uses: the versions that ran it were released
+    /// (their workers retired) when their function was deleted.
+    fn remove_cached_code(&self, digest: &str) {
+        if nimbus_core::artifacts::is_digest(digest) {
+            let dir = self.inner.config.work_dir.join("code").join(digest);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove unused code");
+            }
+        }
+    }
+
     fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         Err(PrepareError::new(
             ErrorCode::InvalidCode,

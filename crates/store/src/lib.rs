@@ -350,6 +350,25 @@ impl FunctionStore for SqliteStore {
         })
         .await
     }
+
+    async fn code_digests(&self) -> StoreResult<HashSet<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT json_extract(body, '$.code_digest') FROM versions")
+                .context("list the code digests of all versions")?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, Option<String>>(0))
+                .context("list the code digests of all versions")?;
+            let mut out = HashSet::new();
+            for row in rows {
+                if let Some(d) = row.context("read a code digest")? {
+                    out.insert(d);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// Usage totals of one function in one hour, as they accumulate.

@@ -267,6 +267,27 @@ impl WasmRuntime {
 
 #[async_trait]
 impl Runtime for WasmRuntime {
+    fn cached_code(&self) -> Vec<String> {
+        nimbus_core::artifacts::digest_names(&self.cache_dir, ".cwasm")
+    }
+
+    fn remove_cached_code(&self, digest: &str) {
+        if !nimbus_core::artifacts::is_digest(digest) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
+            return;
+        };
+        let prefix = format!("{digest}-");
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".cwasm") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         if bytes.len() < 8 || bytes[..4] != WASM_MAGIC {
             return Err(PrepareError::new(

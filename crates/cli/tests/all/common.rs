@@ -39,6 +39,8 @@ pub fn config(dir: &std::path::Path) -> ServerConfig {
     c.records.flush_interval_ms = 5;
     c.shutdown_grace_ms = 5_000;
     c.dispatch.reap_interval_ms = 50;
+    // Tests that collect unused code call `Platform::collect_code` themselves.
+    c.dispatch.code_gc_interval_ms = 0;
     c
 }
 
@@ -113,6 +115,36 @@ impl TestServer {
         let (status, body) = self.deploy_manifest(&manifest, &[guest]).await;
         assert_eq!(status, 201, "deploy {name}: {body}");
         body
+    }
+
+    /// Runs one pass of the collection of unused code; returns how many
+    /// digests it removed.
+    pub async fn collect_code(&self) -> usize {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .platform()
+            .collect_code()
+            .await
+            .expect("collect unused code")
+    }
+
+    /// Names of the entries under `sub` of the data dir (and one level of
+    /// its subdirectories) that start with `digest`.
+    pub fn files_of(&self, sub: &str, digest: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![(self.dir.path().join(sub), 0)];
+        while let Some((dir, depth)) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(digest) {
+                    out.push(name);
+                } else if depth == 0 && e.path().is_dir() {
+                    dirs.push((e.path(), 1));
+                }
+            }
+        }
+        out
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

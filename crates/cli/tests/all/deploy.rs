@@ -260,3 +260,85 @@ async fn raw_code_upload_takes_limits_as_query_parameters() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(&r.text().await.expect("t")), "bad_request");
 }
+
+fn digest_of(deployed: &serde_json::Value) -> String {
+    deployed["functions"][0]["code_digest"]
+        .as_str()
+        .expect("code_digest")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_of_deleted_functions_is_removed_at_the_second_collection() {
+    let s = TestServer::start().await;
+    let old = digest_of(&s.deploy("keep", "greet", "").await);
+    let kept = digest_of(&s.deploy("keep", "hello", "").await);
+    let gone = digest_of(&s.deploy("gone", "http_echo", "").await);
+    for f in ["keep", "gone"] {
+        assert_eq!(s.call(&format!("/fn/default/{f}")).await.0, 200, "{f}");
+    }
+    for d in [&old, &kept, &gone] {
+        assert_eq!(s.files_of("code", d).len(), 1, "stored code of {d}");
+        assert_eq!(s.files_of("cache", d).len(), 1, "compiled code of {d}");
+    }
+    assert_eq!(s.collect_code().await, 0, "nothing is unused");
+    let r = s
+        .admin(Method::DELETE, "/namespaces/default/functions/gone")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        s.collect_code().await,
+        0,
+        "the first pass that finds code unused only marks it"
+    );
+    assert_eq!(s.files_of("code", &gone).len(), 1);
+    assert_eq!(s.collect_code().await, 1, "the second pass removes it");
+    assert!(s.files_of("code", &gone).is_empty());
+    assert!(s.files_of("cache", &gone).is_empty());
+    // The code of every stored version stays, the older one of `keep` too.
+    for d in [&old, &kept] {
+        assert_eq!(s.files_of("code", d).len(), 1, "stored code of {d}");
+        assert_eq!(s.files_of("cache", d).len(), 1, "compiled code of {d}");
+    }
+    assert_eq!(s.call("/fn/default/keep").await.0, 200);
+    // The same code deployed again is stored again.
+    assert_eq!(digest_of(&s.deploy("gone", "http_echo", "").await), gone);
+    assert_eq!(s.files_of("code", &gone).len(), 1);
+    assert_eq!(s.call("/fn/default/gone").await.0, 200);
+    assert_eq!(s.collect_code().await, 0);
+    assert_eq!(s.collect_code().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_collects_unused_code_on_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(dir.path());
+    config.dispatch.code_gc_interval_ms = 20;
+    let server = nimbus_server::start(config).await.expect("start server");
+    let s = TestServer {
+        url: server.url(),
+        token: server.admin_token().to_owned(),
+        server: Some(server),
+        dir,
+        http: reqwest::Client::new(),
+    };
+    let gone = digest_of(&s.deploy("gone", "http_echo", "").await);
+    assert_eq!(s.files_of("code", &gone).len(), 1);
+    let r = s
+        .admin(Method::DELETE, "/namespaces/default/functions/gone")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    let mut left = s.files_of("code", &gone).len() + s.files_of("cache", &gone).len();
+    for _ in 0..500 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        left = s.files_of("code", &gone).len() + s.files_of("cache", &gone).len();
+    }
+    assert_eq!(left, 0, "the deleted function's code is still on disk");
+}

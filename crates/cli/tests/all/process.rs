@@ -308,3 +308,48 @@ async fn functions_sharing_one_code_directory_deploy_together() {
     assert_eq!(s.call("/fn/default/one").await.1, "1");
     assert_eq!(s.call("/fn/default/two").await.1, "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpacked_code_of_a_deleted_function_is_removed() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.py",
+        "def handler(event, context):\n    return 'hi'\n",
+    );
+    let (code, out, err) = s.nimbus(&[
+        "deploy",
+        "py",
+        "--code",
+        dir.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+        "--public",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(s.call("/fn/default/py").await.0, 200);
+    let unpacked = |s: &TestServer| -> Vec<String> {
+        std::fs::read_dir(s.dir.path().join("process/code"))
+            .expect("process code dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    let digests = unpacked(&s);
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    let r = s
+        .admin(reqwest::Method::DELETE, "/namespaces/default/functions/py")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.collect_code().await, 0);
+    assert_eq!(unpacked(&s), digests, "kept until the second pass");
+    assert_eq!(s.collect_code().await, 1);
+    assert!(unpacked(&s).is_empty(), "{:?}", unpacked(&s));
+    assert!(s.files_of("code", &digests[0]).is_empty());
+}

@@ -5,7 +5,7 @@
 
 use super::{InvocationQuery, Store, StoreError, USAGE_BUCKET_MS, UsageQuery};
 use nimbus_api::{CodeKind, FunctionVersion, InvocationRecord, Limits, Route};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -72,6 +72,34 @@ where
     prune_by_age_and_count(open().await).await;
     concurrent_deploys_get_distinct_versions(open().await).await;
     usage_is_the_sum_of_records_per_hour(open().await).await;
+    code_digests_cover_every_version(open().await).await;
+}
+
+async fn code_digests_cover_every_version<S: Store>(s: Arc<S>) {
+    assert!(s.code_digests().await.expect("digests").is_empty());
+    s.create_versions(vec![draft("default", "a", "d1")])
+        .await
+        .expect("a1");
+    s.create_versions(vec![draft("default", "a", "d2")])
+        .await
+        .expect("a2");
+    s.create_versions(vec![draft("default", "b", "d2"), draft("other", "c", "d3")])
+        .await
+        .expect("b1, c1");
+    let digests = |v: &[&str]| v.iter().map(|d| d.to_string()).collect::<HashSet<_>>();
+    assert_eq!(
+        s.code_digests().await.expect("digests"),
+        digests(&["d1", "d2", "d3"]),
+        "older versions' code is kept too (they can be called by number)"
+    );
+    assert!(s.delete_function("default", "a").await.expect("delete a"));
+    assert_eq!(
+        s.code_digests().await.expect("digests"),
+        digests(&["d2", "d3"]),
+        "d2 is still b's"
+    );
+    assert!(s.delete_function("default", "b").await.expect("delete b"));
+    assert_eq!(s.code_digests().await.expect("digests"), digests(&["d3"]));
 }
 
 async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {

@@ -12,6 +12,7 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
+use std::collections::HashSet;
 
 /// Errors a caller may branch on.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,11 @@ pub trait FunctionStore: Send + Sync + 'static {
     /// Deletes a function and all its versions. Returns whether it existed.
     /// A later deploy of the same name starts again at version 1.
     async fn delete_function(&self, namespace: &str, name: &str) -> StoreResult<bool>;
+
+    /// The code digest of every stored version of every function, in every
+    /// namespace: the code that must be kept. Anything else on disk is
+    /// garbage once no deploy is under way (see `Platform::collect_code`).
+    async fn code_digests(&self) -> StoreResult<HashSet<String>>;
 }
 
 /// Which invocation records to read.
