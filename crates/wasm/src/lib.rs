@@ -43,6 +43,30 @@ use wasmtime::{
 };
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+/// Removes the compile caches of other engines (`wasmtime-*` beside this
+/// engine's): code compiled by an earlier Nimbus, or with other settings,
+/// that this engine cannot load. It would only fill the disk: every entry
+/// is recompiled from the stored code when needed.
+fn remove_other_engines_caches(root: &Path, ours: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_cache = e.file_name().to_string_lossy().starts_with("wasmtime-");
+        if is_cache && path != ours && path.is_dir() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "removed another engine's compile cache")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove another engine's compile cache")
+                }
+            }
+        }
+    }
+}
+
 /// Compiled code and its serialized form for the cache.
 type Compiled<T> = anyhow::Result<(T, Vec<u8>)>;
 
@@ -186,6 +210,7 @@ impl WasmRuntime {
             .join(format!("wasmtime-48-{:016x}", hasher.finish()));
         std::fs::create_dir_all(&cache_dir)
             .with_context(|| format!("create compile cache {}", cache_dir.display()))?;
+        remove_other_engines_caches(&config.cache_dir, &cache_dir);
 
         let http_linker = http::linker(&engine)?;
         let cgi_linker = cgi::linker(&engine)?;

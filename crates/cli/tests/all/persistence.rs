@@ -85,3 +85,34 @@ async fn shutdown_lets_in_flight_invocations_finish() {
         "no longer listening"
     );
 }
+
+fn engine_caches(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .expect("cache dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("wasmtime-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_caches_of_other_engines_are_removed_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("cache");
+    let stale = root.join("wasmtime-47-0123456789abcdef");
+    std::fs::create_dir_all(&stale).expect("mkdir");
+    std::fs::write(stale.join("00ff-wasi-http.cwasm"), b"old").expect("write");
+    let other = root.join("notes");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let s = TestServer::start_in(dir).await;
+    assert!(!stale.exists(), "another engine's cache is removed");
+    assert!(other.exists(), "only engine caches are touched");
+    let ours = engine_caches(&root);
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    s.deploy("hello", "hello", "").await;
+    let s = s.restart().await;
+    assert_eq!(engine_caches(&root), ours, "this engine's cache stays");
+    assert_eq!(s.call("/fn/default/hello").await.0, 200);
+}
