@@ -302,6 +302,18 @@ def flood(tmp):
         loaded = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
         wout = w.communicate()[0]
         loaded_server = server_durations(n, "victim", count)
+        # The machine's floor: the same flood sent to another server (raw
+        # axum), so that Nimbus serves the victim alone while wrk and a
+        # saturated server share the cores with it.
+        axum = Proc("axum", [AXUM, "127.0.0.1:8091"], 8091)
+        try:
+            w2 = subprocess.Popen(["wrk", "-t2", "-c256", f"-d{dur}s", "http://127.0.0.1:8091/"],
+                                  stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            floor = steady_latencies(Nimbus.PORT, "/fn/default/victim", 50, count)
+            w2.communicate()
+        finally:
+            axum.stop()
         m = re.search(r"Requests/sec:\s+([\d.]+)", wout)
         c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=10)
         c.request("GET", "/metrics")
@@ -314,6 +326,7 @@ def flood(tmp):
         n.stop()
     return {"unloaded_p50": pctl(unloaded, 50), "unloaded_p99": pctl(unloaded, 99),
             "loaded_p50": pctl(loaded, 50), "loaded_p99": pctl(loaded, 99),
+            "floor_p50": pctl(floor, 50), "floor_p99": pctl(floor, 99),
             "server_unloaded": unloaded_server, "server_loaded": loaded_server,
             "flood_rps": float(m.group(1)) if m else float("nan"),
             "flood_throttled": throttled, "flood_errors": errors}
@@ -407,6 +420,9 @@ for t in threads:
     t.join(timeout=40)
 print(json.dumps(codes))
 """
+
+
+HOG = "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
 
 
 def bare_starts(trials):
@@ -507,9 +523,30 @@ def hostile(tmp):
         attacker.send_signal(signal.SIGINT)
         out = attacker.communicate(timeout=60)[0]
         codes = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        # The machine's floor: the same load kept away from Nimbus. Two busy
+        # loops outside Nimbus at the lowest priority Linux has (SCHED_IDLE)
+        # in place of the two CPU-bound attackers (infinite loop, fork bomb);
+        # then the attackers' own client loop too, sent to raw axum.
+        hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2)]
+        axum = None
+        try:
+            time.sleep(0.5)
+            floor_hogs = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+            axum = Proc("axum", [AXUM, "127.0.0.1:8091"], 8091)
+            client = subprocess.Popen([sys.executable, "-c", ATTACKER, "8091", *names],
+                                      stdout=subprocess.DEVNULL)
+            hogs.append(client)
+            time.sleep(1)
+            floor = steady_latencies(Nimbus.PORT, "/fn/default/ok", 50, count)
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+            if axum:
+                axum.stop()
     finally:
         n.stop()
-    return {"unloaded": unloaded, "loaded": loaded, "codes": codes,
+    return {"unloaded": unloaded, "loaded": loaded, "codes": codes, "floor": floor, "floor_hogs": floor_hogs,
             "server_unloaded": unloaded_server, "server_loaded": loaded_server}
 
 
@@ -624,6 +661,10 @@ def process_report(add, proc, hos):
     add(f"| ok p50 / p99 unloaded | {pctl(hos['unloaded'], 50):.2f} / {pctl(hos['unloaded'], 99):.2f} |")
     add(f"| ok p50 / p99 with the hostile set running | {pctl(hos['loaded'], 50):.2f} / {pctl(hos['loaded'], 99):.2f} |")
     server_rows(add, "ok", "with the hostile set running", hos, 2)
+    add(f"| ok p50 / p99 with two `SCHED_IDLE` busy loops outside Nimbus instead of any attacker | "
+        f"{pctl(hos['floor_hogs'], 50):.2f} / {pctl(hos['floor_hogs'], 99):.2f} |")
+    add(f"| ok p50 / p99 with those busy loops and the attackers' client loop sent to raw axum (the machine's floor) | "
+        f"{pctl(hos['floor'], 50):.2f} / {pctl(hos['floor'], 99):.2f} |")
     for name, codes in sorted(hos["codes"].items()):
         add(f"| `{name}` responses | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items(), key=str))} |")
     add("")
@@ -684,6 +725,8 @@ def write_report(systems, tp, cold, dens, fl, proc=None, hos=None):
     add(f"| victim p50 / p99 unloaded | {fl['unloaded_p50']:.3f} / {fl['unloaded_p99']:.3f} |")
     add(f"| victim p50 / p99 during the flood | {fl['loaded_p50']:.3f} / {fl['loaded_p99']:.3f} |")
     server_rows(add, "victim", "during the flood", fl, 3)
+    add(f"| victim p50 / p99 while the same wrk floods raw axum instead (Nimbus serves the victim alone: the machine's floor) | "
+        f"{fl['floor_p50']:.3f} / {fl['floor_p99']:.3f} |")
     add(f"| flood throughput (req/s) | {fl['flood_rps']:,.0f} |")
     add(f"| flood requests throttled (429) | {fl['flood_throttled']:,.0f} |")
     add(f"| flood invocation errors (5xx) | {', '.join(fl['flood_errors']) or 'none'} |")
@@ -736,10 +779,14 @@ def write_report(systems, tp, cold, dens, fl, proc=None, hos=None):
           dens[key] <= TARGETS["idle_10k_rss_mb"], "{:.1f} MB")
     ratio = fl["loaded_p99"] / fl["unloaded_p99"]
     check("victim p99 during a flood ≤ 2× unloaded", ratio, ratio <= 2.0, "{:.2f}×")
+    add(f"| … (not a target) the machine's floor: victim p99 while wrk floods raw axum instead | "
+        f"{fl['floor_p99'] / fl['unloaded_p99']:.2f}× | |")
     if hos:
         ratio = pctl(hos["loaded"], 99) / pctl(hos["unloaded"], 99)
         check("well-behaved process function p99 with the hostile set running ≤ 2× unloaded", ratio,
               ratio <= 2.0, "{:.2f}×")
+        add(f"| … (not a target) the machine's floor: ok p99 with two `SCHED_IDLE` busy loops and the attackers' client loop, neither touching Nimbus | "
+            f"{pctl(hos['floor'], 99) / pctl(hos['unloaded'], 99):.2f}× | |")
     ips = max(best[("nimbus", cc)] for cc in CONNS)
     check(f"≥ {TARGETS['instances_per_s']:,.0f} instances/s (successful invocations, each a fresh instance)", ips,
           ips >= TARGETS["instances_per_s"], "{:,.0f}/s")
