@@ -60,10 +60,10 @@ pub fn is_digest(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The digests named by the entries of `dir` called `<digest><suffix>`:
-/// `.bin` for stored code, `-<kind>.cwasm` style suffixes are handled by
-/// taking everything before the first `-` or `.`. Temporary entries (which
-/// start with a dot) and anything else are left out.
+/// The digests that name the entries of `dir` ending in `suffix`: the part
+/// of each name before its first `-` or `.` (`<digest>.bin`,
+/// `<digest>-<kind>.cwasm`, `<digest>`). Temporary entries (which start
+/// with a dot) and anything else are left out.
 pub fn digest_names(dir: &Path, suffix: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -72,10 +72,8 @@ pub fn digest_names(dir: &Path, suffix: &str) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let digest = name.strip_suffix(suffix).unwrap_or(&name);
-            let digest = digest.split(['-', '.']).next()?;
-            (is_digest(digest) && name.starts_with(digest) && name.ends_with(suffix))
-                .then(|| digest.to_owned())
+            let digest = name.strip_suffix(suffix)?.split(['-', '.']).next()?;
+            is_digest(digest).then(|| digest.to_owned())
         })
         .collect()
 }

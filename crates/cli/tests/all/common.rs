@@ -51,9 +51,13 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
-        let server = nimbus_server::start(config(dir.path()))
-            .await
-            .expect("start server");
+        let config = config(dir.path());
+        Self::start_with(dir, config).await
+    }
+
+    /// Starts a server on `dir` with settings of the test's own.
+    pub async fn start_with(dir: tempfile::TempDir, config: ServerConfig) -> TestServer {
+        let server = nimbus_server::start(config).await.expect("start server");
         TestServer {
             url: server.url(),
             token: server.admin_token().to_owned(),
@@ -115,6 +119,19 @@ impl TestServer {
         let (status, body) = self.deploy_manifest(&manifest, &[guest]).await;
         assert_eq!(status, 201, "deploy {name}: {body}");
         body
+    }
+
+    /// Deletes function `name` of the default namespace; returns the status.
+    pub async fn delete_function(&self, name: &str) -> u16 {
+        self.admin(
+            reqwest::Method::DELETE,
+            &format!("/namespaces/default/functions/{name}"),
+        )
+        .send()
+        .await
+        .expect("delete request")
+        .status()
+        .as_u16()
     }
 
     /// Runs one pass of the collection of unused code; returns how many

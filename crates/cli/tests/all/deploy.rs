@@ -282,12 +282,7 @@ async fn code_of_deleted_functions_is_removed_at_the_second_collection() {
         assert_eq!(s.files_of("cache", d).len(), 1, "compiled code of {d}");
     }
     assert_eq!(s.collect_code().await, 0, "nothing is unused");
-    let r = s
-        .admin(Method::DELETE, "/namespaces/default/functions/gone")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete_function("gone").await, 204);
     assert_eq!(
         s.collect_code().await,
         0,
@@ -316,22 +311,10 @@ async fn the_server_collects_unused_code_on_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = crate::common::config(dir.path());
     config.dispatch.code_gc_interval_ms = 20;
-    let server = nimbus_server::start(config).await.expect("start server");
-    let s = TestServer {
-        url: server.url(),
-        token: server.admin_token().to_owned(),
-        server: Some(server),
-        dir,
-        http: reqwest::Client::new(),
-    };
+    let s = TestServer::start_with(dir, config).await;
     let gone = digest_of(&s.deploy("gone", "http_echo", "").await);
     assert_eq!(s.files_of("code", &gone).len(), 1);
-    let r = s
-        .admin(Method::DELETE, "/namespaces/default/functions/gone")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete_function("gone").await, 204);
     let mut left = s.files_of("code", &gone).len() + s.files_of("cache", &gone).len();
     for _ in 0..500 {
         if left == 0 {
