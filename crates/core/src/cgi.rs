@@ -69,7 +69,16 @@ pub fn cgi_env(parts: &http::request::Parts, body_len: usize) -> Vec<(String, St
         .get("x-nimbus-remote-addr")
         .and_then(|h| h.to_str().ok())
     {
-        env.push(("REMOTE_ADDR".to_owned(), addr.to_owned()));
+        // `ip:port` or `[ip6]:port`, as the gateway sets it.
+        let (ip, port) = match addr.rsplit_once(':') {
+            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (ip, Some(port)),
+            _ => (addr, None),
+        };
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        env.push(("REMOTE_ADDR".to_owned(), ip.to_owned()));
+        if let Some(port) = port {
+            env.push(("REMOTE_PORT".to_owned(), port.to_owned()));
+        }
     }
     for (name, value) in &parts.headers {
         // Content headers are passed as CONTENT_*; credentials are not passed.
@@ -115,8 +124,32 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses a CGI response: header lines, a blank line, the body.
-pub fn parse_cgi_response(out: &[u8], max_body: u64) -> Result<FnResponse, InvokeError> {
+/// How strictly a program's output must be CGI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgiOutput {
+    /// Headers (at least `Content-Type`, `Location` or `Status`), a blank
+    /// line, the body: anything else is `invalid_response` (WASI modules,
+    /// whose whole stdout is the response).
+    Strict,
+    /// CGI headers if the output starts with them (`Content-Type` defaults
+    /// to `application/octet-stream`), otherwise the whole output is the
+    /// body of a `200` (exec functions, which may print plain text).
+    OrRaw,
+}
+
+/// Parses a program's output as a CGI response (RFC 3875 §6): header lines,
+/// a blank line, the body. The one parser of every CGI-style runtime.
+pub fn parse_cgi_response(
+    out: &[u8],
+    max_body: u64,
+    mode: CgiOutput,
+) -> Result<FnResponse, InvokeError> {
+    let too_large = || {
+        InvokeError::new(
+            ErrorCode::ResponseTooLarge,
+            format!("the response body exceeds max_response_body_bytes ({max_body})"),
+        )
+    };
     let invalid = |msg: &str| {
         InvokeError::new(
             ErrorCode::InvalidResponse,
@@ -125,17 +158,38 @@ pub fn parse_cgi_response(out: &[u8], max_body: u64) -> Result<FnResponse, Invok
             ),
         )
     };
-    let (head, body) = match find_blank_line(out) {
-        Some((head_end, body_start)) => (&out[..head_end], &out[body_start..]),
-        None => return Err(invalid("the output has no blank line after the headers")),
+    let split =
+        find_blank_line(out).map(|(head_end, body_start)| (&out[..head_end], &out[body_start..]));
+    let cgi = match (split, mode) {
+        (Some((head, body)), CgiOutput::Strict) => Some((
+            std::str::from_utf8(head).map_err(|_| invalid("the headers are not UTF-8"))?,
+            body,
+        )),
+        (None, CgiOutput::Strict) => {
+            return Err(invalid("the output has no blank line after the headers"));
+        }
+        (split, CgiOutput::OrRaw) => split.and_then(|(head, body)| {
+            let head = std::str::from_utf8(head).ok()?;
+            head.lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .all(is_header_line)
+                .then_some((head, body))
+        }),
+    };
+    let Some((head, body)) = cgi else {
+        if out.len() as u64 > max_body {
+            return Err(too_large());
+        }
+        let mut resp = http::Response::new(Bytes::copy_from_slice(out));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        return Ok(resp);
     };
     if body.len() as u64 > max_body {
-        return Err(InvokeError::new(
-            ErrorCode::ResponseTooLarge,
-            format!("the response body exceeds max_response_body_bytes ({max_body})"),
-        ));
+        return Err(too_large());
     }
-    let head = std::str::from_utf8(head).map_err(|_| invalid("the headers are not UTF-8"))?;
     let mut builder = http::Response::builder();
     let mut status: Option<u16> = None;
     let mut has_location = false;
@@ -154,27 +208,35 @@ pub fn parse_cgi_response(out: &[u8], max_body: u64) -> Result<FnResponse, Invok
             let code: u16 = code
                 .parse()
                 .ok()
-                .filter(|c| (100..=999).contains(c))
-                .ok_or_else(|| invalid(&format!("invalid Status header {value:?}")))?;
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| {
+                    invalid(&format!(
+                        "invalid Status header {value:?}: expected a status code from 100 to 599, like `Status: 404 Not Found`"
+                    ))
+                })?;
             status = Some(code);
             continue;
         }
-        if name.eq_ignore_ascii_case("location") {
-            has_location = true;
-        }
-        if name.eq_ignore_ascii_case("content-type") {
-            has_content_type = true;
-        }
+        has_location |= name.eq_ignore_ascii_case("location");
+        has_content_type |= name.eq_ignore_ascii_case("content-type");
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(&format!("invalid header name {name:?}")))?;
         let value = http::HeaderValue::from_str(value)
             .map_err(|_| invalid(&format!("invalid value for header {name}")))?;
         builder = builder.header(name, value);
     }
-    if !has_content_type && !has_location && status.is_none() {
-        return Err(invalid(
-            "the output has no Content-Type, Location or Status header",
-        ));
+    if !has_content_type {
+        match mode {
+            CgiOutput::Strict if !has_location && status.is_none() => {
+                return Err(invalid(
+                    "the output has no Content-Type, Location or Status header",
+                ));
+            }
+            CgiOutput::Strict => {}
+            CgiOutput::OrRaw => {
+                builder = builder.header(http::header::CONTENT_TYPE, "application/octet-stream");
+            }
+        }
     }
     let status = status.unwrap_or(if has_location { 302 } else { 200 });
     builder
@@ -183,8 +245,19 @@ pub fn parse_cgi_response(out: &[u8], max_body: u64) -> Result<FnResponse, Invok
         .map_err(|e| invalid(&format!("invalid response: {e}")))
 }
 
+/// Whether a line looks like a CGI header (`Name: value`).
+fn is_header_line(line: &str) -> bool {
+    let Some((name, _)) = line.split_once(':') else {
+        return false;
+    };
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Finds the end of the header block: returns (end of headers, start of body).
-pub fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
+fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
     while i < out.len() {
         if out[i] == b'\n' {
@@ -210,26 +283,46 @@ mod tests {
         let r = parse_cgi_response(
             b"Content-Type: text/plain\r\nStatus: 404 Not Found\r\nX-A: b\r\n\r\nnope",
             100,
+            CgiOutput::Strict,
         )
         .expect("parse");
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["x-a"], "b");
         assert_eq!(r.body().as_ref(), b"nope");
-        let r = parse_cgi_response(b"Location: /x\n\n", 100).expect("parse");
+        let r = parse_cgi_response(b"Location: /x\n\n", 100, CgiOutput::Strict).expect("parse");
         assert_eq!(r.status(), 302);
-        let r =
-            parse_cgi_response(b"Content-Type: text/plain\n\nhello\n\nworld", 100).expect("parse");
+        let r = parse_cgi_response(
+            b"Content-Type: text/plain\n\nhello\n\nworld",
+            100,
+            CgiOutput::Strict,
+        )
+        .expect("parse");
         assert_eq!(r.status(), 200);
         assert_eq!(r.body().as_ref(), b"hello\n\nworld");
     }
 
     #[test]
     fn rejects_output_without_headers() {
-        let e = parse_cgi_response(b"just text", 100).unwrap_err();
+        let e = parse_cgi_response(b"just text", 100, CgiOutput::Strict).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidResponse);
-        let e = parse_cgi_response(b"hello world\n\nbody", 100).unwrap_err();
+        let e = parse_cgi_response(b"hello world\n\nbody", 100, CgiOutput::Strict).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidResponse);
-        let e = parse_cgi_response(b"Content-Type: a\n\n0123456789", 5).unwrap_err();
+        let e =
+            parse_cgi_response(b"Content-Type: a\n\n0123456789", 5, CgiOutput::Strict).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ResponseTooLarge);
+    }
+
+    #[test]
+    fn raw_output_is_an_octet_stream_when_allowed() {
+        let r = parse_cgi_response(b"hello\n\nworld", 100, CgiOutput::OrRaw).expect("response");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        assert_eq!(r.body().as_ref(), b"hello\n\nworld");
+        let r = parse_cgi_response(b"Status: 404\r\n\r\nnope", 100, CgiOutput::OrRaw)
+            .expect("response");
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        let e = parse_cgi_response(b"0123456789", 5, CgiOutput::OrRaw).unwrap_err();
         assert_eq!(e.code, ErrorCode::ResponseTooLarge);
     }
 

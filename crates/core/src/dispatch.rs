@@ -511,7 +511,11 @@ impl Platform {
                     Ok(o) => {
                         init_us = o.init_us;
                         let cold = cold || o.init_us.is_some();
-                        (o.result, o.logs, o.memory_peak_bytes, cold)
+                        let result = o.result.and_then(|mut r| {
+                            crate::framing::own_framing(&mut r)?;
+                            Ok(r)
+                        });
+                        (result, o.logs, o.memory_peak_bytes, cold)
                     }
                     Err(_) => (
                         Err(InvokeError::new(

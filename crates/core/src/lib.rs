@@ -8,6 +8,7 @@
 //! - [`deploy`]: manifest → locked versions → prepared code, all or nothing.
 //! - [`dispatch`]: finds a function, prepares it if cold, bounds concurrency,
 //!   invokes it and records the result.
+//! - [`framing`]: what of a function's response reaches the connection.
 //! - [`records`]: batches invocation records off the hot path and prunes them.
 //! - [`routes`]: the custom-route table (API-gateway style).
 //! - [`bus`]: the event-bus trait later triggers deliver through.
@@ -19,6 +20,7 @@ pub mod deploy;
 pub mod dispatch;
 pub mod error;
 pub mod fair;
+pub mod framing;
 pub mod metrics;
 pub mod records;
 pub mod routes;

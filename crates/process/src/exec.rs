@@ -20,9 +20,8 @@
 use crate::logs::Capture;
 use crate::sandbox::Launch;
 use crate::{Inner, VersionSpec};
-use bytes::Bytes;
 use nimbus_api::ErrorCode;
-use nimbus_core::cgi::{cgi_env, find_blank_line};
+use nimbus_core::cgi::{CgiOutput, cgi_env, parse_cgi_response};
 use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
 use std::process::Stdio;
 use std::time::Duration;
@@ -210,7 +209,7 @@ pub(crate) async fn invoke(
         ))
     } else {
         match status {
-            Some(s) if s.success() => parse_output(&out, max_body),
+            Some(s) if s.success() => parse_cgi_response(&out, max_body, CgiOutput::OrRaw),
             Some(s) => Err(InvokeError::new(
                 ErrorCode::Crashed,
                 format!("the function {s}"),
@@ -222,113 +221,4 @@ pub(crate) async fn invoke(
         }
     };
     (result, peak)
-}
-
-/// Whether a line looks like a CGI header (`Name: value`).
-fn is_header_line(line: &str) -> bool {
-    let Some((name, _)) = line.split_once(':') else {
-        return false;
-    };
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Turns the process's stdout into a response.
-fn parse_output(out: &[u8], max_body: u64) -> Result<FnResponse, InvokeError> {
-    let too_large = || {
-        InvokeError::new(
-            ErrorCode::ResponseTooLarge,
-            format!("the response body exceeds max_response_body_bytes ({max_body})"),
-        )
-    };
-    let cgi = find_blank_line(out).and_then(|(end, start)| {
-        let head = std::str::from_utf8(&out[..end]).ok()?;
-        head.lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .all(is_header_line)
-            .then_some((head, &out[start..]))
-    });
-    let Some((head, body)) = cgi else {
-        if out.len() as u64 > max_body {
-            return Err(too_large());
-        }
-        return http::Response::builder()
-            .status(200)
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Bytes::copy_from_slice(out))
-            .map_err(|e| InvokeError::new(ErrorCode::InvalidResponse, e.to_string()));
-    };
-    if body.len() as u64 > max_body {
-        return Err(too_large());
-    }
-    let invalid = |msg: String| {
-        InvokeError::new(
-            ErrorCode::InvalidResponse,
-            format!("the function printed invalid CGI headers: {msg}"),
-        )
-    };
-    let mut builder = http::Response::builder();
-    let mut status = None;
-    let mut has_location = false;
-    let mut has_content_type = false;
-    for line in head.lines().map(|l| l.trim_end_matches('\r')) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("status") {
-            let code = value
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse::<u16>().ok())
-                .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| invalid(format!("invalid Status {value:?}")))?;
-            status = Some(code);
-            continue;
-        }
-        has_location |= name.eq_ignore_ascii_case("location");
-        has_content_type |= name.eq_ignore_ascii_case("content-type");
-        let name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
-        builder = builder.header(name, value);
-    }
-    if !has_content_type {
-        builder = builder.header(http::header::CONTENT_TYPE, "application/octet-stream");
-    }
-    let status = status.unwrap_or(if has_location { 302 } else { 200 });
-    builder
-        .status(status)
-        .body(Bytes::copy_from_slice(body))
-        .map_err(|e| invalid(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_output_is_an_octet_stream() {
-        let r = parse_output(b"hello\n\nworld", 100).expect("response");
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "application/octet-stream");
-        assert_eq!(r.body().as_ref(), b"hello\n\nworld");
-    }
-
-    #[test]
-    fn cgi_headers_are_parsed() {
-        let r = parse_output(
-            b"Content-Type: text/plain\r\nStatus: 404 Not Found\r\n\r\nnope",
-            100,
-        )
-        .expect("response");
-        assert_eq!(r.status(), 404);
-        assert_eq!(r.headers()["content-type"], "text/plain");
-        assert_eq!(r.body().as_ref(), b"nope");
-        let e = parse_output(b"0123456789", 5).unwrap_err();
-        assert_eq!(e.code, ErrorCode::ResponseTooLarge);
-    }
 }

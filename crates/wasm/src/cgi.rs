@@ -8,7 +8,7 @@ use crate::{WasmRuntime, arm_deadline, classify, logs_from};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use nimbus_api::{ErrorCode, FunctionVersion};
-use nimbus_core::cgi::{cgi_env, parse_cgi_response};
+use nimbus_core::cgi::{CgiOutput, cgi_env, parse_cgi_response};
 use nimbus_core::runtime::{
     FnRequest, InvokeContext, InvokeError, Outcome, PrepareError, Prepared,
 };
@@ -151,7 +151,7 @@ impl Prepared for CgiPrepared {
                     ErrorCode::ResponseTooLarge,
                     format!("the response body exceeds max_response_body_bytes ({max_body})"),
                 )),
-                Ok(0) => parse_cgi_response(&stdout, max_body),
+                Ok(0) => parse_cgi_response(&stdout, max_body, CgiOutput::Strict),
                 Ok(code) if limiter.denied => {
                     let _ = code;
                     Err(crate::memory_error())
