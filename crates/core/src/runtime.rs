@@ -43,7 +43,7 @@ impl InvokeError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         InvokeError {
             code,
-            message: message.into(),
+            message: crate::error::redact(code, message.into()),
         }
     }
 }
@@ -84,7 +84,7 @@ impl PrepareError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         PrepareError {
             code,
-            message: message.into(),
+            message: crate::error::redact(code, message.into()),
         }
     }
 }

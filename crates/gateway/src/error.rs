@@ -15,7 +15,7 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
-            message: message.into(),
+            message: nimbus_core::error::redact(code, message.into()),
         }
     }
 }
@@ -28,7 +28,6 @@ impl From<nimbus_core::Error> for ApiError {
 
 impl From<nimbus_core::store::StoreError> for ApiError {
     fn from(e: nimbus_core::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store failure");
         ApiError::new(ErrorCode::Internal, format!("store failure: {e}"))
     }
 }
