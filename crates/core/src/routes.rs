@@ -1,9 +1,13 @@
 //! The custom-route table: `GET /hello/{who}` → function, like an API gateway.
 //!
 //! Routes are global (they live at the root of the server, outside `/fn/`).
-//! Two functions may share a path pattern only with disjoint methods; two
-//! patterns that the matcher cannot tell apart (`/a/{x}` and `/a/{y}`) are a
-//! conflict, reported at deploy time.
+//! Two functions' routes may match the same request path only with disjoint
+//! methods: `GET /users/me` of one function and `GET /users/{id}` of another
+//! conflict, and so do `/files/{*rest}` and `/files/readme`, although the
+//! matcher could rank them (static before parameter before catch-all),
+//! because one function would silently take paths the other declared.
+//! Conflicts are reported at deploy time. One function's own routes may
+//! overlap: it serves them all.
 
 use nimbus_api::Route;
 use std::collections::HashMap;
@@ -45,6 +49,52 @@ pub struct RouteTable {
     /// Entries per distinct path pattern, indexed by the router's value.
     paths: Vec<Vec<Entry>>,
     index: HashMap<String, usize>,
+    /// Patterns by their first segment when it is static, so that an
+    /// overlap check compares with the few patterns that can overlap.
+    by_first_segment: HashMap<String, Vec<usize>>,
+    /// Patterns whose first segment is a parameter or a catch-all.
+    wild_first: Vec<usize>,
+}
+
+/// One segment of a route pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment<'a> {
+    Static(&'a str),
+    /// `{name}`: one non-empty segment.
+    Param,
+    /// `{*name}`: the rest of the path, one segment or more.
+    CatchAll,
+}
+
+fn segments(path: &str) -> Vec<Segment<'_>> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(inner) if inner.starts_with('*') => Segment::CatchAll,
+                Some(_) => Segment::Param,
+                None => Segment::Static(seg),
+            },
+        )
+        .collect()
+}
+
+/// Whether some request path matches both patterns.
+fn patterns_overlap(a: &[Segment<'_>], b: &[Segment<'_>]) -> bool {
+    match (a.split_first(), b.split_first()) {
+        (None, None) => true,
+        (Some((Segment::CatchAll, _)), _) => !b.is_empty(),
+        (_, Some((Segment::CatchAll, _))) => !a.is_empty(),
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some((x, a_rest)), Some((y, b_rest))) => {
+            let same_segment = match (x, y) {
+                (Segment::Static(s), Segment::Static(t)) => s == t,
+                (Segment::Static(s), _) | (_, Segment::Static(s)) => !s.is_empty(),
+                _ => true,
+            };
+            same_segment && patterns_overlap(a_rest, b_rest)
+        }
+    }
 }
 
 impl std::fmt::Debug for RouteTable {
@@ -73,8 +123,41 @@ impl RouteTable {
         Ok(table)
     }
 
+    /// The first route of another function whose pattern differs from
+    /// `route`'s but matches some of the same paths for some of the same methods.
+    fn overlapping(&self, target: &Target, route: &Route) -> Option<&Entry> {
+        let mine = segments(&route.path);
+        let candidates: Box<dyn Iterator<Item = &usize>> = match mine.first() {
+            Some(Segment::Static(s)) => Box::new(
+                self.by_first_segment
+                    .get(*s)
+                    .into_iter()
+                    .flatten()
+                    .chain(&self.wild_first),
+            ),
+            _ => Box::new(self.index.values()),
+        };
+        candidates
+            .filter_map(|&i| self.paths.get(i))
+            .find_map(|entries| {
+                let other = entries
+                    .iter()
+                    .find(|e| e.target != *target && overlap(&e.methods, &route.methods))?;
+                (other.route.path != route.path
+                    && patterns_overlap(&mine, &segments(&other.route.path)))
+                .then_some(other)
+            })
+    }
+
     /// Adds a route; an error names the conflicting route and function.
     pub fn insert(&mut self, target: Target, route: Route) -> Result<(), String> {
+        if let Some(other) = self.overlapping(&target, &route) {
+            return Err(format!(
+                "route {route} overlaps route {} of function {}/{}: some request paths match both; \
+                 choose a path that no other function's route matches (or give the two routes different methods)",
+                other.route, other.target.namespace, other.target.name
+            ));
+        }
         if let Some(&i) = self.index.get(&route.path) {
             if let Some(other) = self.paths[i]
                 .iter()
@@ -106,6 +189,14 @@ impl RouteTable {
             format!("route {route}: {e}{owner}")
         })?;
         self.index.insert(route.path.clone(), i);
+        match segments(&route.path).first() {
+            Some(Segment::Static(s)) => self
+                .by_first_segment
+                .entry((*s).to_owned())
+                .or_default()
+                .push(i),
+            _ => self.wild_first.push(i),
+        }
         self.paths.push(vec![Entry {
             methods: route.methods.clone(),
             target,
@@ -213,5 +304,68 @@ mod tests {
         table
             .insert(t("a"), r("POST /x/{id}"))
             .expect("same function");
+    }
+
+    #[test]
+    fn overlapping_patterns_of_other_functions_conflict() {
+        let mut table = RouteTable::default();
+        table
+            .insert(t("users"), r("GET /users/{id}"))
+            .expect("insert");
+        table
+            .insert(t("files"), r("/files/{*rest}"))
+            .expect("insert");
+        table.insert(t("root"), r("GET /{page}")).expect("insert");
+        for (route, owner) in [
+            ("GET /users/me", "default/users"),
+            ("/users/{id}/../x", "none"),
+            ("GET /files/readme", "default/files"),
+            ("POST /files/a/b/{c}", "default/files"),
+            ("GET /{section}/{id}", "default/users"),
+            ("GET /{*all}", "default/"),
+            ("GET /about", "default/root"),
+        ] {
+            match table.insert(t("newcomer"), r(route)) {
+                Err(e) => {
+                    assert!(e.contains("overlaps") && e.contains(owner), "{route}: {e}");
+                }
+                Ok(()) => assert_eq!(owner, "none", "{route} was accepted"),
+            }
+        }
+        // Disjoint methods, or paths no other route matches, are fine.
+        let mut table = RouteTable::default();
+        table
+            .insert(t("users"), r("GET /users/{id}"))
+            .expect("insert");
+        table
+            .insert(t("files"), r("/files/{*rest}"))
+            .expect("insert");
+        table
+            .insert(t("b"), r("POST /users/me"))
+            .expect("other method");
+        table.insert(t("b"), r("GET /users")).expect("shorter path");
+        table
+            .insert(t("b"), r("GET /users/{id}/posts"))
+            .expect("longer path");
+        table
+            .insert(t("b"), r("GET /files"))
+            .expect("catch-all needs a segment");
+        // A function's own routes may overlap.
+        table
+            .insert(t("users"), r("GET /users/me"))
+            .expect("same function");
+    }
+
+    #[test]
+    fn overlap_of_patterns() {
+        let o = |a: &str, b: &str| patterns_overlap(&segments(a), &segments(b));
+        assert!(o("/a/{x}", "/a/b"));
+        assert!(o("/a/{*r}", "/a/b/c"));
+        assert!(o("/{x}/b", "/a/{y}"));
+        assert!(!o("/a/{x}", "/a"));
+        assert!(!o("/a/{x}", "/a/"));
+        assert!(!o("/a/b", "/a/c"));
+        assert!(!o("/a/{*r}", "/a"));
+        assert!(o("/a/", "/a/"));
     }
 }
