@@ -79,21 +79,35 @@ pub fn digest_names(dir: &Path, suffix: &str) -> Vec<String> {
 }
 
 /// Writes `bytes` to `path` via a temporary file in the same directory,
-/// fsynced, then renamed into place.
+/// fsynced, then renamed into place. The file is readable by its owner
+/// only (mode 0600). On failure (a full disk, say) the temporary file is
+/// removed: nothing half-written stays behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().context("artifact path has no parent")?;
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
         uuid::Uuid::now_v7().simple()
     ));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename into {}", path.display()))?;
-    Ok(())
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))
+        .and_then(|mut file| {
+            file.write_all(bytes)
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("write {}", tmp.display()))
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("rename into {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -112,6 +126,35 @@ mod tests {
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(std::fs::read(store.path(&a)).expect("read"), b"hello");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The rename fails: the target is a directory that is not empty.
+        let target = dir.path().join("taken");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::write(target.join("x"), b"x").expect("file");
+        assert!(write_atomically(&target, b"code").is_err());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["taken"]);
+    }
+
+    #[test]
+    fn stored_code_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(dir.path()).expect("open");
+        let d = store.put(b"code").expect("put");
+        let mode = std::fs::metadata(store.path(&d))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
