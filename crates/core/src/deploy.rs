@@ -21,6 +21,52 @@ use std::collections::HashMap;
 /// component is about 20 MiB).
 pub const MAX_CODE_BYTES: usize = 100 * 1024 * 1024;
 
+/// Longest a manifest may take to parse, and longest a deploy waits for
+/// its turn to parse, in ms. With the manifest's depth limit the largest
+/// manifest parses in milliseconds; this bounds what a parser bug could cost.
+pub const MANIFEST_PARSE_TIMEOUT_MS: u64 = 2_000;
+
+/// Manifests are parsed one at a time, on a blocking thread: whatever a
+/// manifest holds, deploys never occupy the threads that serve invocations,
+/// nor more than one core.
+static MANIFEST_PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Parses a manifest off the async threads, within [`MANIFEST_PARSE_TIMEOUT_MS`].
+async fn parse_manifest(text: String) -> Result<Manifest> {
+    let limit = std::time::Duration::from_millis(MANIFEST_PARSE_TIMEOUT_MS);
+    let permit = tokio::time::timeout(limit, MANIFEST_PARSES.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "another manifest has been parsing for more than {MANIFEST_PARSE_TIMEOUT_MS} ms; retry later"
+                ),
+            )
+        })?;
+    let parse = tokio::task::spawn_blocking(move || {
+        // The turn ends when the parse does, even after a timeout.
+        let _turn = permit;
+        Manifest::parse(&text)
+    });
+    match tokio::time::timeout(limit, parse).await {
+        Ok(Ok(parsed)) => {
+            parsed.map_err(|e| Error::new(ErrorCode::InvalidManifest, format!("nimbus.yaml: {e}")))
+        }
+        Ok(Err(join)) => Err(Error::internal(
+            anyhow::anyhow!(join).context("parse a manifest"),
+        )),
+        Err(_) => Err(Error::new(
+            ErrorCode::InvalidManifest,
+            format!(
+                "nimbus.yaml: the manifest did not parse within {MANIFEST_PARSE_TIMEOUT_MS} ms; make it smaller or less deeply nested"
+            ),
+        )),
+    }
+}
+
 /// One function to deploy: its resolved spec and its code.
 pub struct DeployItem {
     pub name: FunctionName,
@@ -35,8 +81,7 @@ impl Platform {
         namespace: &Namespace,
         req: DeployRequest,
     ) -> Result<Vec<FunctionVersion>> {
-        let manifest = Manifest::parse(&req.manifest)
-            .map_err(|e| Error::new(ErrorCode::InvalidManifest, format!("nimbus.yaml: {e}")))?;
+        let manifest = parse_manifest(req.manifest).await?;
         let artifacts = req.artifacts;
         // Several functions may share one artifact (one archive, several
         // handlers): each is decoded once.
