@@ -31,6 +31,8 @@ pub enum ErrorCode {
     RouteConflict,
     /// The request body exceeds the function's `max_request_body_bytes`.
     PayloadTooLarge,
+    /// The client did not send its request body in time (`body_read_timeout_ms`).
+    RequestTimeout,
     /// The function's response body exceeds its `max_response_body_bytes`.
     ResponseTooLarge,
     /// Too many concurrent invocations; retry later.
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RouteConflict => "route_conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::ResponseTooLarge => "response_too_large",
             ErrorCode::Throttled => "throttled",
             ErrorCode::Timeout => "timeout",
@@ -97,6 +100,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::RouteConflict => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => 413,
             ErrorCode::Throttled => 429,

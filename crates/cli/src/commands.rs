@@ -107,10 +107,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             listen,
             shutdown_grace_ms,
+            max_connections,
+            header_read_timeout_ms,
+            body_read_timeout_ms,
+            write_stall_timeout_ms,
+            record_durability,
         } => {
             nimbus_server::init_tracing();
             let mut config = nimbus_server::ServerConfig::new(&g.data_dir, listen);
             config.shutdown_grace_ms = shutdown_grace_ms;
+            config.connections = nimbus_server::ConnectionLimits {
+                max_connections,
+                header_read_timeout_ms,
+                body_read_timeout_ms,
+                write_stall_timeout_ms,
+            };
+            config.records.durability = match record_durability {
+                crate::RecordDurability::Batched => nimbus_server::RecordDurability::Batched,
+                crate::RecordDurability::BeforeResponse => {
+                    nimbus_server::RecordDurability::BeforeResponse
+                }
+            };
+            config.admin_token = g.token.clone();
             nimbus_server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }

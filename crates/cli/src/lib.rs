@@ -33,7 +33,8 @@ pub struct Global {
     /// Server URL (default: from NIMBUS_URL or DATA_DIR/server.json).
     #[arg(long, global = true, env = "NIMBUS_URL")]
     pub url: Option<String>,
-    /// Admin token (default: from NIMBUS_TOKEN or DATA_DIR/admin-token).
+    /// Admin token (default: from NIMBUS_TOKEN or DATA_DIR/admin-token). With
+    /// `serve`, the server uses it instead of DATA_DIR/admin-token.
     #[arg(long, global = true, env = "NIMBUS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Data directory of a local server.
@@ -50,6 +51,13 @@ pub struct Global {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+/// `serve --record-durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordDurability {
+    Batched,
+    BeforeResponse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +77,25 @@ pub enum Command {
         /// How long shutdown waits for in-flight invocations, in ms.
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
+        /// Most client connections open at once; past it a new one gets 503.
+        #[arg(long, default_value_t = 10_000)]
+        max_connections: usize,
+        /// How long a client may take to send a request head (and how long
+        /// a kept-alive connection may stay idle), in ms.
+        #[arg(long, default_value_t = 10_000)]
+        header_read_timeout_ms: u64,
+        /// How long a client may take to send a request body, in ms.
+        #[arg(long, default_value_t = 60_000)]
+        body_read_timeout_ms: u64,
+        /// How long a response write may make no progress before the
+        /// connection is closed, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        write_stall_timeout_ms: u64,
+        /// When an invocation's record is committed: `batched` (after the
+        /// response; a crash loses the last ~50 ms of records) or
+        /// `before-response` (nothing answered is ever unrecorded).
+        #[arg(long, value_enum, default_value_t = RecordDurability::Batched)]
+        record_durability: RecordDurability,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(

@@ -7,6 +7,18 @@
 //! first record of a batch arrived. The same task prunes records older than
 //! `retention_ms` and beyond `max_records` every `prune_interval_ms`, and
 //! hourly usage rows older than `usage_retention_ms`.
+//!
+//! # What a crash can lose
+//!
+//! With [`RecordDurability::Batched`] (the default) a record is written
+//! after its response is sent: a `kill -9` or a power loss loses the records
+//! of the invocations that finished in the last `flush_interval_ms` (50 ms
+//! by default) plus those queued behind a slow write (at most
+//! `channel_capacity`). With [`RecordDurability::BeforeResponse`] each
+//! invocation waits until its record is committed (`synchronous=FULL`)
+//! before its response is sent: nothing answered is ever missing from the
+//! records, at the cost of a commit on each response's path (concurrent
+//! invocations still share one commit).
 
 use crate::store::InvocationStore;
 use nimbus_api::InvocationRecord;
@@ -34,6 +46,20 @@ pub struct RecorderConfig {
     /// Hourly usage rows older than this are deleted. Default 400 days, so
     /// a year can always be compared with the one before.
     pub usage_retention_ms: u64,
+    /// Whether a response waits for its record to be committed.
+    pub durability: RecordDurability,
+}
+
+/// When an invocation's record is committed, relative to its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordDurability {
+    /// After the response, in batches: a crash loses the last
+    /// `flush_interval_ms` of records.
+    #[default]
+    Batched,
+    /// Before the response is sent: a crash loses no record of an answered
+    /// invocation.
+    BeforeResponse,
 }
 
 impl Default for RecorderConfig {
@@ -46,12 +72,14 @@ impl Default for RecorderConfig {
             channel_capacity: 4096,
             prune_interval_ms: 60_000,
             usage_retention_ms: 400 * 24 * 3600 * 1000,
+            durability: RecordDurability::Batched,
         }
     }
 }
 
 enum Command {
-    Record(Box<InvocationRecord>),
+    /// A record, and who waits for its commit (with `BeforeResponse`).
+    Record(Box<InvocationRecord>, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -59,25 +87,39 @@ enum Command {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Command>,
+    durability: RecordDurability,
 }
 
 impl Recorder {
     /// Starts the writer task on the current tokio runtime.
     pub fn start(store: Arc<dyn InvocationStore>, config: RecorderConfig) -> Recorder {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        let durability = config.durability;
         tokio::spawn(run(store, config, rx));
-        Recorder { tx }
+        Recorder { tx, durability }
     }
 
-    /// Queues a record; waits only when the queue is full.
+    /// Queues a record; waits when the queue is full and, with
+    /// [`RecordDurability::BeforeResponse`], until the record is committed.
     pub async fn record(&self, record: InvocationRecord) {
+        let (done, committed) = match self.durability {
+            RecordDurability::Batched => (None, None),
+            RecordDurability::BeforeResponse => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
         if self
             .tx
-            .send(Command::Record(Box::new(record)))
+            .send(Command::Record(Box::new(record), done))
             .await
             .is_err()
         {
             tracing::warn!("invocation record dropped: the record writer has stopped");
+            return;
+        }
+        if let Some(committed) = committed {
+            let _ = committed.await;
         }
     }
 
@@ -136,7 +178,10 @@ async fn run(
 
 fn push(cmd: Command, batch: &mut Vec<InvocationRecord>, waiters: &mut Vec<oneshot::Sender<()>>) {
     match cmd {
-        Command::Record(r) => batch.push(*r),
+        Command::Record(r, done) => {
+            batch.push(*r);
+            waiters.extend(done);
+        }
         Command::Flush(w) => waiters.push(w),
     }
 }

@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1`; every route needs the admin token.
 
+use crate::body::read_body;
 use crate::error::Path;
 use crate::error::{ApiError, error_response};
 use crate::{Gateway, bearer, token_matches};
@@ -122,8 +123,22 @@ fn parse_query<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-async fn deploy(State(g): St, Path(ns): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+/// Reads an admin request's body, up to [`crate::MAX_ADMIN_BODY_BYTES`].
+async fn admin_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(
+        &parts.headers,
+        body,
+        crate::MAX_ADMIN_BODY_BYTES as u64,
+        "the admin API's limit",
+    )
+    .await?;
+    Ok((parts, body))
+}
+
+async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
+    let (_, body) = admin_body(req).await?;
     let req: DeployRequest = parse_json(&body)?;
     let versions = g.platform.deploy_manifest(&ns, req).await?;
     Ok(deployed(versions))
@@ -200,10 +215,7 @@ async fn put_code(
     // The body is read before the query is checked: a client still sending
     // its upload when an early error closed the connection would see a
     // broken pipe instead of the error.
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, crate::MAX_ADMIN_BODY_BYTES)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::PayloadTooLarge, format!("read the code: {e}")))?;
+    let (parts, body) = admin_body(req).await?;
     let opts: CodeOptions = parse_query(parts.uri.query())?;
     let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let scaling = scaling_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;

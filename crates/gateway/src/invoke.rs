@@ -7,14 +7,14 @@
 //! with each path parameter in an `x-nimbus-param-<name>` header and the
 //! matched pattern in `x-nimbus-route`.
 
+use crate::body::read_body;
 use crate::error::error_response;
-use crate::{Gateway, bearer, token_matches};
+use crate::serve::PeerAddr;
+use crate::{Gateway, bearer_token, token_matches};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use http_body_util::BodyExt;
 use nimbus_api::ErrorCode;
 use nimbus_core::dispatch::FunctionSlot;
 use nimbus_core::routes::Lookup;
@@ -23,13 +23,10 @@ use std::sync::Arc;
 /// The response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 
-/// Headers a client may not inject: the platform sets them.
-const PLATFORM_HEADERS: &[&str] = &[
-    "x-nimbus-original-path",
-    "x-nimbus-route",
-    "x-nimbus-remote-addr",
-    "x-forwarded-prefix",
-];
+/// The prefix of the headers the platform sets; a client's own are dropped.
+const PLATFORM_PREFIX: &str = "x-nimbus-";
+/// Set by the platform too, for a function reached through its URL.
+const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
 
 pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
@@ -94,13 +91,15 @@ async fn serve(
     slot: &FunctionSlot,
     req: Request,
     uri: String,
-    extra_headers: Vec<(String, String)>,
+    mut extra_headers: Vec<(String, String)>,
 ) -> Response {
     let v = &slot.version;
     let (mut parts, body) = req.into_parts();
 
-    // Private functions need the admin token; it is never passed on.
-    let presented = bearer(&parts.headers).map(|t| token_matches(t, &g.admin_token));
+    // Private functions need the admin token. Every Authorization header
+    // that carries it is removed, whatever its position: a function never
+    // sees the admin token, public or not.
+    let presented = admin_token_presented(&mut parts.headers, &g.admin_token);
     if !v.public && presented != Some(true) {
         let msg = match presented {
             Some(false) => "the token is not valid",
@@ -110,51 +109,35 @@ async fn serve(
         };
         return error_response(ErrorCode::Unauthorized, msg);
     }
-    if presented == Some(true) {
-        parts.headers.remove(http::header::AUTHORIZATION);
-    }
 
-    let max = v.limits.max_request_body_bytes.get();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    let too_large = || {
-        error_response(
-            ErrorCode::PayloadTooLarge,
-            &format!("the request body exceeds this function's max_request_body_bytes ({max})"),
-        )
-    };
-    if declared.is_some_and(|n| n > max) {
-        return too_large();
-    }
-    let body = match read_limited(body, max).await {
+    let body = match read_body(
+        &parts.headers,
+        body,
+        v.limits.max_request_body_bytes.get(),
+        "this function's max_request_body_bytes",
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(ReadError::TooLarge) => return too_large(),
-        Err(ReadError::Failed(e)) => {
-            return error_response(
-                ErrorCode::BadRequest,
-                &format!("read the request body: {e}"),
-            );
-        }
+        Err(e) => return e.into_response(),
     };
 
-    for h in PLATFORM_HEADERS {
-        parts.headers.remove(*h);
-    }
-    let param_headers: Vec<HeaderName> = parts
+    // Platform headers come from the platform only.
+    let forged: Vec<HeaderName> = parts
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-nimbus-param-"))
+        .filter(|k| k.as_str().starts_with(PLATFORM_PREFIX) || *k == FORWARDED_PREFIX)
         .cloned()
         .collect();
-    for h in param_headers {
+    for h in forged {
         parts.headers.remove(h);
+    }
+    if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>().copied() {
+        extra_headers.push(("x-nimbus-remote-addr".to_owned(), peer.to_string()));
     }
     for (k, val) in extra_headers {
         if let (Ok(k), Ok(val)) = (HeaderName::try_from(k), HeaderValue::try_from(val)) {
-            parts.headers.insert(k, val);
+            parts.headers.append(k, val);
         }
     }
     parts.uri = match uri.parse() {
@@ -179,22 +162,28 @@ async fn serve(
     resp
 }
 
-enum ReadError {
-    TooLarge,
-    Failed(String),
-}
-
-async fn read_limited(body: Body, max: u64) -> Result<Bytes, ReadError> {
-    let mut body = body;
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Failed(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > max {
-                return Err(ReadError::TooLarge);
+/// Whether the request presents the admin token as a bearer token:
+/// `Some(true)` if any `Authorization` header does (all such headers are
+/// then removed), `Some(false)` if only other bearer tokens are presented,
+/// `None` without any.
+fn admin_token_presented(headers: &mut http::HeaderMap, admin_token: &str) -> Option<bool> {
+    let mut presented = None;
+    let mut kept = Vec::new();
+    for value in headers.get_all(http::header::AUTHORIZATION) {
+        match value.to_str().ok().and_then(bearer_token) {
+            Some(t) if token_matches(t, admin_token) => presented = Some(true),
+            Some(_) => {
+                presented.get_or_insert(false);
+                kept.push(value.clone());
             }
-            buf.extend_from_slice(&data);
+            None => kept.push(value.clone()),
         }
     }
-    Ok(buf.freeze())
+    if presented == Some(true) {
+        headers.remove(http::header::AUTHORIZATION);
+        for value in kept {
+            headers.append(http::header::AUTHORIZATION, value);
+        }
+    }
+    presented
 }

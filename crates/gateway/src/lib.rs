@@ -10,20 +10,24 @@
 //!                               └─► auth ──► body limit ──► Platform::invoke ──► response
 //! ```
 //!
+//! [`serve`] owns the connections: their number and every timeout.
+//!
 //! Every error leaves as `{"error":{"code","message"}}` with the status that
 //! [`nimbus_api::ErrorCode::http_status`] assigns.
 
 mod admin;
+mod body;
 mod error;
 mod invoke;
+mod serve;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
 use nimbus_core::dispatch::Platform;
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use serve::{BodyReadTimeout, ConnectionLimits, PeerAddr, RESERVED_DESCRIPTORS, serve};
 
 /// Largest admin request body, in bytes: a deploy carries its code base64
 /// encoded (4/3 of [`nimbus_core::deploy::MAX_CODE_BYTES`]) plus the manifest.
@@ -37,7 +41,7 @@ pub struct Gateway {
 
 /// Builds the whole router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let admin = admin::router(gateway.clone()).layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
+    let admin = admin::router(gateway.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -76,9 +80,13 @@ pub(crate) fn token_matches(presented: &str, expected: &str) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The bearer token of a request, if any.
+/// The bearer token of a request (its first `Authorization` header), if any.
 pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(headers.get(http::header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

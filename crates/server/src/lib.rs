@@ -5,6 +5,7 @@
 //! Data directory layout (`--data-dir`, default `./.nimbus`):
 //!
 //! ```text
+//! DIR                      mode 0700: only the user running Nimbus enters it
 //! DIR/admin-token          the admin token (created on first start, mode 0600)
 //! DIR/server.json          where the running server listens (for the CLI)
 //! DIR/nimbus.db            the embedded store (SQLite, WAL)
@@ -16,8 +17,10 @@
 use anyhow::Context as _;
 use nimbus_core::artifacts::ArtifactStore;
 use nimbus_core::dispatch::{DispatchConfig, Platform};
+pub use nimbus_core::records::RecordDurability;
 use nimbus_core::records::{Recorder, RecorderConfig};
 use nimbus_core::runtime::{Runtime, RuntimeSet};
+pub use nimbus_gateway::ConnectionLimits;
 use nimbus_gateway::Gateway;
 use nimbus_process::{ProcessConfig, ProcessRuntime};
 use nimbus_store::SqliteStore;
@@ -26,6 +29,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod private;
+mod rlimit;
 
 /// Everything `nimbus serve` can be told.
 #[derive(Debug, Clone)]
@@ -41,6 +47,25 @@ pub struct ServerConfig {
     /// Most wasm instances kept between invocations for reuse, across all
     /// functions (`scaling.max_invocations_per_instance`). Default 100.
     pub max_idle_wasm_instances: u32,
+    /// Client connections: how many, and how long each step may take.
+    pub connections: ConnectionLimits,
+    /// The admin token to use instead of `DIR/admin-token` (`--token`,
+    /// `NIMBUS_TOKEN`). It is not written to disk.
+    pub admin_token: Option<String>,
+}
+
+/// Fewest characters an admin token given on the command line may have.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Where the admin token in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Created by this start and written to `DIR/admin-token`.
+    Created(PathBuf),
+    /// Read from `DIR/admin-token`.
+    File(PathBuf),
+    /// Given by `--token` or `NIMBUS_TOKEN`.
+    Given,
 }
 
 impl ServerConfig {
@@ -53,6 +78,8 @@ impl ServerConfig {
             records: RecorderConfig::default(),
             max_wasm_instances: 1000,
             max_idle_wasm_instances: 100,
+            connections: ConnectionLimits::default(),
+            admin_token: None,
         }
     }
 }
@@ -61,7 +88,7 @@ impl ServerConfig {
 pub struct RunningServer {
     addr: SocketAddr,
     admin_token: String,
-    token_created: bool,
+    token_source: TokenSource,
     platform: Arc<Platform>,
     shutdown_tx: Option<tokio::sync::oneshot::Sender<()>>,
     serve_task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -82,9 +109,9 @@ impl RunningServer {
         &self.admin_token
     }
 
-    /// Whether this start created the admin token.
-    pub fn token_created(&self) -> bool {
-        self.token_created
+    /// Where the admin token came from.
+    pub fn token_source(&self) -> &TokenSource {
+        &self.token_source
     }
 
     pub fn platform(&self) -> &Arc<Platform> {
@@ -117,14 +144,28 @@ impl RunningServer {
 
 /// Starts every part of Nimbus and begins serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("create the data directory {}", config.data_dir.display()))?;
+    private::create_private_dir(&config.data_dir)?;
     // Absolute, so sandboxes and the compile cache never depend on the cwd.
     let dir = &std::path::absolute(&config.data_dir)
         .with_context(|| format!("resolve {}", config.data_dir.display()))?;
-    let (admin_token, token_created) = admin_token(dir)?;
+    private::restrict_existing(dir);
+    let descriptors = rlimit::raise_descriptor_limit();
+    let connections = config.connections.fitted_to(descriptors);
+    if connections.max_connections < config.connections.max_connections {
+        tracing::warn!(
+            max_connections = connections.max_connections,
+            descriptor_limit = descriptors,
+            "max_connections lowered to what the descriptor limit (RLIMIT_NOFILE) leaves room for; raise the hard limit to serve more"
+        );
+    }
+    let (admin_token, token_source) = match &config.admin_token {
+        Some(t) => (given_token(t)?, TokenSource::Given),
+        None => admin_token(dir)?,
+    };
 
-    let store = SqliteStore::open(&dir.join("nimbus.db")).context("open the store")?;
+    let db = dir.join("nimbus.db");
+    private::create_private_file(&db)?;
+    let store = SqliteStore::open(&db).context("open the store")?;
     let artifacts = ArtifactStore::open(dir.join("code"))?;
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.max_instances = config.max_wasm_instances;
@@ -160,22 +201,25 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .local_addr()
         .context("read the listening address")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.await;
-            })
-            .await
-    });
+    let serve_task = tokio::spawn(nimbus_gateway::serve(
+        listener,
+        app,
+        connections,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+    ));
 
     let info = serde_json::json!({ "url": format!("http://{addr}"), "pid": std::process::id() });
-    if let Err(e) = std::fs::write(dir.join("server.json"), info.to_string()) {
-        tracing::warn!(error = %e, "failed to write server.json");
+    if let Err(e) =
+        private::write_private_file(&dir.join("server.json"), info.to_string().as_bytes())
+    {
+        tracing::warn!(error = %format!("{e:#}"), "failed to write server.json");
     }
     Ok(RunningServer {
         addr,
         admin_token,
-        token_created,
+        token_source,
         platform,
         shutdown_tx: Some(shutdown_tx),
         serve_task,
@@ -184,14 +228,28 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
+/// Checks an admin token given on the command line or in the environment.
+fn given_token(token: &str) -> anyhow::Result<String> {
+    let t = token.trim();
+    let chars = t.chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!(
+            "the admin token given by --token or NIMBUS_TOKEN has {chars} characters (or contains spaces); \
+             it needs at least {MIN_ADMIN_TOKEN_CHARS} characters without spaces: generate one with `openssl rand -hex 32`, \
+             or leave it unset to use the data directory's admin-token file"
+        );
+    }
+    Ok(t.to_owned())
+}
+
 /// Reads `DIR/admin-token`, creating it (32 random bytes, hex, mode 0600)
 /// on first start.
-fn admin_token(dir: &Path) -> anyhow::Result<(String, bool)> {
+fn admin_token(dir: &Path) -> anyhow::Result<(String, TokenSource)> {
     let path = dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let t = existing.trim().to_owned();
         if !t.is_empty() {
-            return Ok((t, false));
+            return Ok((t, TokenSource::File(path)));
         }
     }
     let mut bytes = [0u8; 32];
@@ -202,30 +260,21 @@ fn admin_token(dir: &Path) -> anyhow::Result<(String, bool)> {
             .context("read random bytes for the admin token")?;
     }
     let token = format!("nimbus_{}", hex::encode(bytes));
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
-        writeln!(f, "{token}").with_context(|| format!("write {}", path.display()))?;
-    }
-    Ok((token, true))
+    private::write_private_file(&path, format!("{token}\n").as_bytes())?;
+    Ok((token, TokenSource::Created(path)))
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let server = start(config.clone()).await?;
-    let token_path = config.data_dir.join("admin-token");
-    if server.token_created() {
-        println!("Created admin token (saved to {}):", token_path.display());
-        println!("  {}", server.admin_token());
-    } else {
-        println!("Admin token: {}", token_path.display());
+    let server = start(config).await?;
+    // The token itself is never printed: terminals are logged and shared.
+    match server.token_source() {
+        TokenSource::Created(path) => println!(
+            "Created an admin token in {} (mode 0600); the CLI reads it from there",
+            path.display()
+        ),
+        TokenSource::File(path) => println!("Admin token: {}", path.display()),
+        TokenSource::Given => println!("Admin token: the one given by --token / NIMBUS_TOKEN"),
     }
     println!("Nimbus is serving on {}", server.url());
     println!("  functions: {}/fn/<namespace>/<name>", server.url());

@@ -1,0 +1,53 @@
+//! Reading a request body into memory: the one reader every handler uses,
+//! with its errors as JSON.
+
+use crate::error::ApiError;
+use crate::serve::BodyReadTimeout;
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use nimbus_api::ErrorCode;
+
+/// Reads `body` whole, refusing it past `max_bytes` (`limit_name` says
+/// which limit that is, for the message). A declared `Content-Length` over
+/// the limit is refused before anything is read.
+pub(crate) async fn read_body(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    max_bytes: u64,
+    limit_name: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body exceeds {limit_name} ({max_bytes} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_bytes) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e = e.into_inner();
+            match e.downcast_ref::<BodyReadTimeout>() {
+                Some(t) => ApiError::new(ErrorCode::RequestTimeout, t.to_string()),
+                None => ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body could not be read: {e}"),
+                ),
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > max_bytes {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
