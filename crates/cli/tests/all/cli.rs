@@ -193,7 +193,14 @@ fn serve_creates_a_token_answers_health_and_stops_on_sigterm() {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
         .expect("read");
-    assert!(out.contains(token), "the new token is printed: {out}");
+    assert!(
+        !out.contains(token),
+        "the token itself is never printed: {out}"
+    );
+    assert!(
+        out.contains(&dir.path().join("admin-token").display().to_string()),
+        "where the token is kept is printed: {out}"
+    );
     assert!(out.contains("Nimbus is serving on"), "{out}");
     assert!(!info.exists(), "server.json is removed on exit");
 }

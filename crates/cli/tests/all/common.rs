@@ -247,3 +247,179 @@ pub async fn metrics(s: &TestServer) -> String {
     assert_eq!(r.status(), 200);
     r.text().await.expect("metrics")
 }
+
+/// A `nimbus serve` process of its own (killed when dropped), for what an
+/// in-process server cannot show: its descriptor limit, its output, kill -9.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl ServeProcess {
+    /// Starts `nimbus serve` on `dir` with `args`, under a soft descriptor
+    /// limit of `soft_nofile` if given, and waits until it serves.
+    pub fn start(dir: &std::path::Path, args: &[&str], soft_nofile: Option<u32>) -> ServeProcess {
+        let nimbus = env!("CARGO_BIN_EXE_nimbus");
+        let ulimit = soft_nofile.map_or(String::new(), |n| format!("ulimit -Sn {n} && "));
+        let _ = std::fs::remove_file(dir.join("server.json"));
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{ulimit}exec \"$0\" \"$@\""))
+            .arg(nimbus)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .env_remove("NIMBUS_TOKEN")
+            .env_remove("NIMBUS_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nimbus serve");
+        let info = dir.join("server.json");
+        let mut url = None;
+        for _ in 0..1000 {
+            let parsed = std::fs::read_to_string(&info)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            if let Some(v) = parsed {
+                url = v["url"].as_str().map(str::to_owned);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let url = url.expect("nimbus serve wrote server.json");
+        let token = std::fs::read_to_string(dir.join("admin-token"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        ServeProcess { child, url, token }
+    }
+
+    /// Runs the `nimbus` CLI against this server: (exit code, stdout, stderr).
+    pub fn nimbus(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["--url", &self.url, "--token", &self.token])
+            .args(args)
+            .env_remove("NIMBUS_URL")
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .expect("run nimbus");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Kills the server with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One HTTP/1.1 response as read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits everything a server sent on one connection into responses,
+/// framed strictly as a client or proxy would frame them. Panics on bytes
+/// that are not a well-formed response.
+pub fn parse_responses(mut bytes: &[u8], head_requests: &[usize]) -> Vec<RawResponse> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(bytes)));
+        let head = std::str::from_utf8(&bytes[..end]).expect("head is text");
+        bytes = &bytes[end + 4..];
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("status line");
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
+        let status: u16 = status_line[9..12].parse().expect("status");
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("header line");
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let body = if head_requests.contains(&out.len()) || status == 204 || status == 304 {
+            Vec::new()
+        } else if find("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                let line_end = bytes
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .expect("chunk size");
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&bytes[..line_end])
+                        .expect("size")
+                        .trim(),
+                    16,
+                )
+                .expect("hex size");
+                bytes = &bytes[line_end + 2..];
+                if size == 0 {
+                    let trailer_end = bytes.windows(2).position(|w| w == b"\r\n").expect("end");
+                    bytes = &bytes[trailer_end + 2..];
+                    break;
+                }
+                body.extend_from_slice(&bytes[..size]);
+                bytes = &bytes[size + 2..];
+            }
+            body
+        } else if let Some(n) = find("content-length") {
+            let n: usize = n.parse().expect("content-length");
+            let body = bytes[..n].to_vec();
+            bytes = &bytes[n..];
+            body
+        } else {
+            let body = bytes.to_vec();
+            bytes = &[];
+            body
+        };
+        out.push(RawResponse {
+            status,
+            headers,
+            body,
+        });
+    }
+    out
+}
+
+/// Sends `requests` in one write on one connection and returns what the
+/// server sent until it closed the connection (the last request should
+/// say `Connection: close`).
+pub async fn pipelined(addr: &str, requests: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(requests.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection after the last response")
+        .expect("read");
+    out
+}
