@@ -70,18 +70,17 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Descriptors kept free for everything but client connections: the store,
-/// code files, worker pipes and sockets, the process sandbox's pipes.
-pub const RESERVED_DESCRIPTORS: usize = 1024;
+/// Descriptors kept free for everything but client connections (the
+/// store, code files, worker pipes and sockets, the sandbox's pipes): a
+/// quarter of the limit, at most this many.
+pub const RESERVED_DESCRIPTORS: u64 = 1024;
 
 impl ConnectionLimits {
     /// These limits with `max_connections` lowered, if need be, so that
     /// connections alone cannot use up `descriptor_limit` descriptors.
     pub fn fitted_to(mut self, descriptor_limit: u64) -> Self {
-        let room = usize::try_from(descriptor_limit)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(RESERVED_DESCRIPTORS)
-            .max(64);
+        let reserved = RESERVED_DESCRIPTORS.min(descriptor_limit / 4);
+        let room = usize::try_from(descriptor_limit.saturating_sub(reserved)).unwrap_or(usize::MAX);
         self.max_connections = self.max_connections.min(room);
         self
     }
@@ -356,5 +355,19 @@ impl AsyncWrite for StallGuard {
             Poll::Pending => self.poll_stalled(cx),
             r => self.progressed(r),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_room_for_other_descriptors() {
+        let fit = |limit| ConnectionLimits::default().fitted_to(limit).max_connections;
+        assert_eq!(fit(1_048_576), 10_000);
+        assert_eq!(fit(20_000), 10_000);
+        assert_eq!(fit(8_192), 8_192 - 1024);
+        assert_eq!(fit(1024), 768);
     }
 }
