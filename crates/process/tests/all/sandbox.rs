@@ -290,3 +290,73 @@ async fn workers_are_one_cpu_group_capped_at_one_core() {
     );
     p.release();
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns
+/// the new soft limit.
+#[allow(unsafe_code)]
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed,
+    // which lives across each call.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+/// A server that holds more descriptors than a worker may (idle
+/// connections, say) still starts workers: the sandbox's `RLIMIT_NOFILE`
+/// only applies once everything the start needs is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_start_while_the_server_holds_more_descriptors_than_a_worker_may() {
+    use std::os::fd::AsRawFd as _;
+    let f = Fixture::new();
+    let p = f
+        .prepare(
+            CodeKind::Python,
+            None,
+            &[(
+                "app.py",
+                "def lambda_handler(event, context):\n    return 'up'\n",
+            )],
+            limits(5000),
+        )
+        .await
+        .expect("prepare");
+    let node = f
+        .prepare(
+            CodeKind::Node,
+            None,
+            &[("index.js", "exports.handler = async () => 'up';\n")],
+            limits(5000),
+        )
+        .await
+        .expect("prepare");
+    let soft = raise_open_file_limit();
+    assert!(
+        soft >= 2048,
+        "the test needs RLIMIT_NOFILE >= 2048, not {soft}"
+    );
+    // Close-on-exec duplicates, like the server's sockets, until every
+    // descriptor number a worker may have (1024 by default) is taken.
+    let null = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let mut held = Vec::new();
+    loop {
+        let fd = null.try_clone().expect("dup /dev/null");
+        let n = fd.as_raw_fd();
+        held.push(fd);
+        if n > 1100 {
+            break;
+        }
+    }
+    for p in [&p, &node] {
+        let v = json_body(&invoke(p, get("/"), 5000).await);
+        assert_eq!(v, json!("up"));
+    }
+    drop(held);
+}
