@@ -144,15 +144,18 @@ libc = ctypes.CDLL(None, use_errno=True)
 NR = {
     "x86_64": {"mount": 165, "unshare": 272, "ptrace": 101, "bpf": 321,
                "keyctl": 250, "perf_event_open": 298, "io_uring_setup": 425,
-               "clone3": 435, "userfaultfd": 323},
+               "clone3": 435, "userfaultfd": 323, "clone": 56},
     "aarch64": {"mount": 40, "unshare": 97, "ptrace": 117, "bpf": 280,
                 "keyctl": 219, "perf_event_open": 241, "io_uring_setup": 425,
-                "clone3": 435, "userfaultfd": 282},
+                "clone3": 435, "userfaultfd": 282, "clone": 220},
 }[platform.machine()]
 
 def errno_of(name, *args):
+    return errno_of_nr(NR[name], *args)
+
+def errno_of_nr(nr, *args):
     ctypes.set_errno(0)
-    r = libc.syscall(NR[name], *args)
+    r = libc.syscall(nr, *args)
     return "ok" if r >= 0 else os.strerror(ctypes.get_errno())
 
 def lambda_handler(event, context):
@@ -167,7 +170,13 @@ def lambda_handler(event, context):
         "io_uring_setup": errno_of("io_uring_setup", 1, None),
         "clone3": errno_of("clone3", None, 0),
         "userfaultfd": errno_of("userfaultfd", 0),
+        # CLONE_NEWUSER | CLONE_FS: the kernel itself refuses the pair with
+        # EINVAL, before creating anything; only the filter says EPERM.
+        "clone_newuser": errno_of("clone", 0x10000000 | 0x200, None, None, None, None),
     }
+    if platform.machine() == "x86_64":
+        # getpid through the x32 ABI: ENOSYS where the kernel lacks it.
+        out["x32_getpid"] = errno_of_nr(0x40000000 | 39)
     # What ordinary programs do still works: threads, fork + exec.
     t = threading.Thread(target=lambda: None)
     t.start()
@@ -201,9 +210,12 @@ async fn seccomp_denies_dangerous_syscalls_and_keeps_ordinary_ones() {
         "keyctl",
         "perf_event_open",
         "userfaultfd",
+        "clone_newuser",
     ] {
         assert_eq!(v[name], eperm, "{name}: {v}");
     }
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(v["x32_getpid"], eperm, "{v}");
     assert_eq!(v["io_uring_setup"], enosys, "{v}");
     assert_eq!(v["clone3"], enosys, "{v}");
     assert_eq!(v["thread"], "ok", "{v}");
