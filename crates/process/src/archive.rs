@@ -11,10 +11,41 @@
 //! regular files, directories, and symbolic and hard links that stay
 //! inside it; no absolute paths, no `..`, no device files or fifos, at most
 //! [`MAX_FILES`] entries and [`MAX_UNPACKED_BYTES`] of content. Unpacking
-//! never follows a symbolic link on the host.
+//! never follows a symbolic link on the host, writes symbolic links only
+//! once all of them are checked, and writes into a temporary directory that
+//! becomes the code directory only once every check passed.
+//!
+//! # Symbolic links
+//!
+//! Each link's target must first stay inside when read as text from where
+//! the link is: not absolute, no `..` above the top. That is not enough
+//! once a target goes through another link: with `a1/a2/a3/a4/a5/x →
+//! ../../../../..` and `y → a1/a2/a3/a4/a5/x/../../../../..` both targets
+//! read as inside, yet `x` leads to the top of the code directory and `y`
+//! five levels above it (on the host, to `/`). So once all entries are
+//! known (a later entry may add or replace a link that an earlier one goes
+//! through), every link is resolved in the tree the archive unpacks to,
+//! following the links on its way as the kernel would, and the archive is
+//! refused if a link leads above the code directory, goes round a loop, or
+//! nests links more than [`MAX_LINK_DEPTH`] deep (where the kernel gives
+//! up too, so such a link could never be used). A target that runs into a
+//! missing entry or through a file leads nowhere and is fine: the unpacked
+//! code never changes.
+//!
+//! Links that go through other links are otherwise accepted rather than
+//! refused outright: package managers make them (pnpm's `node_modules`,
+//! where packages are links into `.pnpm`; `.bin` entries of npm
+//! workspaces pointing into a linked package), and such code would
+//! otherwise have to be repacked for no gain in safety. Resolving costs
+//! little: each link is resolved once, and targets are at most
+//! [`MAX_LINK_TARGET_BYTES`] long.
+//!
+//! Error messages name the archive entry, never a path on the host.
 
 use nimbus_api::ErrorCode;
 use nimbus_core::runtime::PrepareError;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -23,6 +54,11 @@ use std::path::{Component, Path, PathBuf};
 pub const MAX_FILES: usize = 10_000;
 /// Most bytes of file content an archive may unpack to (256 MiB).
 pub const MAX_UNPACKED_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest symbolic link target, in bytes (what Linux itself allows).
+pub const MAX_LINK_TARGET_BYTES: usize = 4095;
+/// Most links one inside another that resolving a link may follow (the
+/// kernel's own limit, `MAXSYMLINKS`).
+pub const MAX_LINK_DEPTH: usize = 40;
 
 fn invalid(msg: impl Into<String>) -> PrepareError {
     PrepareError::new(ErrorCode::InvalidCode, msg)
@@ -30,6 +66,13 @@ fn invalid(msg: impl Into<String>) -> PrepareError {
 
 fn internal(msg: impl Into<String>) -> PrepareError {
     PrepareError::new(ErrorCode::Internal, msg)
+}
+
+/// A failure on a host path: the path goes to the log, the message (which
+/// reaches the client) says only what failed.
+fn host_error(what: &str, path: &Path, e: std::io::Error) -> PrepareError {
+    tracing::error!(path = %path.display(), error = %e, "{what}");
+    internal(format!("{what}: {e}"))
 }
 
 /// Tars a directory deterministically (used by the CLI to upload process
@@ -207,17 +250,18 @@ pub fn validate_archive(bytes: &[u8]) -> Result<(), PrepareError> {
     }
     let mut archive = tar::Archive::new(bytes);
     let mut state = Bounds::default();
+    let mut tree = Tree::new();
     let entries = archive
         .entries()
         .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let entry = entry.map_err(|e| invalid(format!("read the tar archive: {e}")))?;
-        check_entry(&entry, &mut state)?;
+        tree.add(&check_entry(&entry, &mut state)?)?;
     }
     if state.files == 0 {
         return Err(invalid("the code archive is empty"));
     }
-    Ok(())
+    tree.check_links()
 }
 
 #[derive(Default)]
@@ -289,6 +333,14 @@ fn check_entry<R: Read>(
                 .ok_or_else(|| {
                     invalid(format!("symbolic link {} has no target", path.display()))
                 })?;
+            if target.as_os_str().len() > MAX_LINK_TARGET_BYTES {
+                return Err(invalid(format!(
+                    "symbolic link {} has a target of {} bytes; a link target may have at most \
+                     {MAX_LINK_TARGET_BYTES}",
+                    path.display(),
+                    target.as_os_str().len()
+                )));
+            }
             let parent = path.parent().unwrap_or(Path::new(""));
             if target.is_absolute() || clean_relative(&parent.join(&target)).is_none() {
                 return Err(invalid(format!(
@@ -348,42 +400,46 @@ fn clean_relative(path: &Path) -> Option<PathBuf> {
 /// Creates `rel`'s parent directories under `root`, refusing to go through
 /// anything that is not a real directory.
 fn ensure_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
-    let mut cur = root.to_path_buf();
     let Some(parent) = rel.parent() else {
         return Ok(());
     };
+    let mut sub = PathBuf::new();
     for c in parent.components() {
-        cur.push(c);
-        ensure_dir(&cur)?;
+        sub.push(c);
+        ensure_dir(root, &sub)?;
     }
     Ok(())
 }
 
-fn ensure_dir(path: &Path) -> Result<(), PrepareError> {
-    match std::fs::symlink_metadata(path) {
+/// Makes `root/rel` a directory unless it is one.
+fn ensure_dir(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+    let path = root.join(rel);
+    match std::fs::symlink_metadata(&path) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(invalid(format!(
-            "{} is both a directory and a file or link in the code archive",
-            path.display()
-        ))),
+        Ok(_) => Err(conflict(rel)),
         Err(_) => {
-            std::fs::create_dir(path)
-                .map_err(|e| internal(format!("create {}: {e}", path.display())))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| internal(format!("chmod {}: {e}", path.display())))
+            std::fs::create_dir(&path)
+                .map_err(|e| internal(format!("create the directory {}: {e}", rel.display())))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| internal(format!("chmod {}: {e}", rel.display())))
         }
     }
 }
 
-/// Makes room for a new file or link at `path` (later entries win).
-fn clear_slot(path: &Path) -> Result<(), PrepareError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(invalid(format!(
-            "{} is both a directory and a file or link in the code archive",
-            path.display()
-        ))),
-        Ok(_) => std::fs::remove_file(path)
-            .map_err(|e| internal(format!("remove {}: {e}", path.display()))),
+fn conflict(rel: &Path) -> PrepareError {
+    invalid(format!(
+        "{} is both a directory and a file or link in the code archive; keep only one of them",
+        rel.display()
+    ))
+}
+
+/// Makes room for a new file or link at `root/rel` (later entries win).
+fn clear_slot(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+    let path = root.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => Err(conflict(rel)),
+        Ok(_) => std::fs::remove_file(&path)
+            .map_err(|e| internal(format!("replace {}: {e}", rel.display()))),
         Err(_) => Ok(()),
     }
 }
@@ -403,21 +459,21 @@ pub(crate) fn unpack_once(
         return Ok(dest);
     }
     std::fs::create_dir_all(code_root)
-        .map_err(|e| internal(format!("create {}: {e}", code_root.display())))?;
+        .map_err(|e| host_error("create the directory for unpacked code", code_root, e))?;
     let tmp = code_root.join(format!(".tmp-{digest}-{}", uuid::Uuid::now_v7().simple()));
     let result = (|| {
-        std::fs::create_dir(&tmp)
-            .map_err(|e| internal(format!("create {}: {e}", tmp.display())))?;
+        let unpack_dir = "create the directory to unpack the code into";
+        std::fs::create_dir(&tmp).map_err(|e| host_error(unpack_dir, &tmp, e))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| internal(format!("chmod {}: {e}", tmp.display())))?;
+            .map_err(|e| host_error(unpack_dir, &tmp, e))?;
         let mut file = std::fs::File::open(archive)
-            .map_err(|e| internal(format!("open {}: {e}", archive.display())))?;
+            .map_err(|e| host_error("open the code archive", archive, e))?;
         let mut magic = [0u8; 4];
         let n = file
             .read(&mut magic)
-            .map_err(|e| internal(format!("read {}: {e}", archive.display())))?;
+            .map_err(|e| host_error("read the code archive", archive, e))?;
         std::io::Seek::rewind(&mut file)
-            .map_err(|e| internal(format!("read {}: {e}", archive.display())))?;
+            .map_err(|e| host_error("read the code archive", archive, e))?;
         if is_zip(&magic[..n]) {
             let tar = zip_to_tar(std::io::BufReader::new(file), Vec::new())?;
             return unpack(tar.as_slice(), &tmp);
@@ -437,38 +493,41 @@ pub(crate) fn unpack_once(
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            Err(internal(format!(
-                "rename {} into place: {e}",
-                tmp.display()
-            )))
+            Err(host_error("move the unpacked code into place", &tmp, e))
         }
     }
 }
 
-/// Unpacks a tar stream into the (empty) directory `dest`.
+/// Unpacks a tar stream into the (empty) directory `dest`. Each entry is
+/// checked against the tree unpacked so far before it is written; symbolic
+/// links are written last, once all of them resolve inside (see the module
+/// docs). On an error `dest` is left for the caller to remove.
 pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), PrepareError> {
     let mut archive = tar::Archive::new(reader);
     let mut bounds = Bounds::default();
+    let mut tree = Tree::new();
     let entries = archive
         .entries()
         .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| invalid(format!("read the tar archive: {e}")))?;
-        match check_entry(&entry, &mut bounds)? {
+        let kind = check_entry(&entry, &mut bounds)?;
+        tree.add(&kind)?;
+        match kind {
             Kind::Skip => {}
             Kind::Dir(rel) => {
                 ensure_parents(dest, &rel)?;
-                ensure_dir(&dest.join(&rel))?;
+                ensure_dir(dest, &rel)?;
             }
             Kind::File(rel, size, exec) => {
                 ensure_parents(dest, &rel)?;
+                clear_slot(dest, &rel)?;
                 let path = dest.join(&rel);
-                clear_slot(&path)?;
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&path)
-                    .map_err(|e| internal(format!("create {}: {e}", path.display())))?;
+                    .map_err(|e| internal(format!("create {}: {e}", rel.display())))?;
                 let copied =
                     std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(|e| {
                         invalid(format!("read {} from the archive: {e}", rel.display()))
@@ -480,35 +539,25 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), PrepareError
                     )));
                 }
                 out.flush()
-                    .map_err(|e| internal(format!("write {}: {e}", path.display())))?;
+                    .map_err(|e| internal(format!("write {}: {e}", rel.display())))?;
                 let mode = if exec { 0o755 } else { 0o644 };
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| internal(format!("chmod {}: {e}", path.display())))?;
+                    .map_err(|e| internal(format!("chmod {}: {e}", rel.display())))?;
             }
-            Kind::Symlink(rel, target) => {
+            Kind::Symlink(rel, _) => {
+                // Written below, if no later entry replaces it.
                 ensure_parents(dest, &rel)?;
-                let path = dest.join(&rel);
-                clear_slot(&path)?;
-                std::os::unix::fs::symlink(&target, &path)
-                    .map_err(|e| internal(format!("link {}: {e}", path.display())))?;
+                clear_slot(dest, &rel)?;
             }
             Kind::Hardlink(rel, target) => {
                 // The target must be a regular file already unpacked, reached
                 // through real directories only; it is copied.
                 ensure_parents(dest, &target)?;
                 let source = dest.join(&target);
-                let meta = std::fs::symlink_metadata(&source).map_err(|_| {
-                    invalid(format!(
-                        "hard link {} points to {}, which is not in the archive before it",
-                        rel.display(),
-                        target.display()
-                    ))
-                })?;
+                let meta = std::fs::symlink_metadata(&source)
+                    .map_err(|_| hardlink_missing(&rel, &target))?;
                 if !meta.is_file() {
-                    return Err(invalid(format!(
-                        "hard link {} must point to a regular file",
-                        rel.display()
-                    )));
+                    return Err(hardlink_not_file(&rel));
                 }
                 bounds.bytes = bounds.bytes.saturating_add(meta.len());
                 if bounds.bytes > MAX_UNPACKED_BYTES {
@@ -518,14 +567,344 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), PrepareError
                     )));
                 }
                 ensure_parents(dest, &rel)?;
-                let path = dest.join(&rel);
-                clear_slot(&path)?;
-                std::fs::copy(&source, &path)
-                    .map_err(|e| internal(format!("copy {}: {e}", path.display())))?;
+                clear_slot(dest, &rel)?;
+                std::fs::copy(&source, dest.join(&rel))
+                    .map_err(|e| internal(format!("copy {}: {e}", rel.display())))?;
             }
         }
     }
+    tree.check_links()?;
+    for (rel, target) in tree.links() {
+        std::os::unix::fs::symlink(target, dest.join(rel))
+            .map_err(|e| internal(format!("create the link {}: {e}", rel.display())))?;
+    }
     Ok(())
+}
+
+fn hardlink_missing(rel: &Path, target: &Path) -> PrepareError {
+    invalid(format!(
+        "hard link {} points to {}, which is not in the archive before it",
+        rel.display(),
+        target.display()
+    ))
+}
+
+fn hardlink_not_file(rel: &Path) -> PrepareError {
+    invalid(format!(
+        "hard link {} must point to a regular file",
+        rel.display()
+    ))
+}
+
+/// The tree an archive unpacks to, built entry by entry with the rules of
+/// [`unpack`] (parents are created as directories, nothing is created
+/// through a file or link, a later file or link replaces an earlier one),
+/// so that links can be resolved in it.
+struct Tree {
+    /// The root (the code directory) first.
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    /// The entry's path in the archive.
+    path: PathBuf,
+    /// None for the root.
+    parent: Option<usize>,
+    kind: NodeKind,
+    children: HashMap<OsString, usize>,
+}
+
+enum NodeKind {
+    Dir,
+    File,
+    Link(PathBuf),
+}
+
+const ROOT: usize = 0;
+
+impl Tree {
+    fn new() -> Tree {
+        Tree {
+            nodes: vec![Node {
+                path: PathBuf::new(),
+                parent: None,
+                kind: NodeKind::Dir,
+                children: HashMap::new(),
+            }],
+        }
+    }
+
+    fn child(&self, dir: usize, name: &OsStr) -> Option<usize> {
+        self.nodes[dir].children.get(name).copied()
+    }
+
+    fn is_dir(&self, node: usize) -> bool {
+        matches!(self.nodes[node].kind, NodeKind::Dir)
+    }
+
+    fn insert(&mut self, dir: usize, name: &OsStr, kind: NodeKind) -> usize {
+        let id = self.nodes.len();
+        let path = self.nodes[dir].path.join(name);
+        self.nodes.push(Node {
+            path,
+            parent: Some(dir),
+            kind,
+            children: HashMap::new(),
+        });
+        self.nodes[dir].children.insert(name.to_owned(), id);
+        id
+    }
+
+    /// The directory that holds `rel`, creating missing ones.
+    fn parent_dir(&mut self, rel: &Path) -> Result<usize, PrepareError> {
+        let mut dir = ROOT;
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            let name = c.as_os_str();
+            dir = match self.child(dir, name) {
+                Some(n) if self.is_dir(n) => n,
+                Some(n) => return Err(conflict(&self.nodes[n].path)),
+                None => self.insert(dir, name, NodeKind::Dir),
+            };
+        }
+        Ok(dir)
+    }
+
+    /// Records a checked entry, refusing what [`unpack`] would refuse.
+    fn add(&mut self, kind: &Kind) -> Result<(), PrepareError> {
+        let (rel, new) = match kind {
+            Kind::Skip => return Ok(()),
+            Kind::Dir(rel) => (rel, NodeKind::Dir),
+            Kind::File(rel, ..) => (rel, NodeKind::File),
+            Kind::Symlink(rel, target) => (rel, NodeKind::Link(target.clone())),
+            Kind::Hardlink(rel, target) => {
+                match self.lookup(target) {
+                    Some(n) if matches!(self.nodes[n].kind, NodeKind::File) => {}
+                    Some(_) => return Err(hardlink_not_file(rel)),
+                    None => return Err(hardlink_missing(rel, target)),
+                }
+                (rel, NodeKind::File)
+            }
+        };
+        let dir = self.parent_dir(rel)?;
+        let Some(name) = rel.file_name() else {
+            return Ok(());
+        };
+        match self.child(dir, name) {
+            Some(n) if self.is_dir(n) => {
+                if !matches!(new, NodeKind::Dir) {
+                    return Err(conflict(rel));
+                }
+            }
+            Some(n) => {
+                if matches!(new, NodeKind::Dir) {
+                    return Err(conflict(rel));
+                }
+                self.nodes[n].kind = new;
+            }
+            None => {
+                self.insert(dir, name, new);
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry at `rel`, reached through directories only.
+    fn lookup(&self, rel: &Path) -> Option<usize> {
+        let mut node = ROOT;
+        for c in rel.components() {
+            if !self.is_dir(node) {
+                return None;
+            }
+            node = self.child(node, c.as_os_str())?;
+        }
+        Some(node)
+    }
+
+    /// Every link: its path and its target.
+    fn links(&self) -> impl Iterator<Item = (&Path, &Path)> {
+        self.nodes.iter().filter_map(|n| match &n.kind {
+            NodeKind::Link(target) => Some((n.path.as_path(), target.as_path())),
+            _ => None,
+        })
+    }
+
+    /// Resolves every link (see the module docs).
+    fn check_links(&self) -> Result<(), PrepareError> {
+        let mut resolver = Resolver {
+            tree: self,
+            done: HashMap::new(),
+            active: Vec::new(),
+        };
+        for (id, node) in self.nodes.iter().enumerate() {
+            if matches!(node.kind, NodeKind::Link(_))
+                && let Err(e) = resolver.follow(id)
+            {
+                return Err(self.link_error(e, &resolver.active));
+            }
+        }
+        Ok(())
+    }
+
+    /// `path → target` of a link.
+    fn describe(&self, link: usize) -> String {
+        let node = &self.nodes[link];
+        match &node.kind {
+            NodeKind::Link(target) => {
+                format!("{} → {}", node.path.display(), target.display())
+            }
+            _ => node.path.display().to_string(),
+        }
+    }
+
+    /// The message for a link that failed to resolve; `chain` holds the
+    /// links being followed, the archive's entry first.
+    fn link_error(&self, e: LinkError, chain: &[usize]) -> PrepareError {
+        let Some((&top, inner)) = chain.split_first() else {
+            return internal("resolving the symbolic links of the code archive failed");
+        };
+        let name = self.nodes[top].path.display();
+        let via = match &e {
+            LinkError::Outside(via) => via.as_slice(),
+            _ => &[],
+        };
+        let links: Vec<usize> = inner.iter().chain(via).copied().collect();
+        // A long chain is shown by its ends.
+        let mut shown: Vec<String> = Vec::new();
+        for (i, &l) in links.iter().enumerate() {
+            if links.len() <= 4 || i < 2 || i + 1 == links.len() {
+                shown.push(self.describe(l));
+            } else if i == 2 {
+                shown.push(format!("{} more", links.len() - 3));
+            }
+        }
+        let through = match shown.is_empty() {
+            true => String::new(),
+            false => format!(" through {}", shown.join(", then ")),
+        };
+        let entry = self.describe(top);
+        invalid(match e {
+            LinkError::Outside(_) => format!(
+                "symbolic link {entry} leads outside the code directory{through}: \
+                 links must resolve to a path inside the function's directory; point {name} \
+                 at its destination without climbing out through other links"
+            ),
+            LinkError::Loop(again) => format!(
+                "symbolic link {entry} never resolves: it loops{through}, back to {}; \
+                 remove the loop from the archive",
+                self.nodes[again].path.display()
+            ),
+            LinkError::TooDeep => format!(
+                "symbolic link {entry} never resolves: it nests more than {MAX_LINK_DEPTH} \
+                 links ({}); point {name} at its destination directly",
+                shown.join(", then ")
+            ),
+        })
+    }
+}
+
+/// Where a link leads in the [`Tree`].
+#[derive(Clone, Copy)]
+enum Resolved {
+    /// A directory or file.
+    At(usize),
+    /// Nothing: a missing entry, or a file used as a directory.
+    Nowhere,
+}
+
+/// Why a link cannot be accepted.
+enum LinkError {
+    /// It climbs above the code directory, after following these links
+    /// (in the walk that climbed).
+    Outside(Vec<usize>),
+    /// It comes back to this link, which is still being resolved.
+    Loop(usize),
+    /// It nests more than [`MAX_LINK_DEPTH`] links.
+    TooDeep,
+}
+
+/// Resolves links in a [`Tree`] as the kernel would in the unpacked code.
+struct Resolver<'t> {
+    tree: &'t Tree,
+    /// Links resolved so far: where each leads and how many links deep
+    /// resolving it goes (itself included).
+    done: HashMap<usize, (Resolved, usize)>,
+    /// The links being resolved, outermost first; on an error, the chain
+    /// that led to it.
+    active: Vec<usize>,
+}
+
+impl Resolver<'_> {
+    /// Where `link` leads, and how many links deep.
+    fn follow(&mut self, link: usize) -> Result<(Resolved, usize), LinkError> {
+        if let Some(&(resolved, depth)) = self.done.get(&link) {
+            if self.active.len() + depth > MAX_LINK_DEPTH {
+                self.active.push(link);
+                return Err(LinkError::TooDeep);
+            }
+            return Ok((resolved, depth));
+        }
+        if self.active.contains(&link) {
+            return Err(LinkError::Loop(link));
+        }
+        self.active.push(link);
+        if self.active.len() > MAX_LINK_DEPTH {
+            return Err(LinkError::TooDeep);
+        }
+        let result = self.walk(link)?;
+        self.active.pop();
+        self.done.insert(link, result);
+        Ok(result)
+    }
+
+    /// Walks `link`'s target from the directory that holds the link.
+    fn walk(&mut self, link: usize) -> Result<(Resolved, usize), LinkError> {
+        let tree = self.tree;
+        let node = &tree.nodes[link];
+        let NodeKind::Link(target) = &node.kind else {
+            return Ok((Resolved::At(link), 0));
+        };
+        let mut dir = node.parent.unwrap_or(ROOT);
+        let mut depth = 1;
+        // The links followed on the way, for the error message.
+        let mut via = Vec::new();
+        let mut components = target.components().peekable();
+        while let Some(c) = components.next() {
+            let name = match c {
+                Component::CurDir => continue,
+                Component::ParentDir => match tree.nodes[dir].parent {
+                    Some(parent) => {
+                        dir = parent;
+                        continue;
+                    }
+                    None => return Err(LinkError::Outside(via)),
+                },
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(LinkError::Outside(via));
+                }
+                Component::Normal(name) => name,
+            };
+            let Some(mut next) = tree.child(dir, name) else {
+                return Ok((Resolved::Nowhere, depth));
+            };
+            if matches!(tree.nodes[next].kind, NodeKind::Link(_)) {
+                let (resolved, inner) = self.follow(next)?;
+                depth = depth.max(inner + 1);
+                via.push(next);
+                match resolved {
+                    Resolved::At(n) => next = n,
+                    Resolved::Nowhere => return Ok((Resolved::Nowhere, depth)),
+                }
+            }
+            if tree.is_dir(next) {
+                dir = next;
+            } else if components.peek().is_none() {
+                return Ok((Resolved::At(next), depth));
+            } else {
+                return Ok((Resolved::Nowhere, depth));
+            }
+        }
+        Ok((Resolved::At(dir), depth))
+    }
 }
 
 /// Removes half-unpacked directories left by an interrupted prepare.

@@ -3,8 +3,10 @@
 //! A worker is started as
 //!
 //! ```text
-//! nimbus ─fork─► child: join the worker's cgroup, set rlimits, mark inherited
-//!                       descriptors close-on-exec, (root only:) private mount
+//! nimbus ─fork─► child: join the worker's cgroup, mark inherited descriptors
+//!                       close-on-exec, open the seccomp pipe, set rlimits
+//!                       (after the last descriptor is opened: Nimbus's own
+//!                       stay open until exec), (root only:) private mount
 //!                       namespace with the code dir bound on
 //!                       /run/nimbus-process/stage, drop to the sandbox uid/gid
 //!        ─exec─► bwrap (unprivileged, in its own process group)
@@ -406,8 +408,9 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Installs the pre-exec hook that joins the cgroup, sets rlimits, stages
-/// the code directory and drops privileges.
+/// Installs the pre-exec hook that joins the cgroup, hands bubblewrap the
+/// seccomp program, sets rlimits, stages the code directory and drops
+/// privileges.
 #[allow(unsafe_code)]
 fn install_child_setup(cmd: &mut std::process::Command, plan: ChildPlan) {
     use std::os::unix::process::CommandExt as _;
@@ -423,16 +426,6 @@ fn install_child_setup(cmd: &mut std::process::Command, plan: ChildPlan) {
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-        }
-        let limit = |v: libc::rlim_t| libc::rlimit {
-            rlim_cur: v,
-            rlim_max: v,
-        };
-        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit(plan.nofile)) })?;
-        check(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit(plan.fsize)) })?;
-        check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit(0)) })?;
-        if let Some(bytes) = plan.address_space {
-            check(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit(bytes)) })?;
         }
         // Descriptors Nimbus itself inherited without close-on-exec must not
         // reach the sandbox: mark every descriptor above stdio close-on-exec,
@@ -474,6 +467,22 @@ fn install_child_setup(cmd: &mut std::process::Command, plan: ChildPlan) {
                 check(unsafe { libc::dup2(read_end, *target) })?;
                 unsafe { libc::close(read_end) };
             }
+        }
+        // The limits come only now, after the last system call that
+        // allocates a descriptor (`pipe2` above; `dup2` onto a low number
+        // does not need a free one): the descriptors Nimbus holds are still
+        // open here until exec closes them, and with more than `nofile` of
+        // them a lowered RLIMIT_NOFILE would leave no number to allocate.
+        // Nothing below allocates a descriptor.
+        let limit = |v: libc::rlim_t| libc::rlimit {
+            rlim_cur: v,
+            rlim_max: v,
+        };
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit(plan.nofile)) })?;
+        check(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit(plan.fsize)) })?;
+        check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit(0)) })?;
+        if let Some(bytes) = plan.address_space {
+            check(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit(bytes)) })?;
         }
         if let Some((code, stage)) = &plan.stage {
             check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;

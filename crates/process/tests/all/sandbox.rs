@@ -144,15 +144,18 @@ libc = ctypes.CDLL(None, use_errno=True)
 NR = {
     "x86_64": {"mount": 165, "unshare": 272, "ptrace": 101, "bpf": 321,
                "keyctl": 250, "perf_event_open": 298, "io_uring_setup": 425,
-               "clone3": 435, "userfaultfd": 323},
+               "clone3": 435, "userfaultfd": 323, "clone": 56},
     "aarch64": {"mount": 40, "unshare": 97, "ptrace": 117, "bpf": 280,
                 "keyctl": 219, "perf_event_open": 241, "io_uring_setup": 425,
-                "clone3": 435, "userfaultfd": 282},
+                "clone3": 435, "userfaultfd": 282, "clone": 220},
 }[platform.machine()]
 
 def errno_of(name, *args):
+    return errno_of_nr(NR[name], *args)
+
+def errno_of_nr(nr, *args):
     ctypes.set_errno(0)
-    r = libc.syscall(NR[name], *args)
+    r = libc.syscall(nr, *args)
     return "ok" if r >= 0 else os.strerror(ctypes.get_errno())
 
 def lambda_handler(event, context):
@@ -167,7 +170,13 @@ def lambda_handler(event, context):
         "io_uring_setup": errno_of("io_uring_setup", 1, None),
         "clone3": errno_of("clone3", None, 0),
         "userfaultfd": errno_of("userfaultfd", 0),
+        # CLONE_NEWUSER | CLONE_FS: the kernel itself refuses the pair with
+        # EINVAL, before creating anything; only the filter says EPERM.
+        "clone_newuser": errno_of("clone", 0x10000000 | 0x200, None, None, None, None),
     }
+    if platform.machine() == "x86_64":
+        # getpid through the x32 ABI: ENOSYS where the kernel lacks it.
+        out["x32_getpid"] = errno_of_nr(0x40000000 | 39)
     # What ordinary programs do still works: threads, fork + exec.
     t = threading.Thread(target=lambda: None)
     t.start()
@@ -201,9 +210,12 @@ async fn seccomp_denies_dangerous_syscalls_and_keeps_ordinary_ones() {
         "keyctl",
         "perf_event_open",
         "userfaultfd",
+        "clone_newuser",
     ] {
         assert_eq!(v[name], eperm, "{name}: {v}");
     }
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(v["x32_getpid"], eperm, "{v}");
     assert_eq!(v["io_uring_setup"], enosys, "{v}");
     assert_eq!(v["clone3"], enosys, "{v}");
     assert_eq!(v["thread"], "ok", "{v}");
@@ -289,4 +301,74 @@ async fn workers_are_one_cpu_group_capped_at_one_core() {
         "{quota}"
     );
     p.release();
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns
+/// the new soft limit.
+#[allow(unsafe_code)]
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed,
+    // which lives across each call.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+/// A server that holds more descriptors than a worker may (idle
+/// connections, say) still starts workers: the sandbox's `RLIMIT_NOFILE`
+/// only applies once everything the start needs is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_start_while_the_server_holds_more_descriptors_than_a_worker_may() {
+    use std::os::fd::AsRawFd as _;
+    let f = Fixture::new();
+    let p = f
+        .prepare(
+            CodeKind::Python,
+            None,
+            &[(
+                "app.py",
+                "def lambda_handler(event, context):\n    return 'up'\n",
+            )],
+            limits(5000),
+        )
+        .await
+        .expect("prepare");
+    let node = f
+        .prepare(
+            CodeKind::Node,
+            None,
+            &[("index.js", "exports.handler = async () => 'up';\n")],
+            limits(5000),
+        )
+        .await
+        .expect("prepare");
+    let soft = raise_open_file_limit();
+    assert!(
+        soft >= 2048,
+        "the test needs RLIMIT_NOFILE >= 2048, not {soft}"
+    );
+    // Close-on-exec duplicates, like the server's sockets, until every
+    // descriptor number a worker may have (1024 by default) is taken.
+    let null = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let mut held = Vec::new();
+    loop {
+        let fd = null.try_clone().expect("dup /dev/null");
+        let n = fd.as_raw_fd();
+        held.push(fd);
+        if n > 1100 {
+            break;
+        }
+    }
+    for p in [&p, &node] {
+        let v = json_body(&invoke(p, get("/"), 5000).await);
+        assert_eq!(v, json!("up"));
+    }
+    drop(held);
 }
