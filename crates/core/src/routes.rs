@@ -321,7 +321,7 @@ mod tests {
             ("/users/{id}/../x", "none"),
             ("GET /files/readme", "default/files"),
             ("POST /files/a/b/{c}", "default/files"),
-            ("GET /{section}/{id}", "default/users"),
+            ("GET /{section}/{id}", "default/"),
             ("GET /{*all}", "default/"),
             ("GET /about", "default/root"),
         ] {

@@ -602,7 +602,9 @@ impl Runtime for ProcessRuntime {
             .inner
             .sandbox
             .as_ref()
-            .map_err(|e| PrepareError::new(ErrorCode::Internal, e.clone()))?;
+            // Not an internal error: the operator's machine lacks the
+            // sandbox, and the message says how to install it.
+            .map_err(|e| PrepareError::new(ErrorCode::Unavailable, e.clone()))?;
         let code_root = self.inner.config.work_dir.join("code");
         let digest = version.code_digest.clone();
         let archive_path = code_path.to_path_buf();
