@@ -539,3 +539,108 @@ async fn with_durable_records_every_answered_invocation_survives_kill_9() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_manifests_do_not_stall_invocations() {
+    let s = TestServer::start().await;
+    s.deploy("hello", "hello", "").await;
+    let nested = format!("functions: {}", "[".repeat(100_000));
+    let deploys: Vec<_> = (0..3)
+        .map(|_| {
+            let req = s
+                .admin(reqwest::Method::POST, "/namespaces/default/deployments")
+                .json(&serde_json::json!({ "manifest": nested, "artifacts": {} }));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = req.send().await.expect("deploy");
+                let status = r.status().as_u16();
+                (status, r.text().await.expect("body"), started.elapsed())
+            })
+        })
+        .collect();
+    // Invocations and /healthz go on while the manifests are refused.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let started = Instant::now();
+        assert_eq!(s.get("/fn/default/hello").await.status(), 200);
+        assert_eq!(s.get("/healthz").await.status(), 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    for d in deploys {
+        let (status, body, took) = d.await.expect("deploy task");
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error_code(&body), "invalid_manifest");
+        assert!(body.contains("line 1"), "the error has the line: {body}");
+        assert!(took < Duration::from_secs(3), "refused in {took:?}");
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "an invocation waited {slowest:?} behind manifest parsing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_keys_and_nul_bytes_in_manifests_are_refused() {
+    let s = TestServer::start().await;
+    for (manifest, wanted) in [
+        (
+            "functions:\n  api:\n    code: hello.wasm\n  api:\n    code: hello.wasm\n    public: true\n",
+            "line 4",
+        ),
+        (
+            "functions:\n  api:\n    code: hello.wasm\n    env:\n      A: one\n      A: two\n",
+            "line 6",
+        ),
+        (
+            "functions:\n  api:\n    code: hello.wasm\n    public: false\n    public: true\n",
+            "line 5",
+        ),
+        (
+            "functions:\n  api:\n    code: hello.wasm\n    env: { A: \"x\\0y\" }\n",
+            "A",
+        ),
+    ] {
+        let (status, body) = s.deploy_manifest(manifest, &["hello"]).await;
+        assert_eq!(status, 400, "{manifest}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_manifest", "{body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(wanted), "{manifest}: {message}");
+    }
+    let fns = s.admin_json("/namespaces/default/functions").await;
+    assert_eq!(fns["functions"].as_array().map(Vec::len), Some(0), "{fns}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.connections.write_stall_timeout_ms = 300;
+    let s = TestServer::start_with(dir, c).await;
+    s.deploy(
+        "big",
+        "big_response",
+        "    limits: { max_response_body_bytes: 8388608 }\n",
+    )
+    .await;
+    let size = 6 * 1024 * 1024;
+    let mut conn = TcpStream::connect(host(&s.url)).await.expect("connect");
+    conn.write_all(
+        format!("GET /fn/default/big?bytes={size} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    // Read nothing while the server's writes stall past the bound.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the server closed the connection"
+    );
+    assert!(
+        got.len() < size,
+        "the connection was cut before the whole response: {} bytes",
+        got.len()
+    );
+    assert_eq!(s.get("/healthz").await.status(), 200);
+}
