@@ -30,6 +30,18 @@ pub const MAX_ROUTES_PER_FUNCTION: usize = 64;
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of collections (mappings and sequences, block or flow
+/// style) a manifest may use, in levels: the top-level mapping is level 1.
+///
+/// The format needs 4 levels (the top level, `functions`, one function, and
+/// its `limits`, `scaling`, `env` or `routes`); anything deeper is a type
+/// error anyway, so 32 leaves ample room for it to be reported as such. The
+/// limit exists because the YAML parser's work grows with the square of the
+/// depth: 1 MiB of `[` took 5 s to reject, 1 MiB of `{a: ` over ten minutes.
+/// With at most 32 levels the worst 1 MiB manifest is rejected in about a
+/// millisecond (`cargo run --release -p nimbus-api --example
+/// manifest_parse_time` measures it).
+pub const MAX_MANIFEST_DEPTH: usize = 32;
 
 /// Path prefixes that belong to the platform and cannot be custom routes.
 pub const RESERVED_PREFIXES: &[&str] = &["/api", "/fn", "/healthz", "/metrics", "/_nimbus"];
@@ -240,6 +252,7 @@ impl Manifest {
                 column: None,
             });
         }
+        check_depth(text)?;
         let manifest: Manifest = serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
             // The message of serde_yaml_ng ends with " at line L column C";
@@ -332,6 +345,66 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// Rejects a manifest whose collections nest deeper than
+/// [`MAX_MANIFEST_DEPTH`], and any YAML syntax error, before the document is
+/// handed to serde_yaml_ng.
+///
+/// The nesting is read from the events of libyaml-safer, a safe port of the
+/// same libyaml that serde_yaml_ng parses with, so it is the depth the real
+/// parse would reach: a scanner of our own could be led to disagree (in
+/// `[a ', [[[…` the quote belongs to the plain scalar `a '`, so every `[`
+/// after it opens a sequence). The events are read one at a time and the
+/// check stops at the first level too deep, so its own work stays bounded.
+fn check_depth(text: &str) -> Result<(), ManifestError> {
+    use libyaml_safer::{EventData, Parser};
+    let mut input = text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
+    let mut depth = 0usize;
+    for event in parser {
+        let event = event.map_err(|e| syntax_error(&e))?;
+        match event.data {
+            EventData::SequenceStart { .. } | EventData::MappingStart { .. } => {
+                depth += 1;
+                if depth > MAX_MANIFEST_DEPTH {
+                    return Err(ManifestError {
+                        message: format!(
+                            "a mapping or sequence nested {depth} levels deep; manifests may nest at most {MAX_MANIFEST_DEPTH} levels and need 4 (top level, functions, a function, its limits, scaling, env or routes): remove the extra brackets or indentation"
+                        ),
+                        line: Some(mark_number(event.start_mark.line)),
+                        column: Some(mark_number(event.start_mark.column)),
+                    });
+                }
+            }
+            EventData::SequenceEnd | EventData::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A 0-based libyaml mark as a 1-based line or column number.
+fn mark_number(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1)
+}
+
+fn syntax_error(e: &libyaml_safer::Error) -> ManifestError {
+    let mut message = format!("invalid YAML: {}", e.problem());
+    if let (Some(context), Some(mark)) = (e.context(), e.context_mark()) {
+        message.push_str(&format!(
+            ", {context} that starts at line {}, column {}",
+            mark_number(mark.line),
+            mark_number(mark.column)
+        ));
+    }
+    let mark = e.problem_mark();
+    ManifestError {
+        message,
+        line: mark.map(|m| mark_number(m.line)),
+        column: mark.map(|m| mark_number(m.column)),
     }
 }
 
@@ -454,6 +527,82 @@ mod tests {
         let e =
             Manifest::parse("functions:\n  w:\n    code: a.wasm\n    network: true\n").unwrap_err();
         assert!(e.message.contains("functions.w.network"), "{e}");
+    }
+
+    fn nested(open: &str, levels: usize) -> String {
+        open.repeat(levels)
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_passes_the_depth_check() {
+        let balanced = |n| format!("{}{}", nested("[", n), nested("]", n));
+        assert_eq!(check_depth(&balanced(MAX_MANIFEST_DEPTH)), Ok(()));
+        let e = check_depth(&balanced(MAX_MANIFEST_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            (e.line, e.column),
+            (Some(1), Some(MAX_MANIFEST_DEPTH + 1)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_rejected_with_its_line() {
+        let text = format!(
+            "functions:\n  f:\n    code: a.wasm\n    env:\n      A: {}\n",
+            nested("{a: ", 1000)
+        );
+        let e = Manifest::parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("nested 33 levels deep"), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+        let e = Manifest::parse(&nested("[", 1000)).unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn deep_block_nesting_is_rejected_with_its_line() {
+        // One mapping per line, each indented one column more.
+        let mut text = String::from("functions:\n");
+        for depth in 1..40 {
+            text.push_str(&" ".repeat(depth));
+            text.push_str("a:\n");
+        }
+        let e = Manifest::parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(MAX_MANIFEST_DEPTH + 1), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+        // Compact block sequences nest on one line.
+        let e = Manifest::parse(&format!("functions:\n  {}x\n", nested("- ", 1000))).unwrap_err();
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn quote_inside_a_plain_scalar_does_not_hide_brackets() {
+        // The quote belongs to the plain scalar `a '`: every `[` after it
+        // opens a sequence.
+        let text = format!("functions: [a ', {}\n", nested("[", 1000));
+        let e = Manifest::parse(&text).unwrap_err();
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let deep = nested("[", 1000);
+        let text = format!(
+            "# {deep}\nfunctions:\n  f:\n    code: a.wasm\n    env:\n      A: '{deep}'\n      B: \"{deep}\"\n      C: |\n        {deep}\n      D: x{deep}\n"
+        );
+        assert_eq!(check_depth(&text), Ok(()));
+        let m = Manifest::parse(&text).expect("parse");
+        let env = m.functions[&FunctionName::new("f").expect("name")].env_map();
+        assert_eq!(env["A"], deep);
+        assert_eq!(env["C"], format!("{deep}\n"));
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_line_numbers() {
+        let e = Manifest::parse("functions:\n  f:\n    code: a.wasm\n   bad\n").unwrap_err();
+        assert!(e.message.starts_with("invalid YAML: "), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
     }
 
     #[test]
