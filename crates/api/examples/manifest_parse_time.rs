@@ -19,6 +19,19 @@ fn repeat_to(prefix: &str, unit: &str, suffix: &str, bytes: usize) -> String {
     s
 }
 
+/// `prefix`, then lines `{indent}A<n>: b` with distinct keys, until `bytes`.
+fn distinct_keys(prefix: &str, indent: &str, bytes: usize) -> String {
+    let mut s = String::from(prefix);
+    for n in 0.. {
+        let line = format!("{indent}A{n}: b\n");
+        if s.len() + line.len() > bytes {
+            break;
+        }
+        s.push_str(&line);
+    }
+    s
+}
+
 /// Block mappings, each key one column deeper than the last, until `bytes`.
 fn staircase(bytes: usize) -> String {
     let mut s = String::from("functions:\n");
@@ -80,7 +93,7 @@ fn main() {
                 s.push_str(&" ".repeat(d));
                 s.push_str("a:\n");
             }
-            repeat_to(&s, &format!("{}b: c\n", " ".repeat(31)), "", bytes)
+            distinct_keys(&s, &" ".repeat(31), bytes)
         }),
         (
             "flat sequence [a, a, …]",
@@ -88,12 +101,7 @@ fn main() {
         ),
         (
             "many env keys",
-            repeat_to(
-                "functions:\n  f:\n    code: a\n    env:\n",
-                "      A: b\n",
-                "",
-                bytes,
-            ),
+            distinct_keys("functions:\n  f:\n    code: a\n    env:\n", "      ", bytes),
         ),
         ("comment of [", repeat_to("#", "[", "\n", bytes)),
         ("quoted [", repeat_to("functions: '", "[", "'\n", bytes)),

@@ -20,7 +20,7 @@ use crate::function::Route;
 use crate::limits::{Limits, Scaling};
 use crate::names::{EnvName, FunctionName};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Most functions one manifest may declare.
 pub const MAX_FUNCTIONS_PER_MANIFEST: usize = 256;
@@ -52,6 +52,7 @@ pub struct Manifest {
     /// Manifest format version; only `1` exists.
     #[serde(default = "default_format")]
     pub version: u32,
+    #[serde(deserialize_with = "crate::unique_map::deserialize")]
     pub functions: BTreeMap<FunctionName, FunctionSpec>,
 }
 
@@ -111,7 +112,7 @@ pub struct FunctionSpec {
     pub limits: Limits,
     #[serde(default)]
     pub scaling: Scaling,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_map::deserialize")]
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
@@ -252,7 +253,7 @@ impl Manifest {
                 column: None,
             });
         }
-        check_depth(text)?;
+        check_structure(text)?;
         let manifest: Manifest = serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
             // The message of serde_yaml_ng ends with " at line L column C";
@@ -348,42 +349,127 @@ impl Manifest {
     }
 }
 
-/// Rejects a manifest whose collections nest deeper than
-/// [`MAX_MANIFEST_DEPTH`], and any YAML syntax error, before the document is
-/// handed to serde_yaml_ng.
+/// Rejects, before the document is handed to serde_yaml_ng, a manifest
+/// whose collections nest deeper than [`MAX_MANIFEST_DEPTH`], a mapping with
+/// the same key twice, and any YAML syntax error.
 ///
-/// The nesting is read from the events of libyaml-safer, a safe port of the
-/// same libyaml that serde_yaml_ng parses with, so it is the depth the real
-/// parse would reach: a scanner of our own could be led to disagree (in
-/// `[a ', [[[…` the quote belongs to the plain scalar `a '`, so every `[`
-/// after it opens a sequence). The events are read one at a time and the
-/// check stops at the first level too deep, so its own work stays bounded.
-fn check_depth(text: &str) -> Result<(), ManifestError> {
+/// The manifest is read as the events of libyaml-safer, a safe port of the
+/// same libyaml that serde_yaml_ng parses with, so the nesting seen is the
+/// one the real parse would reach: a scanner of our own could be led to
+/// disagree (in `[a ', [[[…` the quote belongs to the plain scalar `a '`, so
+/// every `[` after it opens a sequence). The events are read one at a time
+/// and the check stops at the first level too deep, so its own work stays
+/// bounded.
+///
+/// Duplicate keys are found here for every mapping, struct fields included
+/// (serde's derive rejects those too, but at the line where the mapping
+/// starts), so the error points at the second occurrence.
+fn check_structure(text: &str) -> Result<(), ManifestError> {
     use libyaml_safer::{EventData, Parser};
     let mut input = text.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
-    let mut depth = 0usize;
+    let mut open: Vec<Collection> = Vec::new();
     for event in parser {
         let event = event.map_err(|e| syntax_error(&e))?;
+        let line = mark_number(event.start_mark.line);
+        let column = mark_number(event.start_mark.column);
         match event.data {
             EventData::SequenceStart { .. } | EventData::MappingStart { .. } => {
-                depth += 1;
+                let depth = open.len() + 1;
                 if depth > MAX_MANIFEST_DEPTH {
                     return Err(ManifestError {
                         message: format!(
                             "a mapping or sequence nested {depth} levels deep; manifests may nest at most {MAX_MANIFEST_DEPTH} levels and need 4 (top level, functions, a function, its limits, scaling, env or routes): remove the extra brackets or indentation"
                         ),
-                        line: Some(mark_number(event.start_mark.line)),
-                        column: Some(mark_number(event.start_mark.column)),
+                        line: Some(line),
+                        column: Some(column),
                     });
                 }
+                open.push(if matches!(event.data, EventData::MappingStart { .. }) {
+                    Collection::Mapping {
+                        keys: HashMap::new(),
+                        key: None,
+                        at_key: true,
+                    }
+                } else {
+                    Collection::Sequence { index: 0 }
+                });
             }
-            EventData::SequenceEnd | EventData::MappingEnd => depth = depth.saturating_sub(1),
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                open.pop();
+                node_done(&mut open);
+            }
+            EventData::Scalar { value, .. } => {
+                if let Some(Collection::Mapping { keys, key, at_key }) = open.last_mut()
+                    && *at_key
+                {
+                    if let Some(&(first_line, first_column)) = keys.get(&value) {
+                        let path = path_of(&open[..open.len() - 1]);
+                        return Err(ManifestError {
+                            message: format!(
+                                "{path}key {value:?} appears twice in the same mapping (first at line {first_line}, column {first_column}); each key may appear once: remove or rename one of them"
+                            ),
+                            line: Some(line),
+                            column: Some(column),
+                        });
+                    }
+                    keys.insert(value.clone(), (line, column));
+                    *key = Some(value);
+                }
+                node_done(&mut open);
+            }
+            EventData::Alias { .. } => node_done(&mut open),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// A collection being read by [`check_structure`].
+enum Collection {
+    Sequence {
+        index: usize,
+    },
+    Mapping {
+        /// Scalar keys seen so far, with the line and column of each.
+        keys: HashMap<String, (usize, usize)>,
+        /// The latest key, for error paths.
+        key: Option<String>,
+        /// Whether the next node is a key (else a value).
+        at_key: bool,
+    },
+}
+
+/// Records that a whole node was read inside the innermost open collection.
+fn node_done(open: &mut [Collection]) {
+    match open.last_mut() {
+        Some(Collection::Mapping { at_key, .. }) => *at_key = !*at_key,
+        Some(Collection::Sequence { index }) => *index += 1,
+        None => {}
+    }
+}
+
+/// Where the innermost of `open` sits, as `functions.hello.env: `, or empty
+/// at the top level.
+fn path_of(open: &[Collection]) -> String {
+    let mut path = String::new();
+    for c in open {
+        match c {
+            Collection::Mapping { key: Some(k), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Collection::Mapping { key: None, .. } => path.push_str(".?"),
+            Collection::Sequence { index } => path.push_str(&format!("[{index}]")),
+        }
+    }
+    if !path.is_empty() {
+        path.push_str(": ");
+    }
+    path
 }
 
 /// A 0-based libyaml mark as a 1-based line or column number.
@@ -536,8 +622,8 @@ mod tests {
     #[test]
     fn nesting_up_to_the_limit_passes_the_depth_check() {
         let balanced = |n| format!("{}{}", nested("[", n), nested("]", n));
-        assert_eq!(check_depth(&balanced(MAX_MANIFEST_DEPTH)), Ok(()));
-        let e = check_depth(&balanced(MAX_MANIFEST_DEPTH + 1)).unwrap_err();
+        assert_eq!(check_structure(&balanced(MAX_MANIFEST_DEPTH)), Ok(()));
+        let e = check_structure(&balanced(MAX_MANIFEST_DEPTH + 1)).unwrap_err();
         assert_eq!(
             (e.line, e.column),
             (Some(1), Some(MAX_MANIFEST_DEPTH + 1)),
@@ -591,11 +677,82 @@ mod tests {
         let text = format!(
             "# {deep}\nfunctions:\n  f:\n    code: a.wasm\n    env:\n      A: '{deep}'\n      B: \"{deep}\"\n      C: |\n        {deep}\n      D: x{deep}\n"
         );
-        assert_eq!(check_depth(&text), Ok(()));
+        assert_eq!(check_structure(&text), Ok(()));
         let m = Manifest::parse(&text).expect("parse");
         let env = m.functions[&FunctionName::new("f").expect("name")].env_map();
         assert_eq!(env["A"], deep);
         assert_eq!(env["C"], format!("{deep}\n"));
+    }
+
+    #[test]
+    fn a_function_declared_twice_is_refused_at_the_second() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n  b:\n    code: b.wasm\n  a:\n    code: a.wasm\n    public: true\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(6), Some(3)), "{e}");
+        assert!(
+            e.message.starts_with(
+                "functions: key \"a\" appears twice in the same mapping (first at line 2, column 3)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_env_variable_given_twice_is_refused_at_the_second() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      A: one\n      B: two\n      A: three\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(7), Some(7)), "{e}");
+        assert!(
+            e.message
+                .contains("functions.a.env: key \"A\" appears twice"),
+            "{e}"
+        );
+        // Flow style, and the same key quoted differently.
+        let e = Manifest::parse("functions:\n  a:\n    code: a.wasm\n    env: {A: 1, 'A': 2}\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(17)), "{e}");
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_at_the_second() {
+        // serde's derive refuses these as well, at the line where the
+        // mapping starts; the check points at the duplicate itself.
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    public: false\n    public: true\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(5), Some(5)), "{e}");
+        assert!(
+            e.message
+                .contains("functions.a: key \"public\" appears twice"),
+            "{e}"
+        );
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    limits: {timeout_ms: 5, timeout_ms: 6}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(29)), "{e}");
+        let e =
+            Manifest::parse("functions:\n  a:\n    code: a.wasm\nfunctions:\n  b:\n    code: b\n")
+                .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(1)), "{e}");
+        assert!(
+            e.message.starts_with("key \"functions\" appears twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_same_key_in_different_mappings_is_fine() {
+        let m = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env: {A: 1}\n  b:\n    code: b.wasm\n    env: {A: 1}\n",
+        )
+        .expect("parse");
+        assert_eq!(m.functions.len(), 2);
     }
 
     #[test]
