@@ -112,7 +112,7 @@ pub struct FunctionSpec {
     pub limits: Limits,
     #[serde(default)]
     pub scaling: Scaling,
-    #[serde(default, deserialize_with = "crate::unique_map::deserialize")]
+    #[serde(default, deserialize_with = "crate::unique_map::deserialize_env")]
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
@@ -371,7 +371,7 @@ fn check_structure(text: &str) -> Result<(), ManifestError> {
     parser.set_input_string(&mut input);
     let mut open: Vec<Collection> = Vec::new();
     for event in parser {
-        let event = event.map_err(|e| syntax_error(&e))?;
+        let event = event.map_err(|e| syntax_error(text, &e))?;
         let line = mark_number(event.start_mark.line);
         let column = mark_number(event.start_mark.column);
         match event.data {
@@ -477,7 +477,7 @@ fn mark_number(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1)
 }
 
-fn syntax_error(e: &libyaml_safer::Error) -> ManifestError {
+fn syntax_error(text: &str, e: &libyaml_safer::Error) -> ManifestError {
     let mut message = format!("invalid YAML: {}", e.problem());
     if let (Some(context), Some(mark)) = (e.context(), e.context_mark()) {
         message.push_str(&format!(
@@ -486,12 +486,51 @@ fn syntax_error(e: &libyaml_safer::Error) -> ManifestError {
             mark_number(mark.column)
         ));
     }
-    let mark = e.problem_mark();
+    if let Some(mark) = e.problem_mark() {
+        return ManifestError {
+            message,
+            line: Some(mark_number(mark.line)),
+            column: Some(mark_number(mark.column)),
+        };
+    }
+    // The reader refuses characters YAML cannot hold, without a position.
+    if let Some((line, column, c)) = first_unprintable(text) {
+        return ManifestError {
+            message: format!(
+                "invalid YAML: the character U+{:04X} is not allowed in a YAML document; remove it (a double-quoted string can hold control characters as escapes such as \\t)",
+                u32::from(c)
+            ),
+            line: Some(line),
+            column: Some(column),
+        };
+    }
     ManifestError {
         message,
-        line: mark.map(|m| mark_number(m.line)),
-        column: mark.map(|m| mark_number(m.column)),
+        line: None,
+        column: None,
     }
+}
+
+/// The 1-based line and column (in characters) of the first character the
+/// YAML reader refuses, and that character.
+fn first_unprintable(text: &str) -> Option<(usize, usize, char)> {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    let (mut line, mut column) = (1, 1);
+    for c in text.chars() {
+        if !printable(c) {
+            return Some((line, column, c));
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -753,6 +792,46 @@ mod tests {
         )
         .expect("parse");
         assert_eq!(m.functions.len(), 2);
+    }
+
+    #[test]
+    fn an_env_value_with_a_nul_byte_is_refused_with_its_line() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      OK: fine\n      GREETING: \"hi\\0there\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(6), Some(17)), "{e}");
+        assert!(
+            e.message.contains(
+                "the value of environment variable GREETING contains a NUL byte (at byte 2)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deploy_request_with_a_nul_in_an_env_value_is_refused() {
+        // The deployment API carries the manifest as a string in JSON: the
+        // NUL can come as a YAML escape, or as a JSON escape that puts the
+        // byte itself in the manifest text.
+        let parse = |body: &str| {
+            let req: crate::wire::DeployRequest = serde_json::from_str(body).expect("request");
+            Manifest::parse(&req.manifest).unwrap_err()
+        };
+        let e = parse(
+            r#"{"manifest": "functions: {a: {code: a.wasm, env: {GREETING: \"hi\\u0000\"}}}", "artifacts": {}}"#,
+        );
+        assert_eq!((e.line, e.column), (Some(1), Some(47)), "{e}");
+        assert!(
+            e.message
+                .contains("environment variable GREETING contains a NUL byte"),
+            "{e}"
+        );
+        let e = parse(
+            r#"{"manifest": "functions: {a: {code: a.wasm, env: {GREETING: \"hi\u0000\"}}}", "artifacts": {}}"#,
+        );
+        assert_eq!((e.line, e.column), (Some(1), Some(50)), "{e}");
+        assert!(e.message.contains("U+0000 is not allowed"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! request deserialize through [`deserialize`] instead. The duplicate is
 //! refused while its key is read, so a YAML error carries the key's line.
 
-use crate::names::{EnvName, FunctionName};
+use crate::names::{EnvName, FunctionName, check_env_value};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,13 +47,41 @@ where
     K: UniqueKey,
     V: de::Deserialize<'de>,
 {
-    deserializer.deserialize_map(MapVisitor(PhantomData))
+    deserializer.deserialize_map(MapVisitor {
+        value_seed: |_: &K| PhantomData::<V>,
+        marker: PhantomData,
+    })
 }
 
-struct MapVisitor<K, V>(PhantomData<(K, V)>);
+/// Deserializes a function's environment: names appear once, and values
+/// must be able to reach a process (see [`crate::names::check_env_value`]).
+/// A bad value is refused while it is read, so a YAML error carries its line.
+pub(crate) fn deserialize_env<'de, D>(
+    deserializer: D,
+) -> Result<BTreeMap<EnvName, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    deserializer.deserialize_map(MapVisitor {
+        value_seed: |name: &EnvName| EnvValueSeed(name.clone()),
+        marker: PhantomData,
+    })
+}
 
-impl<'de, K: UniqueKey, V: de::Deserialize<'de>> Visitor<'de> for MapVisitor<K, V> {
-    type Value = BTreeMap<K, V>;
+/// Reads a map whose values are read by the seed `value_seed` makes from
+/// their key.
+struct MapVisitor<K, F> {
+    value_seed: F,
+    marker: PhantomData<K>,
+}
+
+impl<'de, K, F, S> Visitor<'de> for MapVisitor<K, F>
+where
+    K: UniqueKey,
+    F: Fn(&K) -> S,
+    S: DeserializeSeed<'de>,
+{
+    type Value = BTreeMap<K, S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a map of {} names", K::KIND)
@@ -62,10 +90,42 @@ impl<'de, K: UniqueKey, V: de::Deserialize<'de>> Visitor<'de> for MapVisitor<K, 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = BTreeMap::new();
         while let Some(key) = map.next_key_seed(KeySeed { seen: &out })? {
-            let value = map.next_value()?;
+            let value = map.next_value_seed((self.value_seed)(&key))?;
             out.insert(key, value);
         }
         Ok(out)
+    }
+}
+
+/// Reads the value of one environment variable.
+struct EnvValueSeed(EnvName);
+
+impl<'de> DeserializeSeed<'de> for EnvValueSeed {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_string(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvValueSeed {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a string value for environment variable {}",
+            self.0.as_str()
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        self.visit_string(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        check_env_value(self.0.as_str(), &v).map_err(E::custom)?;
+        Ok(v)
     }
 }
 
@@ -144,6 +204,19 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string().contains(r#"key "a.wasm" appears twice"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_env_value_with_nul_is_refused() {
+        let e = serde_json::from_str::<FunctionSpec>(
+            r#"{"code": "a.wasm", "env": {"GREETING": "hi\u0000there"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the value of environment variable GREETING contains a NUL byte"),
             "{e}"
         );
     }
