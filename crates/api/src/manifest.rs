@@ -365,8 +365,28 @@ impl Manifest {
 /// (serde's derive rejects those too, but at the line where the mapping
 /// starts), so the error points at the second occurrence.
 fn check_structure(text: &str) -> Result<(), ManifestError> {
+    // libyaml-safer panics in places where C libyaml reads the NUL it keeps
+    // after the input: at the end of a last line without a line break (a
+    // line break there changes no event), and after a tag followed by `,`
+    // in a flow collection. Any panic of the reader is contained and the
+    // manifest refused.
+    let mut input = String::with_capacity(text.len() + 1);
+    input.push_str(text);
+    input.push('\n');
+    std::panic::catch_unwind(|| read_structure(&input, text)).unwrap_or_else(|_| {
+        Err(ManifestError {
+            message: "the manifest could not be read: the YAML reader failed on an unusual construct, such as a tag (!name) directly followed by ',' inside [ ] or { }; write that part as plain YAML".to_owned(),
+            line: None,
+            column: None,
+        })
+    })
+}
+
+/// [`check_structure`] on `input` (the manifest `text` with a line break
+/// added).
+fn read_structure(input: &str, text: &str) -> Result<(), ManifestError> {
     use libyaml_safer::{EventData, Parser};
-    let mut input = text.as_bytes();
+    let mut input = input.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
     let mut open: Vec<Collection> = Vec::new();
@@ -832,6 +852,25 @@ mod tests {
         );
         assert_eq!((e.line, e.column), (Some(1), Some(50)), "{e}");
         assert!(e.message.contains("U+0000 is not allowed"), "{e}");
+    }
+
+    #[test]
+    fn a_block_scalar_on_the_last_line_without_a_line_break_parses() {
+        let m = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      CONFIG: |\n        {\"a\": [",
+        )
+        .expect("parse");
+        let env = m.functions[&FunctionName::new("a").expect("name")].env_map();
+        assert_eq!(env["CONFIG"], "{\"a\": [");
+    }
+
+    #[test]
+    fn a_tag_before_a_comma_in_a_flow_collection_is_an_error() {
+        let e = Manifest::parse("functions: [!a, b]\n").unwrap_err();
+        assert!(
+            e.message.starts_with("the manifest could not be read"),
+            "{e}"
+        );
     }
 
     #[test]
