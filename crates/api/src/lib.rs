@@ -10,6 +10,7 @@ pub mod invocation;
 pub mod limits;
 pub mod manifest;
 pub mod names;
+mod unique_map;
 pub mod wire;
 
 pub use error::ErrorCode;

@@ -20,7 +20,7 @@ use crate::function::Route;
 use crate::limits::{Limits, Scaling};
 use crate::names::{EnvName, FunctionName};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Most functions one manifest may declare.
 pub const MAX_FUNCTIONS_PER_MANIFEST: usize = 256;
@@ -30,6 +30,20 @@ pub const MAX_ROUTES_PER_FUNCTION: usize = 64;
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of collections (mappings and sequences, block or flow
+/// style) a manifest may use, in levels: the top-level mapping is level 1.
+///
+/// The format needs 4 levels (the top level, `functions`, one function, and
+/// its `limits`, `scaling`, `env` or `routes`); anything deeper is a type
+/// error anyway, so 32 leaves ample room for it to be reported as such. The
+/// limit exists because the YAML parser's work grows with the square of the
+/// depth: 1 MiB of `[` took 5 s to reject, 1 MiB of `{a: ` over ten minutes.
+/// Past 32 levels a 1 MiB manifest is refused in a few milliseconds, and
+/// the slowest 1 MiB manifest within the limit found so far (sequences 32
+/// deep, repeated) takes about 0.2 s, a flat one of that size 0.1 s
+/// (`cargo run --release -p nimbus-api --example manifest_parse_time`
+/// measures them).
+pub const MAX_MANIFEST_DEPTH: usize = 32;
 
 /// Path prefixes that belong to the platform and cannot be custom routes.
 pub const RESERVED_PREFIXES: &[&str] = &["/api", "/fn", "/healthz", "/metrics", "/_nimbus"];
@@ -40,6 +54,7 @@ pub struct Manifest {
     /// Manifest format version; only `1` exists.
     #[serde(default = "default_format")]
     pub version: u32,
+    #[serde(deserialize_with = "crate::unique_map::deserialize")]
     pub functions: BTreeMap<FunctionName, FunctionSpec>,
 }
 
@@ -99,7 +114,7 @@ pub struct FunctionSpec {
     pub limits: Limits,
     #[serde(default)]
     pub scaling: Scaling,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_map::deserialize_env")]
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
@@ -240,6 +255,7 @@ impl Manifest {
                 column: None,
             });
         }
+        check_structure(text)?;
         let manifest: Manifest = serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
             // The message of serde_yaml_ng ends with " at line L column C";
@@ -333,6 +349,210 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Rejects, before the document is handed to serde_yaml_ng, a manifest
+/// whose collections nest deeper than [`MAX_MANIFEST_DEPTH`], a mapping with
+/// the same key twice, and any YAML syntax error.
+///
+/// The manifest is read as the events of libyaml-safer, a safe port of the
+/// same libyaml that serde_yaml_ng parses with, so the nesting seen is the
+/// one the real parse would reach: a scanner of our own could be led to
+/// disagree (in `[a ', [[[…` the quote belongs to the plain scalar `a '`, so
+/// every `[` after it opens a sequence). The events are read one at a time
+/// and the check stops at the first level too deep, so its own work stays
+/// bounded.
+///
+/// Duplicate keys are found here for every mapping, struct fields included
+/// (serde's derive rejects those too, but at the line where the mapping
+/// starts), so the error points at the second occurrence.
+fn check_structure(text: &str) -> Result<(), ManifestError> {
+    // libyaml-safer panics in places where C libyaml reads the NUL it keeps
+    // after the input: at the end of a last line without a line break (a
+    // line break there changes no event), and after a tag followed by `,`
+    // in a flow collection. Any panic of the reader is contained and the
+    // manifest refused.
+    let mut input = String::with_capacity(text.len() + 1);
+    input.push_str(text);
+    input.push('\n');
+    std::panic::catch_unwind(|| read_structure(&input, text)).unwrap_or_else(|_| {
+        Err(ManifestError {
+            message: "the manifest could not be read: the YAML reader failed on an unusual construct, such as a tag (!name) directly followed by ',' inside [ ] or { }; write that part as plain YAML".to_owned(),
+            line: None,
+            column: None,
+        })
+    })
+}
+
+/// [`check_structure`] on `input` (the manifest `text` with a line break
+/// added).
+fn read_structure(input: &str, text: &str) -> Result<(), ManifestError> {
+    use libyaml_safer::{EventData, Parser};
+    let mut input = input.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
+    let mut open: Vec<Collection> = Vec::new();
+    for event in parser {
+        let event = event.map_err(|e| syntax_error(text, &e))?;
+        let line = mark_number(event.start_mark.line);
+        let column = mark_number(event.start_mark.column);
+        match event.data {
+            EventData::SequenceStart { .. } | EventData::MappingStart { .. } => {
+                let depth = open.len() + 1;
+                if depth > MAX_MANIFEST_DEPTH {
+                    return Err(ManifestError {
+                        message: format!(
+                            "a mapping or sequence nested {depth} levels deep; manifests may nest at most {MAX_MANIFEST_DEPTH} levels and need 4 (top level, functions, a function, its limits, scaling, env or routes): remove the extra brackets or indentation"
+                        ),
+                        line: Some(line),
+                        column: Some(column),
+                    });
+                }
+                open.push(if matches!(event.data, EventData::MappingStart { .. }) {
+                    Collection::Mapping {
+                        keys: HashMap::new(),
+                        key: None,
+                        at_key: true,
+                    }
+                } else {
+                    Collection::Sequence { index: 0 }
+                });
+            }
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                open.pop();
+                node_done(&mut open);
+            }
+            EventData::Scalar { value, .. } => {
+                if let Some(Collection::Mapping { keys, key, at_key }) = open.last_mut()
+                    && *at_key
+                {
+                    if let Some(&(first_line, first_column)) = keys.get(&value) {
+                        let path = path_of(&open[..open.len() - 1]);
+                        return Err(ManifestError {
+                            message: format!(
+                                "{path}key {value:?} appears twice in the same mapping (first at line {first_line}, column {first_column}); each key may appear once: remove or rename one of them"
+                            ),
+                            line: Some(line),
+                            column: Some(column),
+                        });
+                    }
+                    keys.insert(value.clone(), (line, column));
+                    *key = Some(value);
+                }
+                node_done(&mut open);
+            }
+            EventData::Alias { .. } => node_done(&mut open),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A collection being read by [`check_structure`].
+enum Collection {
+    Sequence {
+        index: usize,
+    },
+    Mapping {
+        /// Scalar keys seen so far, with the line and column of each.
+        keys: HashMap<String, (usize, usize)>,
+        /// The latest key, for error paths.
+        key: Option<String>,
+        /// Whether the next node is a key (else a value).
+        at_key: bool,
+    },
+}
+
+/// Records that a whole node was read inside the innermost open collection.
+fn node_done(open: &mut [Collection]) {
+    match open.last_mut() {
+        Some(Collection::Mapping { at_key, .. }) => *at_key = !*at_key,
+        Some(Collection::Sequence { index }) => *index += 1,
+        None => {}
+    }
+}
+
+/// Where the innermost of `open` sits, as `functions.hello.env: `, or empty
+/// at the top level.
+fn path_of(open: &[Collection]) -> String {
+    let mut path = String::new();
+    for c in open {
+        match c {
+            Collection::Mapping { key: Some(k), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Collection::Mapping { key: None, .. } => path.push_str(".?"),
+            Collection::Sequence { index } => path.push_str(&format!("[{index}]")),
+        }
+    }
+    if !path.is_empty() {
+        path.push_str(": ");
+    }
+    path
+}
+
+/// A 0-based libyaml mark as a 1-based line or column number.
+fn mark_number(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1)
+}
+
+fn syntax_error(text: &str, e: &libyaml_safer::Error) -> ManifestError {
+    let mut message = format!("invalid YAML: {}", e.problem());
+    if let (Some(context), Some(mark)) = (e.context(), e.context_mark()) {
+        message.push_str(&format!(
+            ", {context} that starts at line {}, column {}",
+            mark_number(mark.line),
+            mark_number(mark.column)
+        ));
+    }
+    if let Some(mark) = e.problem_mark() {
+        return ManifestError {
+            message,
+            line: Some(mark_number(mark.line)),
+            column: Some(mark_number(mark.column)),
+        };
+    }
+    // The reader refuses characters YAML cannot hold, without a position.
+    if let Some((line, column, c)) = first_unprintable(text) {
+        return ManifestError {
+            message: format!(
+                "invalid YAML: the character U+{:04X} is not allowed in a YAML document; remove it (a double-quoted string can hold control characters as escapes such as \\t)",
+                u32::from(c)
+            ),
+            line: Some(line),
+            column: Some(column),
+        };
+    }
+    ManifestError {
+        message,
+        line: None,
+        column: None,
+    }
+}
+
+/// The 1-based line and column (in characters) of the first character the
+/// YAML reader refuses, and that character.
+fn first_unprintable(text: &str) -> Option<(usize, usize, char)> {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    let (mut line, mut column) = (1, 1);
+    for c in text.chars() {
+        if !printable(c) {
+            return Some((line, column, c));
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -454,6 +674,212 @@ mod tests {
         let e =
             Manifest::parse("functions:\n  w:\n    code: a.wasm\n    network: true\n").unwrap_err();
         assert!(e.message.contains("functions.w.network"), "{e}");
+    }
+
+    fn nested(open: &str, levels: usize) -> String {
+        open.repeat(levels)
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_passes_the_depth_check() {
+        let balanced = |n| format!("{}{}", nested("[", n), nested("]", n));
+        assert_eq!(check_structure(&balanced(MAX_MANIFEST_DEPTH)), Ok(()));
+        let e = check_structure(&balanced(MAX_MANIFEST_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            (e.line, e.column),
+            (Some(1), Some(MAX_MANIFEST_DEPTH + 1)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_rejected_with_its_line() {
+        let text = format!(
+            "functions:\n  f:\n    code: a.wasm\n    env:\n      A: {}\n",
+            nested("{a: ", 1000)
+        );
+        let e = Manifest::parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("nested 33 levels deep"), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+        let e = Manifest::parse(&nested("[", 1000)).unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn deep_block_nesting_is_rejected_with_its_line() {
+        // One mapping per line, each indented one column more.
+        let mut text = String::from("functions:\n");
+        for depth in 1..40 {
+            text.push_str(&" ".repeat(depth));
+            text.push_str("a:\n");
+        }
+        let e = Manifest::parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(MAX_MANIFEST_DEPTH + 1), "{e}");
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+        // Compact block sequences nest on one line.
+        let e = Manifest::parse(&format!("functions:\n  {}x\n", nested("- ", 1000))).unwrap_err();
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn quote_inside_a_plain_scalar_does_not_hide_brackets() {
+        // The quote belongs to the plain scalar `a '`: every `[` after it
+        // opens a sequence.
+        let text = format!("functions: [a ', {}\n", nested("[", 1000));
+        let e = Manifest::parse(&text).unwrap_err();
+        assert!(e.message.contains("at most 32 levels"), "{e}");
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let deep = nested("[", 1000);
+        let text = format!(
+            "# {deep}\nfunctions:\n  f:\n    code: a.wasm\n    env:\n      A: '{deep}'\n      B: \"{deep}\"\n      C: |\n        {deep}\n      D: x{deep}\n"
+        );
+        assert_eq!(check_structure(&text), Ok(()));
+        let m = Manifest::parse(&text).expect("parse");
+        let env = m.functions[&FunctionName::new("f").expect("name")].env_map();
+        assert_eq!(env["A"], deep);
+        assert_eq!(env["C"], format!("{deep}\n"));
+    }
+
+    #[test]
+    fn a_function_declared_twice_is_refused_at_the_second() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n  b:\n    code: b.wasm\n  a:\n    code: a.wasm\n    public: true\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(6), Some(3)), "{e}");
+        assert!(
+            e.message.starts_with(
+                "functions: key \"a\" appears twice in the same mapping (first at line 2, column 3)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_env_variable_given_twice_is_refused_at_the_second() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      A: one\n      B: two\n      A: three\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(7), Some(7)), "{e}");
+        assert!(
+            e.message
+                .contains("functions.a.env: key \"A\" appears twice"),
+            "{e}"
+        );
+        // Flow style, and the same key quoted differently.
+        let e = Manifest::parse("functions:\n  a:\n    code: a.wasm\n    env: {A: 1, 'A': 2}\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(17)), "{e}");
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_at_the_second() {
+        // serde's derive refuses these as well, at the line where the
+        // mapping starts; the check points at the duplicate itself.
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    public: false\n    public: true\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(5), Some(5)), "{e}");
+        assert!(
+            e.message
+                .contains("functions.a: key \"public\" appears twice"),
+            "{e}"
+        );
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    limits: {timeout_ms: 5, timeout_ms: 6}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(29)), "{e}");
+        let e =
+            Manifest::parse("functions:\n  a:\n    code: a.wasm\nfunctions:\n  b:\n    code: b\n")
+                .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(4), Some(1)), "{e}");
+        assert!(
+            e.message.starts_with("key \"functions\" appears twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_same_key_in_different_mappings_is_fine() {
+        let m = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env: {A: 1}\n  b:\n    code: b.wasm\n    env: {A: 1}\n",
+        )
+        .expect("parse");
+        assert_eq!(m.functions.len(), 2);
+    }
+
+    #[test]
+    fn an_env_value_with_a_nul_byte_is_refused_with_its_line() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      OK: fine\n      GREETING: \"hi\\0there\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(6), Some(17)), "{e}");
+        assert!(
+            e.message.contains(
+                "the value of environment variable GREETING contains a NUL byte (at byte 2)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deploy_request_with_a_nul_in_an_env_value_is_refused() {
+        // The deployment API carries the manifest as a string in JSON: the
+        // NUL can come as a YAML escape, or as a JSON escape that puts the
+        // byte itself in the manifest text.
+        let parse = |body: &str| {
+            let req: crate::wire::DeployRequest = serde_json::from_str(body).expect("request");
+            Manifest::parse(&req.manifest).unwrap_err()
+        };
+        let e = parse(
+            r#"{"manifest": "functions: {a: {code: a.wasm, env: {GREETING: \"hi\\u0000\"}}}", "artifacts": {}}"#,
+        );
+        assert_eq!((e.line, e.column), (Some(1), Some(47)), "{e}");
+        assert!(
+            e.message
+                .contains("environment variable GREETING contains a NUL byte"),
+            "{e}"
+        );
+        let e = parse(
+            r#"{"manifest": "functions: {a: {code: a.wasm, env: {GREETING: \"hi\u0000\"}}}", "artifacts": {}}"#,
+        );
+        assert_eq!((e.line, e.column), (Some(1), Some(50)), "{e}");
+        assert!(e.message.contains("U+0000 is not allowed"), "{e}");
+    }
+
+    #[test]
+    fn a_block_scalar_on_the_last_line_without_a_line_break_parses() {
+        let m = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n    env:\n      CONFIG: |\n        {\"a\": [",
+        )
+        .expect("parse");
+        let env = m.functions[&FunctionName::new("a").expect("name")].env_map();
+        assert_eq!(env["CONFIG"], "{\"a\": [");
+    }
+
+    #[test]
+    fn a_tag_before_a_comma_in_a_flow_collection_is_an_error() {
+        let e = Manifest::parse("functions: [!a, b]\n").unwrap_err();
+        assert!(
+            e.message.starts_with("the manifest could not be read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_line_numbers() {
+        let e = Manifest::parse("functions:\n  f:\n    code: a.wasm\n   bad\n").unwrap_err();
+        assert!(e.message.starts_with("invalid YAML: "), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
     }
 
     #[test]

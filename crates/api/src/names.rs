@@ -117,6 +117,18 @@ impl EnvName {
     }
 }
 
+/// Checks the value of environment variable `name`. A process environment
+/// is a list of NUL-terminated strings, so a value with a NUL byte could be
+/// deployed but never given to a process: every call would fail.
+pub fn check_env_value(name: &str, value: &str) -> Result<(), String> {
+    match value.find('\0') {
+        Some(at) => Err(format!(
+            "the value of environment variable {name} contains a NUL byte (at byte {at}), which a process environment cannot carry; remove it, or encode the value (e.g. base64) and decode it in the function"
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +150,17 @@ mod tests {
         assert!(EnvName::try_from("1X".to_owned()).is_err());
         assert!(EnvName::try_from("A-B".to_owned()).is_err());
         assert!(EnvName::try_from("NIMBUS_TOKEN".to_owned()).is_err());
+    }
+
+    #[test]
+    fn env_values_with_nul_are_refused() {
+        assert_eq!(check_env_value("A", "any text, even = and \u{1}"), Ok(()));
+        let e = check_env_value("GREETING", "hi\0there").unwrap_err();
+        assert!(
+            e.starts_with(
+                "the value of environment variable GREETING contains a NUL byte (at byte 2)"
+            ),
+            "{e}"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub struct DeployRequest {
     /// The manifest text (YAML).
     pub manifest: String,
     /// Code files by the path the manifest gives them, base64-encoded.
+    #[serde(deserialize_with = "crate::unique_map::deserialize")]
     pub artifacts: BTreeMap<String, String>,
 }
 

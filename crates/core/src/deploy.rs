@@ -74,6 +74,22 @@ pub struct DeployItem {
     pub code: Vec<u8>,
 }
 
+impl DeployItem {
+    /// Checks what the manifest parser checks but a spec built in code could
+    /// miss: a function's environment must be able to reach its process.
+    fn check(&self) -> Result<()> {
+        for (var, value) in &self.spec.env {
+            nimbus_api::names::check_env_value(var.as_str(), value).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidManifest,
+                    format!("functions.{}.env: {e}", self.name),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Platform {
     /// Deploys every function of a manifest, with code sent alongside.
     pub async fn deploy_manifest(
@@ -131,6 +147,9 @@ impl Platform {
         let _guard = self.deploy_lock.lock().await;
         let mut drafts = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
+        for item in &items {
+            item.check()?;
+        }
         for item in items {
             let name = &item.name;
             if item.code.len() > MAX_CODE_BYTES {
@@ -211,5 +230,51 @@ impl Platform {
                 "function {namespace}/{name} does not exist"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(env: &[(&str, &str)]) -> DeployItem {
+        DeployItem {
+            name: FunctionName::new("hello").expect("name"),
+            spec: FunctionSpec {
+                code: "hello.wasm".to_owned(),
+                runtime: Default::default(),
+                handler: None,
+                public: false,
+                network: false,
+                limits: Default::default(),
+                scaling: Default::default(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_owned().try_into().expect("env name"),
+                            (*v).to_owned(),
+                        )
+                    })
+                    .collect(),
+                routes: Vec::new(),
+            },
+            code: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_env_value_with_a_nul_byte_is_an_invalid_manifest() {
+        assert!(item(&[("GREETING", "hi")]).check().is_ok());
+        let e = item(&[("GREETING", "hi"), ("TOKEN", "a\0b")])
+            .check()
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidManifest);
+        assert!(
+            e.message.starts_with(
+                "functions.hello.env: the value of environment variable TOKEN contains a NUL byte"
+            ),
+            "{e}"
+        );
     }
 }

@@ -69,6 +69,32 @@ pub mod worker;
 
 pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, is_zip, pack_dir, validate_archive, zip_to_tar};
 
+/// Entry points for the fuzz targets in `fuzz/`: thin wrappers around
+/// parsers that are private to this crate. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use nimbus_core::runtime::{FnResponse, InvokeError, PrepareError};
+    use std::path::{Path, PathBuf};
+
+    /// [`crate::lambda`]'s reading of a handler's return value.
+    pub fn lambda_response(
+        value: serde_json::Value,
+        max_body: u64,
+    ) -> Result<FnResponse, InvokeError> {
+        crate::lambda::response(value, max_body)
+    }
+
+    /// Unpacks the code archive (tar or zip) stored at `archive` into
+    /// `<code_root>/<digest>`, as a process function's prepare does.
+    pub fn unpack_once(
+        archive: &Path,
+        code_root: &Path,
+        digest: &str,
+    ) -> Result<PathBuf, PrepareError> {
+        crate::archive::unpack_once(archive, code_root, digest)
+    }
+}
+
 use async_trait::async_trait;
 use nimbus_api::{CodeKind, ErrorCode, FunctionVersion, Limits};
 use nimbus_core::runtime::{
