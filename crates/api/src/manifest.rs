@@ -255,21 +255,22 @@ impl Manifest {
                 column: None,
             });
         }
-        check_structure(text)?;
-        let manifest: Manifest = serde_yaml_ng::from_str(text).map_err(|e| {
-            let loc = e.location();
-            // The message of serde_yaml_ng ends with " at line L column C";
-            // the location is reported separately.
-            let mut message = e.to_string();
-            if let Some(idx) = message.rfind(" at line ") {
-                message.truncate(idx);
+        match check_structure(text) {
+            Ok(()) => {}
+            Err(Refused::Structure(e)) => return Err(e),
+            // A syntax error found at the end of the input (an unclosed
+            // `[`, say) points past the last line: serde_yaml_ng, which
+            // reads the same YAML, names the line where the document went
+            // wrong instead, if it fails too.
+            Err(Refused::Syntax(e)) => {
+                let lines = text.lines().count().max(1);
+                if e.line.is_some_and(|l| l <= lines) {
+                    return Err(e);
+                }
+                return Err(deserialize(text).err().unwrap_or(e));
             }
-            ManifestError {
-                message,
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
-            }
-        })?;
+        }
+        let manifest = deserialize(text)?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -351,6 +352,48 @@ impl Manifest {
     }
 }
 
+/// The manifest as serde_yaml_ng reads it, without validation.
+fn deserialize(text: &str) -> Result<Manifest, ManifestError> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let loc = e.location();
+        // The message of serde_yaml_ng ends with " at line L column C";
+        // the location is reported separately.
+        let mut message = e.to_string();
+        if let Some(idx) = message.rfind(" at line ") {
+            message.truncate(idx);
+        }
+        ManifestError {
+            message,
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+        }
+    })
+}
+
+/// Why [`check_structure`] refused a manifest.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// The YAML reader stopped on a syntax error (or failed).
+    Syntax(ManifestError),
+    /// Too deep, or a key given twice.
+    Structure(ManifestError),
+}
+
+impl std::ops::Deref for Refused {
+    type Target = ManifestError;
+    fn deref(&self) -> &ManifestError {
+        match self {
+            Refused::Syntax(e) | Refused::Structure(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        ManifestError::fmt(self, f)
+    }
+}
+
 /// Rejects, before the document is handed to serde_yaml_ng, a manifest
 /// whose collections nest deeper than [`MAX_MANIFEST_DEPTH`], a mapping with
 /// the same key twice, and any YAML syntax error.
@@ -366,7 +409,7 @@ impl Manifest {
 /// Duplicate keys are found here for every mapping, struct fields included
 /// (serde's derive rejects those too, but at the line where the mapping
 /// starts), so the error points at the second occurrence.
-fn check_structure(text: &str) -> Result<(), ManifestError> {
+fn check_structure(text: &str) -> Result<(), Refused> {
     // libyaml-safer panics in places where C libyaml reads the NUL it keeps
     // after the input: at the end of a last line without a line break (a
     // line break there changes no event), and after a tag followed by `,`
@@ -376,37 +419,37 @@ fn check_structure(text: &str) -> Result<(), ManifestError> {
     input.push_str(text);
     input.push('\n');
     std::panic::catch_unwind(|| read_structure(&input, text)).unwrap_or_else(|_| {
-        Err(ManifestError {
+        Err(Refused::Syntax(ManifestError {
             message: "the manifest could not be read: the YAML reader failed on an unusual construct, such as a tag (!name) directly followed by ',' inside [ ] or { }; write that part as plain YAML".to_owned(),
             line: None,
             column: None,
-        })
+        }))
     })
 }
 
 /// [`check_structure`] on `input` (the manifest `text` with a line break
 /// added).
-fn read_structure(input: &str, text: &str) -> Result<(), ManifestError> {
+fn read_structure(input: &str, text: &str) -> Result<(), Refused> {
     use libyaml_safer::{EventData, Parser};
     let mut input = input.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
     let mut open: Vec<Collection> = Vec::new();
     for event in parser {
-        let event = event.map_err(|e| syntax_error(text, &e))?;
+        let event = event.map_err(|e| Refused::Syntax(syntax_error(text, &e)))?;
         let line = mark_number(event.start_mark.line);
         let column = mark_number(event.start_mark.column);
         match event.data {
             EventData::SequenceStart { .. } | EventData::MappingStart { .. } => {
                 let depth = open.len() + 1;
                 if depth > MAX_MANIFEST_DEPTH {
-                    return Err(ManifestError {
+                    return Err(Refused::Structure(ManifestError {
                         message: format!(
                             "a mapping or sequence nested {depth} levels deep; manifests may nest at most {MAX_MANIFEST_DEPTH} levels and need 4 (top level, functions, a function, its limits, scaling, env or routes): remove the extra brackets or indentation"
                         ),
                         line: Some(line),
                         column: Some(column),
-                    });
+                    }));
                 }
                 open.push(if matches!(event.data, EventData::MappingStart { .. }) {
                     Collection::Mapping {
@@ -428,13 +471,13 @@ fn read_structure(input: &str, text: &str) -> Result<(), ManifestError> {
                 {
                     if let Some(&(first_line, first_column)) = keys.get(&value) {
                         let path = path_of(&open[..open.len() - 1]);
-                        return Err(ManifestError {
+                        return Err(Refused::Structure(ManifestError {
                             message: format!(
                                 "{path}key {value:?} appears twice in the same mapping (first at line {first_line}, column {first_column}); each key may appear once: remove or rename one of them"
                             ),
                             line: Some(line),
                             column: Some(column),
-                        });
+                        }));
                     }
                     keys.insert(value.clone(), (line, column));
                     *key = Some(value);
@@ -868,11 +911,12 @@ mod tests {
 
     #[test]
     fn a_tag_before_a_comma_in_a_flow_collection_is_an_error() {
+        // The pre-check's reader fails on it; serde_yaml_ng's message stands.
         let e = Manifest::parse("functions: [!a, b]\n").unwrap_err();
-        assert!(
-            e.message.starts_with("the manifest could not be read"),
-            "{e}"
-        );
+        assert!(e.message.contains("invalid type: sequence"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+        let e = Manifest::parse("functions:\n  f:\n    code: [!a, b]\n").unwrap_err();
+        assert!(e.to_string().starts_with("line 3"), "{e}");
     }
 
     #[test]
