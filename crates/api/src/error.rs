@@ -47,6 +47,10 @@ pub enum ErrorCode {
     Crashed,
     /// The function produced a response Nimbus cannot parse.
     InvalidResponse,
+    /// A Lambda-style handler raised (or its promise rejected). The response
+    /// is Lambda's `{"errorType","errorMessage"}` body with status 500; the
+    /// invocation is recorded and counted as this error.
+    FunctionError,
     /// The platform has no capacity left right now (instance pool exhausted).
     Capacity,
     /// The server is shutting down.
@@ -78,6 +82,7 @@ impl ErrorCode {
             ErrorCode::Trap => "trap",
             ErrorCode::Crashed => "crashed",
             ErrorCode::InvalidResponse => "invalid_response",
+            ErrorCode::FunctionError => "function_error",
             ErrorCode::Capacity => "capacity",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -104,7 +109,7 @@ impl ErrorCode {
             ErrorCode::RouteConflict => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => 413,
             ErrorCode::Throttled => 429,
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::FunctionError => 500,
             ErrorCode::MemoryLimit
             | ErrorCode::Trap
             | ErrorCode::Crashed

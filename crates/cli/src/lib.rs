@@ -142,6 +142,9 @@ pub enum FnCommand {
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        restore_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,5 +161,18 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed pipe end the CLI quietly, as it ends `cat` or `grep`
+/// (`nimbus logs hello | head -1`): Rust ignores SIGPIPE, so printing to a
+/// closed pipe would otherwise panic. Not for `serve`, whose writes to
+/// closed sockets and worker pipes must stay errors.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler code; it runs
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

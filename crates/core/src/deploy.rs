@@ -171,10 +171,21 @@ impl Platform {
                 .artifacts
                 .put(&item.code)
                 .map_err(|e| Error::internal(e.context("store the function's code")))?;
+            // The number the store will give this version (deploys are
+            // serialised): the runtime prepares the version as it will be
+            // called, `AWS_LAMBDA_FUNCTION_VERSION` and all.
+            let number = self
+                .store
+                .latest(namespace.as_str(), name.as_str())
+                .await
+                .map_err(|e| {
+                    Error::internal(anyhow::Error::from(e).context("read the latest version"))
+                })?
+                .map_or(1, |v| v.version.saturating_add(1));
             let draft = FunctionVersion {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
-                version: 0,
+                version: number,
                 created_at_ms: 0,
                 code_digest: digest.clone(),
                 code_size_bytes: item.code.len() as u64,
@@ -197,11 +208,28 @@ impl Platform {
         }
         self.route_table_with(&drafts)
             .map_err(|e| Error::new(ErrorCode::RouteConflict, e))?;
+        let numbers: Vec<u32> = drafts.iter().map(|d| d.version).collect();
         let versions =
             self.store.create_versions(drafts).await.map_err(|e| {
                 Error::internal(anyhow::Error::from(e).context("commit the versions"))
             })?;
-        self.install(versions.iter().cloned().zip(prepared).collect());
+        // Another writer of a shared store may have numbered first: prepare
+        // such a version again under its real number.
+        let mut ready = Vec::with_capacity(versions.len());
+        for ((v, p), draft_number) in versions.iter().zip(prepared).zip(numbers) {
+            let p = if v.version == draft_number {
+                p
+            } else {
+                self.runtime
+                    .prepare(v, &self.artifacts.path(&v.code_digest))
+                    .await
+                    .map_err(|e| {
+                        Error::new(e.code, format!("functions.{}: {}", v.name, e.message))
+                    })?
+            };
+            ready.push((v.clone(), p));
+        }
+        self.install(ready);
         for v in &versions {
             tracing::info!(
                 namespace = %v.namespace,

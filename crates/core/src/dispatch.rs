@@ -544,7 +544,18 @@ impl Platform {
         m.billed_ms.fetch_add(billed_ms, Relaxed);
         m.mib_ms.fetch_add(billed_ms * u64::from(mib), Relaxed);
         let (status, error_code, error_message) = match &result {
-            Ok(resp) => (resp.status().as_u16(), None, None),
+            Ok(resp) => match resp.extensions().get::<crate::runtime::FunctionError>() {
+                None => (resp.status().as_u16(), None, None),
+                Some(e) => {
+                    let code = ErrorCode::FunctionError.as_str();
+                    m.error(code);
+                    (
+                        resp.status().as_u16(),
+                        Some(code.to_owned()),
+                        Some(e.message.clone()),
+                    )
+                }
+            },
             Err(e) => {
                 m.error(e.code.as_str());
                 (

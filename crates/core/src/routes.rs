@@ -38,8 +38,9 @@ pub struct RouteMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     Found(RouteMatch),
-    /// The path exists but not for this method.
-    MethodNotAllowed,
+    /// The path exists but not for this method; these are the methods it
+    /// takes (for the `Allow` header).
+    MethodNotAllowed(Vec<String>),
     NotFound,
 }
 
@@ -236,7 +237,18 @@ impl RouteTable {
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect(),
             }),
-            None => Lookup::MethodNotAllowed,
+            None => {
+                let mut allowed: Vec<String> = entries
+                    .iter()
+                    .flat_map(|e| e.methods.iter().cloned())
+                    .collect();
+                if allowed.iter().any(|m| m == "GET") {
+                    allowed.push("HEAD".to_owned());
+                }
+                allowed.sort();
+                allowed.dedup();
+                Lookup::MethodNotAllowed(allowed)
+            }
         }
     }
 }
@@ -282,7 +294,10 @@ mod tests {
         assert!(
             matches!(table.lookup("POST", "/hello/a"), Lookup::Found(m) if m.target == t("upload"))
         );
-        assert_eq!(table.lookup("DELETE", "/hello/a"), Lookup::MethodNotAllowed);
+        assert_eq!(
+            table.lookup("DELETE", "/hello/a"),
+            Lookup::MethodNotAllowed(vec!["GET".into(), "HEAD".into(), "POST".into()])
+        );
         assert_eq!(table.lookup("GET", "/nothing"), Lookup::NotFound);
         match table.lookup("PUT", "/files/a/b/c") {
             Lookup::Found(m) => assert_eq!(m.params[0].1, "a/b/c"),

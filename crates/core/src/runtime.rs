@@ -48,6 +48,15 @@ impl InvokeError {
     }
 }
 
+/// Marks a response (as an extension) that reports a function error, such
+/// as a Lambda-style handler's unhandled exception: the response is sent as
+/// it is, and the invocation is recorded and counted as the error
+/// [`ErrorCode::FunctionError`] with this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionError {
+    pub message: String,
+}
+
 /// Logs captured from one invocation, cut at `max_log_bytes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Logs {

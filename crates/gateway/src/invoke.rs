@@ -4,8 +4,9 @@
 //! `/fn/default/hello/a/b?x=1` arrives as `/a/b?x=1` with
 //! `x-forwarded-prefix: /fn/default/hello` and the original path in
 //! `x-nimbus-original-path`. Through a custom route it sees the full path,
-//! with each path parameter in an `x-nimbus-param-<name>` header and the
-//! matched pattern in `x-nimbus-route`.
+//! with each path parameter in an `x-nimbus-param-<name>` header, the
+//! matched pattern in `x-nimbus-route` and API Gateway's route key
+//! (`GET /hello/{who}`, `ANY /files/{*rest}`) in `x-nimbus-route-key`.
 
 use crate::body::read_body;
 use crate::error::error_response;
@@ -58,11 +59,19 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
     let path = req.uri().path().to_owned();
     let m = match g.platform.route(req.method().as_str(), &path) {
         Lookup::Found(m) => m,
-        Lookup::MethodNotAllowed => {
-            return error_response(
+        Lookup::MethodNotAllowed(allowed) => {
+            let allow = allowed.join(", ");
+            let mut resp = error_response(
                 ErrorCode::MethodNotAllowed,
-                &format!("{} is not routed for method {}", path, req.method()),
+                &format!(
+                    "{path} is not routed for method {}; it takes {allow}",
+                    req.method()
+                ),
             );
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                resp.headers_mut().insert(http::header::ALLOW, v);
+            }
+            return resp;
         }
         Lookup::NotFound => {
             return error_response(ErrorCode::NotFound, &format!("no route for {path}"));
@@ -76,8 +85,22 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| path.clone());
+    // As API Gateway names the matched route: its method (ANY for a route
+    // of every method; GET for a HEAD a GET route serves) and pattern.
+    let method = req.method().as_str();
+    let route_method = if m.route.methods.is_empty() {
+        "ANY"
+    } else if m.route.methods.iter().any(|x| x == method) {
+        method
+    } else {
+        "GET"
+    };
     let mut extra = vec![
         ("x-nimbus-route".to_owned(), m.route.path.clone()),
+        (
+            "x-nimbus-route-key".to_owned(),
+            format!("{route_method} {}", m.route.path),
+        ),
         ("x-nimbus-original-path".to_owned(), path),
     ];
     for (k, v) in m.params {

@@ -3,7 +3,9 @@
 //!
 //! # Event (payload format 2.0)
 //!
-//! `version`, `routeKey` (`$default`), `rawPath`, `rawQueryString`,
+//! `version`, `routeKey` (the matched custom route as API Gateway names it,
+//! `GET /hello/{who}`, or `$default` through the function URL), `rawPath`,
+//! `rawQueryString`, `pathParameters` (a custom route's parameters),
 //! `cookies` (from `Cookie` headers, which are then left out of `headers`),
 //! `headers` (lower-case names, repeated headers joined with `,`),
 //! `queryStringParameters` (decoded, repeated keys joined with `,`; absent
@@ -23,8 +25,10 @@
 //! - Any other value (object, array, string, number, `null`) is serialised
 //!   as JSON and returned with status 200 and `application/json`.
 //! - A handler that raised or rejected is a *function error*: status 500
-//!   with the JSON body `{"errorType": ..., "errorMessage": ...}`; its stack
-//!   trace is in the invocation's logs (stderr).
+//!   with the JSON body `{"errorType": ..., "errorMessage": ...}` and
+//!   `x-nimbus-function-error: Unhandled`; its stack trace is in the
+//!   invocation's logs (stderr), and the invocation is recorded and counted
+//!   as the error `function_error`.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -88,9 +92,18 @@ pub(crate) fn event(req: &FnRequest, request_id: &str, now_ms: u64) -> Value {
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     };
+    let route_key = req
+        .headers()
+        .get("x-nimbus-route-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("$default")
+        .to_owned();
     let mut ev = Map::new();
     ev.insert("version".into(), json!("2.0"));
-    ev.insert("routeKey".into(), json!("$default"));
+    ev.insert("routeKey".into(), json!(route_key));
+    if let Some(params) = path_parameters(req) {
+        ev.insert("pathParameters".into(), Value::Object(params));
+    }
     ev.insert("rawPath".into(), json!(path));
     ev.insert("rawQueryString".into(), json!(query));
     if !cookies.is_empty() {
@@ -128,7 +141,7 @@ pub(crate) fn event(req: &FnRequest, request_id: &str, now_ms: u64) -> Value {
                 "userAgent": header("user-agent"),
             },
             "requestId": request_id,
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": clf_time(now_ms),
             "timeEpoch": now_ms,
@@ -151,6 +164,23 @@ pub(crate) fn event(req: &FnRequest, request_id: &str, now_ms: u64) -> Value {
         ev.insert("isBase64Encoded".into(), json!(false));
     }
     Value::Object(ev)
+}
+
+/// A custom route's parameters, named as in its pattern (`x-nimbus-route`),
+/// with the values the gateway matched (`x-nimbus-param-<name>`).
+fn path_parameters(req: &FnRequest) -> Option<Map<String, Value>> {
+    let pattern = req.headers().get("x-nimbus-route")?.to_str().ok()?;
+    let params: Map<String, Value> = pattern
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| name.trim_start_matches('*'))
+        .filter_map(|name| {
+            let header = format!("x-nimbus-param-{}", name.to_ascii_lowercase());
+            let value = req.headers().get(header)?.to_str().ok()?;
+            Some((name.to_owned(), Value::String(value.to_owned())))
+        })
+        .collect();
+    (!params.is_empty()).then_some(params)
 }
 
 fn strip_port(addr: &str) -> &str {
@@ -312,6 +342,15 @@ pub(crate) fn function_error(error_type: &str, error_message: &str) -> FnRespons
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    // As Lambda's Invoke API says it (X-Amz-Function-Error).
+    resp.headers_mut().insert(
+        "x-nimbus-function-error",
+        http::HeaderValue::from_static("Unhandled"),
+    );
+    resp.extensions_mut()
+        .insert(nimbus_core::runtime::FunctionError {
+            message: format!("{error_type}: {error_message}"),
+        });
     resp
 }
 
@@ -349,6 +388,27 @@ mod tests {
         assert_eq!(ev["requestContext"]["http"]["method"], "POST");
         assert_eq!(ev["body"], "/wA=");
         assert_eq!(ev["isBase64Encoded"], true);
+        assert_eq!(ev["routeKey"], "$default");
+        assert!(ev.get("pathParameters").is_none());
+    }
+
+    #[test]
+    fn custom_routes_fill_route_key_and_path_parameters() {
+        let req = http::Request::builder()
+            .uri("/users/Ada/files/a/b")
+            .header("x-nimbus-route", "/users/{userId}/files/{*path}")
+            .header("x-nimbus-route-key", "GET /users/{userId}/files/{*path}")
+            .header("x-nimbus-param-userid", "Ada")
+            .header("x-nimbus-param-path", "a/b")
+            .body(Bytes::new())
+            .expect("request");
+        let ev = event(&req, "inv-1", 0);
+        assert_eq!(ev["routeKey"], "GET /users/{userId}/files/{*path}");
+        assert_eq!(ev["requestContext"]["routeKey"], ev["routeKey"]);
+        assert_eq!(
+            ev["pathParameters"],
+            json!({"userId": "Ada", "path": "a/b"})
+        );
     }
 
     #[test]

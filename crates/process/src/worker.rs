@@ -53,6 +53,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStderr, ChildStdout};
 
+/// How long a worker that closed its protocol pipe may take to exit by
+/// itself before it is killed: its own exit status is worth reporting.
+const EXIT_REPORT_WAIT: Duration = Duration::from_millis(200);
+
 const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap/python.py");
 const NODE_BOOTSTRAP: &str = include_str!("bootstrap/node.js");
 
@@ -615,12 +619,23 @@ impl Worker {
         timeout_ms: u64,
         phase: &str,
     ) -> InvokeError {
+        // A worker that closed its pipe is usually exiting on its own: let
+        // it, so that its own exit status (not our SIGKILL) is reported.
+        let mut status = None;
+        if matches!(failure, Failure::Exited) {
+            status = tokio::time::timeout(EXIT_REPORT_WAIT, self.child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
         self.kill_now();
         self.drain(cap).await;
-        let status = tokio::time::timeout(Duration::from_millis(500), self.child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok);
+        if status.is_none() {
+            status = tokio::time::timeout(Duration::from_millis(500), self.child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
         let oom = self.oom_kills() > oom_before;
         let pids_hit = self.pids_limit_hits() > pids_before;
         let heap_oom = cap.stderr_contains("heap out of memory");

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod common;
 mod deploy;
+mod first_hour;
 mod hardening;
 mod invoke;
 mod limits;

@@ -324,6 +324,10 @@ def lambda_handler(event, context):
     let out = invoke(&p, get("/crash"), 5000).await;
     let err = out.result.as_ref().expect_err("crash");
     assert_eq!(err.code, ErrorCode::Crashed, "{err}");
+    assert!(
+        err.message.contains("exit status: 3"),
+        "the worker's own exit status is reported: {err}"
+    );
     assert!(out.logs.stdout.contains("about to crash"), "{:?}", out.logs);
     // A fresh worker: module state starts over.
     assert_eq!(json_body(&invoke(&p, get("/"), 5000).await), json!(1));

@@ -1,0 +1,172 @@
+//! What a newcomer trips over in the first hour, replayed.
+
+use crate::common::TestServer;
+
+/// Runs `nimbus ARGS | head -1` in a shell: (the line, nimbus's stderr).
+fn first_line_of(s: &TestServer, args: &str) -> (String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = dir.path().join("stderr");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "\"$0\" --url \"$1\" --token \"$2\" {args} 2>\"$3\" | head -1"
+        ))
+        .arg(env!("CARGO_BIN_EXE_nimbus"))
+        .arg(&s.url)
+        .arg(&s.token)
+        .arg(&err)
+        .env_remove("NIMBUS_URL")
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("run sh");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        std::fs::read_to_string(&err).unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_cli_quietly() {
+    let s = TestServer::start().await;
+    s.deploy("hello", "print_lot", "").await;
+    // Far more output than a pipe holds: `head` closes it while the CLI writes.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let (status, _, id) = s.call("/fn/default/hello?bytes=20000").await;
+        assert_eq!(status, 200);
+        last = id;
+    }
+    s.record(&last).await;
+    for args in ["logs hello", "usage", "fn list"] {
+        let (line, err) = first_line_of(&s, args);
+        assert_eq!(line.lines().count(), 1, "{args}: {line}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_the_servers_413_not_a_broken_pipe() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "hello",
+        "hello",
+        "    limits: { max_request_body_bytes: 1024 }\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 32 * 1024 * 1024]).expect("write");
+    let (rc, out, err) = s.nimbus(&["invoke", "hello", "--data", &format!("@{}", big.display())]);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        err.contains("payload_too_large") || out.contains("payload_too_large"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("reach the Nimbus server"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_405_says_which_methods_the_route_takes() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "hello",
+        "hello",
+        "    routes: [\"GET /greet/{who}\", \"POST /greet/{who}\"]\n",
+    )
+    .await;
+    let r = s
+        .http
+        .delete(s.url("/greet/ada"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.headers().get("allow").map(|v| v.to_str().expect("allow")),
+        Some("GET, HEAD, POST")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sees_its_version_route_key_and_path_parameters() {
+    let s = TestServer::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "import json, os\n\ndef handler(event, context):\n    return {'statusCode': 200, 'body': json.dumps({'env': os.environ['AWS_LAMBDA_FUNCTION_VERSION'], 'context': context.function_version, 'routeKey': event['routeKey'], 'params': event.get('pathParameters')})}\n",
+    )
+    .expect("write");
+    let manifest = code.path().join("nimbus.yaml");
+    std::fs::write(
+        &manifest,
+        "functions:\n  users:\n    code: .\n    runtime: python3\n    handler: app.handler\n    public: true\n    routes: [\"GET /users/{userId}/files/{*path}\"]\n",
+    )
+    .expect("manifest");
+    for expected in ["1", "2"] {
+        let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+        assert_eq!(rc, 0, "{out}{err}");
+        let (status, body, _) = s.call("/users/Ada/files/a/b.txt").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["env"], expected, "{v}");
+        assert_eq!(v["context"], expected, "{v}");
+        assert_eq!(v["routeKey"], "GET /users/{userId}/files/{*path}");
+        assert_eq!(
+            v["params"],
+            serde_json::json!({"userId": "Ada", "path": "a/b.txt"})
+        );
+    }
+    let (status, body, _) = s.call("/fn/default/users").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["routeKey"], "$default");
+    assert_eq!(v["params"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhandled_exception_is_counted_and_recorded_as_an_error() {
+    let s = TestServer::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "def handler(event, context):\n    raise ValueError('boom')\n",
+    )
+    .expect("write");
+    let (rc, out, err) = s.nimbus(&[
+        "deploy",
+        "raiser",
+        "--code",
+        code.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+        "--public",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let r = s.get("/fn/default/raiser").await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-nimbus-function-error"], "Unhandled");
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["errorType"], "ValueError");
+    assert_eq!(body["errorMessage"], "boom");
+    let record = s.record(&id).await;
+    assert_eq!(record["error_code"], "function_error", "{record}");
+    assert_eq!(record["error_message"], "ValueError: boom", "{record}");
+    let metrics = crate::common::metrics(&s).await;
+    assert!(
+        metrics.contains(
+            "nimbus_invocation_errors_total{namespace=\"default\",function=\"raiser\",code=\"function_error\"} 1"
+        ),
+        "{metrics}"
+    );
+    let usage = s.admin_json("/usage?function=raiser").await;
+    assert_eq!(usage["total"]["errors"], 1, "{usage}");
+}
