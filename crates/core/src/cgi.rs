@@ -81,7 +81,12 @@ pub fn cgi_env(parts: &http::request::Parts, body_len: usize) -> Vec<(String, St
         }
     }
     for (name, value) in &parts.headers {
-        // Content headers are passed as CONTENT_*; credentials are not passed.
+        // Content headers are passed as CONTENT_*. A name with `_` is left
+        // out, as nginx and Apache do: `x_a` and `x-a` would both become
+        // `HTTP_X_A`, and a client could pass one off as the other.
+        if name.as_str().contains('_') {
+            continue;
+        }
         if name == http::header::CONTENT_TYPE
             || name == http::header::CONTENT_LENGTH
             || name == "x-nimbus-remote-addr"

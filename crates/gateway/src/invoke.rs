@@ -145,11 +145,12 @@ async fn serve(
         Err(e) => return e.into_response(),
     };
 
-    // Platform headers come from the platform only.
+    // Platform headers come from the platform only, however a client
+    // spells them: CGI turns `-` and `_` alike into `_`.
     let forged: Vec<HeaderName> = parts
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with(PLATFORM_PREFIX) || *k == FORWARDED_PREFIX)
+        .filter(|k| is_platform_header(k.as_str()))
         .cloned()
         .collect();
     for h in forged {
@@ -185,6 +186,19 @@ async fn serve(
     resp
 }
 
+/// Whether a client's header name is one of the platform's, with `_`
+/// read as `-`.
+fn is_platform_header(name: &str) -> bool {
+    let matches = |prefix: &str| {
+        name.len() >= prefix.len()
+            && name
+                .bytes()
+                .zip(prefix.bytes())
+                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    };
+    matches(PLATFORM_PREFIX) || (name.len() == FORWARDED_PREFIX.len() && matches(FORWARDED_PREFIX))
+}
+
 /// Whether the request presents the admin token as a bearer token:
 /// `Some(true)` if any `Authorization` header does (all such headers are
 /// then removed), `Some(false)` if only other bearer tokens are presented,
@@ -209,4 +223,30 @@ fn admin_token_presented(headers: &mut http::HeaderMap, admin_token: &str) -> Op
         }
     }
     presented
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_headers_in_any_spelling() {
+        for name in [
+            "x-nimbus-route",
+            "x_nimbus_param_id",
+            "x-nimbus_remote-addr",
+            "x-forwarded-prefix",
+            "x_forwarded_prefix",
+        ] {
+            assert!(is_platform_header(name), "{name}");
+        }
+        for name in [
+            "x-nimbu",
+            "x-forwarded-prefixes",
+            "x-forwarded-for",
+            "accept",
+        ] {
+            assert!(!is_platform_header(name), "{name}");
+        }
+    }
 }
