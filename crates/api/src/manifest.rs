@@ -194,6 +194,12 @@ fn validate_route_path(path: &str) -> Result<(), String> {
     let segments: Vec<&str> = path[1..].split('/').collect();
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
+        if seg.is_empty() && !is_last {
+            return Err(
+                "the path has an empty segment (`//`); write each segment once, e.g. /a/b"
+                    .to_owned(),
+            );
+        }
         if seg.contains('{') || seg.contains('}') {
             let inner = seg
                 .strip_prefix('{')

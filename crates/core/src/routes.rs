@@ -1,13 +1,16 @@
 //! The custom-route table: `GET /hello/{who}` → function, like an API gateway.
 //!
 //! Routes are global (they live at the root of the server, outside `/fn/`).
-//! Two functions' routes may match the same request path only with disjoint
-//! methods: `GET /users/me` of one function and `GET /users/{id}` of another
-//! conflict, and so do `/files/{*rest}` and `/files/readme`, although the
-//! matcher could rank them (static before parameter before catch-all),
-//! because one function would silently take paths the other declared.
-//! Conflicts are reported at deploy time. One function's own routes may
-//! overlap: it serves them all.
+//! For a request path the matcher picks the most specific pattern (static
+//! before parameter before catch-all), and only that pattern's methods
+//! answer. So two functions may share a path only as the same pattern with
+//! disjoint methods (`GET /x/{id}` and `POST /x/{id}`); two different
+//! patterns of two functions that match some of the same paths conflict,
+//! whatever their methods: with `GET /users/{id}` of one function and
+//! `/users/me` (any method, or only `POST`) of another, the second would
+//! silently take `GET /users/me` from the first. Conflicts are reported at
+//! deploy time. One function's own patterns may overlap; the most specific
+//! one answers.
 
 use nimbus_api::Route;
 use std::collections::HashMap;
@@ -80,12 +83,19 @@ fn segments(path: &str) -> Vec<Segment<'_>> {
         .collect()
 }
 
+/// Whether the rest of a pattern can match a non-empty rest of a path.
+fn matches_something(rest: &[Segment<'_>]) -> bool {
+    !matches!(rest, [] | [Segment::Static("")])
+}
+
 /// Whether some request path matches both patterns.
 fn patterns_overlap(a: &[Segment<'_>], b: &[Segment<'_>]) -> bool {
     match (a.split_first(), b.split_first()) {
         (None, None) => true,
-        (Some((Segment::CatchAll, _)), _) => !b.is_empty(),
-        (_, Some((Segment::CatchAll, _))) => !a.is_empty(),
+        // A catch-all takes one character or more: not the empty rest of
+        // `/files/`, nor nothing at all.
+        (Some((Segment::CatchAll, _)), _) => matches_something(b),
+        (_, Some((Segment::CatchAll, _))) => matches_something(a),
         (None, Some(_)) | (Some(_), None) => false,
         (Some((x, a_rest)), Some((y, b_rest))) => {
             let same_segment = match (x, y) {
@@ -125,25 +135,25 @@ impl RouteTable {
     }
 
     /// The first route of another function whose pattern differs from
-    /// `route`'s but matches some of the same paths for some of the same methods.
+    /// `route`'s but matches some of the same paths (whatever the methods:
+    /// the most specific pattern takes the path for all of them).
     fn overlapping(&self, target: &Target, route: &Route) -> Option<&Entry> {
         let mine = segments(&route.path);
-        let candidates: Box<dyn Iterator<Item = &usize>> = match mine.first() {
+        let candidates: Box<dyn Iterator<Item = usize>> = match mine.first() {
             Some(Segment::Static(s)) => Box::new(
                 self.by_first_segment
                     .get(*s)
                     .into_iter()
                     .flatten()
-                    .chain(&self.wild_first),
+                    .chain(&self.wild_first)
+                    .copied(),
             ),
-            _ => Box::new(self.index.values()),
+            _ => Box::new(0..self.paths.len()),
         };
         candidates
-            .filter_map(|&i| self.paths.get(i))
+            .filter_map(|i| self.paths.get(i))
             .find_map(|entries| {
-                let other = entries
-                    .iter()
-                    .find(|e| e.target != *target && overlap(&e.methods, &route.methods))?;
+                let other = entries.iter().find(|e| e.target != *target)?;
                 (other.route.path != route.path
                     && patterns_overlap(&mine, &segments(&other.route.path)))
                 .then_some(other)
@@ -155,7 +165,7 @@ impl RouteTable {
         if let Some(other) = self.overlapping(&target, &route) {
             return Err(format!(
                 "route {route} overlaps route {} of function {}/{}: some request paths match both; \
-                 choose a path that no other function's route matches (or give the two routes different methods)",
+                 choose a path that no other function's route matches, or the very same pattern with other methods",
                 other.route, other.target.namespace, other.target.name
             ));
         }
@@ -347,7 +357,8 @@ mod tests {
                 Ok(()) => assert_eq!(owner, "none", "{route} was accepted"),
             }
         }
-        // Disjoint methods, or paths no other route matches, are fine.
+        // The same pattern with disjoint methods, or paths no other route
+        // matches, are fine.
         let mut table = RouteTable::default();
         table
             .insert(t("users"), r("GET /users/{id}"))
@@ -355,9 +366,19 @@ mod tests {
         table
             .insert(t("files"), r("/files/{*rest}"))
             .expect("insert");
+        let e = table.insert(t("b"), r("POST /users/me")).unwrap_err();
+        assert!(
+            e.contains("default/users"),
+            "another method still takes the path: {e}"
+        );
         table
-            .insert(t("b"), r("POST /users/me"))
-            .expect("other method");
+            .insert(t("b"), r("POST /users/{id}"))
+            .expect("the same pattern with another method");
+        table
+            .insert(t("b"), r("GET /files/"))
+            .expect("a catch-all takes at least one character");
+        table.insert(t("root"), r("GET /")).expect("root");
+        table.insert(t("all"), r("/{*path}")).unwrap_err();
         table.insert(t("b"), r("GET /users")).expect("shorter path");
         table
             .insert(t("b"), r("GET /users/{id}/posts"))
@@ -366,6 +387,10 @@ mod tests {
             .insert(t("b"), r("GET /files"))
             .expect("catch-all needs a segment");
         // A function's own routes may overlap.
+        let mut table = RouteTable::default();
+        table
+            .insert(t("users"), r("GET /users/{id}"))
+            .expect("insert");
         table
             .insert(t("users"), r("GET /users/me"))
             .expect("same function");
@@ -381,6 +406,9 @@ mod tests {
         assert!(!o("/a/{x}", "/a/"));
         assert!(!o("/a/b", "/a/c"));
         assert!(!o("/a/{*r}", "/a"));
+        assert!(!o("/a/{*r}", "/a/"));
+        assert!(!o("/{*r}", "/"));
+        assert!(o("/{*r}", "/a"));
         assert!(o("/a/", "/a/"));
     }
 }
