@@ -565,7 +565,8 @@ impl Platform {
                 )
             }
         };
-        self.recorder
+        let recorded = self
+            .recorder
             .record(InvocationRecord {
                 id: id.clone(),
                 namespace: v.namespace.clone(),
@@ -587,6 +588,16 @@ impl Platform {
                 logs_truncated: logs.truncated,
             })
             .await;
+        // With records durable before the response, an unrecorded
+        // invocation is not answered as a success.
+        let result = if recorded {
+            result
+        } else {
+            Err(InvokeError::new(
+                ErrorCode::Internal,
+                format!("the record of invocation {id} could not be committed"),
+            ))
+        };
         Invocation { id, cold, result }
     }
 

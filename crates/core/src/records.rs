@@ -77,10 +77,13 @@ impl Default for RecorderConfig {
     }
 }
 
+/// Told whether the batch it waited for was committed.
+type Waiter = oneshot::Sender<bool>;
+
 enum Command {
     /// A record, and who waits for its commit (with `BeforeResponse`).
-    Record(Box<InvocationRecord>, Option<oneshot::Sender<()>>),
-    Flush(oneshot::Sender<()>),
+    Record(Box<InvocationRecord>, Option<Waiter>),
+    Flush(Waiter),
 }
 
 /// Handle to the record writer; cheap to clone.
@@ -101,7 +104,9 @@ impl Recorder {
 
     /// Queues a record; waits when the queue is full and, with
     /// [`RecordDurability::BeforeResponse`], until the record is committed.
-    pub async fn record(&self, record: InvocationRecord) {
+    /// Returns false when that commit failed (never in `Batched` mode,
+    /// where a failed write is only logged).
+    pub async fn record(&self, record: InvocationRecord) -> bool {
         let (done, committed) = match self.durability {
             RecordDurability::Batched => (None, None),
             RecordDurability::BeforeResponse => {
@@ -116,10 +121,11 @@ impl Recorder {
             .is_err()
         {
             tracing::warn!("invocation record dropped: the record writer has stopped");
-            return;
+            return self.durability == RecordDurability::Batched;
         }
-        if let Some(committed) = committed {
-            let _ = committed.await;
+        match committed {
+            Some(committed) => committed.await.unwrap_or(false),
+            None => true,
         }
     }
 
@@ -138,7 +144,7 @@ async fn run(
     mut rx: mpsc::Receiver<Command>,
 ) {
     let mut batch: Vec<InvocationRecord> = Vec::new();
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut waiters: Vec<Waiter> = Vec::new();
     let mut prune = tokio::time::interval(Duration::from_millis(config.prune_interval_ms.max(1)));
     let flush_every = Duration::from_millis(config.flush_interval_ms);
     loop {
@@ -146,17 +152,24 @@ async fn run(
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 push(cmd, &mut batch, &mut waiters);
-                // Gather what else arrives within the flush interval.
+                // Gather what else arrives within the flush interval; when
+                // someone waits for the commit, only what is queued already
+                // (records that came while the last commit ran share this one).
                 let deadline = tokio::time::Instant::now() + flush_every;
-                while batch.len() < config.batch_max && waiters.is_empty() {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(cmd)) => push(cmd, &mut batch, &mut waiters),
-                        Ok(None) | Err(_) => break,
+                while batch.len() < config.batch_max {
+                    let next = if waiters.is_empty() {
+                        tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
+                    } else {
+                        rx.try_recv().ok()
+                    };
+                    match next {
+                        Some(cmd) => push(cmd, &mut batch, &mut waiters),
+                        None => break,
                     }
                 }
-                write(&*store, &mut batch).await;
+                let committed = write(&*store, &mut batch).await;
                 for w in waiters.drain(..) {
-                    let _ = w.send(());
+                    let _ = w.send(committed);
                 }
             }
             _ = prune.tick() => {
@@ -176,7 +189,7 @@ async fn run(
     write(&*store, &mut batch).await;
 }
 
-fn push(cmd: Command, batch: &mut Vec<InvocationRecord>, waiters: &mut Vec<oneshot::Sender<()>>) {
+fn push(cmd: Command, batch: &mut Vec<InvocationRecord>, waiters: &mut Vec<Waiter>) {
     match cmd {
         Command::Record(r, done) => {
             batch.push(*r);
@@ -186,13 +199,118 @@ fn push(cmd: Command, batch: &mut Vec<InvocationRecord>, waiters: &mut Vec<onesh
     }
 }
 
-async fn write(store: &dyn InvocationStore, batch: &mut Vec<InvocationRecord>) {
+/// Writes a batch; returns whether it was committed.
+async fn write(store: &dyn InvocationStore, batch: &mut Vec<InvocationRecord>) -> bool {
     if batch.is_empty() {
-        return;
+        return true;
     }
     let records = std::mem::take(batch);
     let n = records.len();
-    if let Err(e) = store.insert_invocations(records).await {
-        tracing::error!(error = %e, records = n, "failed to write invocation records");
+    match store.insert_invocations(records).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, records = n, "failed to write invocation records");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InvocationQuery, StoreError, StoreResult, UsageQuery};
+    use nimbus_api::UsageRow;
+    use std::sync::Mutex;
+
+    /// Records the batches it is given; fails every insert when `failing`.
+    #[derive(Default)]
+    struct Batches {
+        failing: bool,
+        sizes: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait::async_trait]
+    impl InvocationStore for Batches {
+        async fn insert_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()> {
+            self.sizes.lock().expect("lock").push(records.len());
+            // As long as a commit with fsync: records arrive meanwhile.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if self.failing {
+                return Err(StoreError::Backend(anyhow::anyhow!("disk full")));
+            }
+            Ok(())
+        }
+        async fn usage(&self, _: UsageQuery) -> StoreResult<Vec<UsageRow>> {
+            Ok(Vec::new())
+        }
+        async fn prune_usage(&self, _: u64) -> StoreResult<u64> {
+            Ok(0)
+        }
+        async fn invocations(&self, _: InvocationQuery) -> StoreResult<Vec<InvocationRecord>> {
+            Ok(Vec::new())
+        }
+        async fn invocation(&self, _: &str) -> StoreResult<Option<InvocationRecord>> {
+            Ok(None)
+        }
+        async fn prune_invocations(&self, _: u64, _: u64) -> StoreResult<u64> {
+            Ok(0)
+        }
+    }
+
+    fn record(id: usize) -> InvocationRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id.to_string(), "namespace": "default", "function": "f", "version": 1,
+            "trigger": "http", "started_at_ms": 1, "duration_us": 1, "status": 200,
+            "error_code": null, "error_message": null, "cold": false,
+            "memory_limit_mib": 128, "billed_ms": 1, "stdout": "", "stderr": "",
+            "logs_truncated": false
+        }))
+        .expect("record")
+    }
+
+    fn durable() -> RecorderConfig {
+        RecorderConfig {
+            durability: RecordDurability::BeforeResponse,
+            flush_interval_ms: 60_000,
+            ..RecorderConfig::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_records_wait_for_their_commit_and_share_commits() {
+        let store = Arc::new(Batches::default());
+        let recorder = Recorder::start(store.clone(), durable());
+        // Answered only once committed, without waiting for the flush interval.
+        let one = tokio::time::timeout(Duration::from_secs(5), recorder.record(record(0)))
+            .await
+            .expect("committed long before the 60 s flush interval");
+        assert!(one);
+        let calls: Vec<_> = (1..=64)
+            .map(|i| {
+                let r = recorder.clone();
+                tokio::spawn(async move { r.record(record(i)).await })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.expect("task"));
+        }
+        let sizes = store.sizes.lock().expect("lock").clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 65);
+        assert!(
+            sizes.len() < 65,
+            "concurrent records share commits: {sizes:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_is_reported_to_durable_callers_only() {
+        let store = Arc::new(Batches {
+            failing: true,
+            ..Batches::default()
+        });
+        let durable = Recorder::start(store.clone(), durable());
+        assert!(!durable.record(record(1)).await);
+        let batched = Recorder::start(store, RecorderConfig::default());
+        assert!(batched.record(record(2)).await);
     }
 }
