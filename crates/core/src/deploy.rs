@@ -98,40 +98,46 @@ impl Platform {
         req: DeployRequest,
     ) -> Result<Vec<FunctionVersion>> {
         let manifest = parse_manifest(req.manifest).await?;
-        let artifacts = req.artifacts;
-        // Several functions may share one artifact (one archive, several
-        // handlers): each is decoded once.
-        let mut decoded: HashMap<&str, Vec<u8>> = HashMap::new();
-        let mut items = Vec::new();
-        for (name, spec) in manifest.functions {
-            let code = match decoded.get(spec.code.as_str()) {
-                Some(code) => code.clone(),
-                None => {
-                    let (path, b64) = artifacts.get_key_value(&spec.code).ok_or_else(|| {
-                        Error::bad_request(format!(
-                            "functions.{name}.code: the request carries no artifact named {:?}",
-                            spec.code
-                        ))
-                    })?;
-                    let code = base64::engine::general_purpose::STANDARD
-                        .decode(b64.as_bytes())
-                        .map_err(|e| {
+        // Decoding up to 140 MiB of base64 is CPU work: off the async threads.
+        let items = tokio::task::spawn_blocking(move || -> Result<Vec<DeployItem>> {
+            let artifacts = req.artifacts;
+            // Several functions may share one artifact (one archive, several
+            // handlers): each is decoded once.
+            let mut decoded: HashMap<&str, Vec<u8>> = HashMap::new();
+            let mut items = Vec::new();
+            for (name, spec) in manifest.functions {
+                let code = match decoded.get(spec.code.as_str()) {
+                    Some(code) => code.clone(),
+                    None => {
+                        let (path, b64) = artifacts.get_key_value(&spec.code).ok_or_else(|| {
                             Error::bad_request(format!(
-                                "artifact {:?}: invalid base64: {e}",
+                                "functions.{name}.code: the request carries no artifact named {:?}",
                                 spec.code
                             ))
                         })?;
-                    decoded.insert(path.as_str(), code.clone());
-                    code
-                }
-            };
-            items.push(DeployItem { name, spec, code });
-        }
-        if let Some(extra) = artifacts.keys().find(|k| !decoded.contains_key(k.as_str())) {
-            return Err(Error::bad_request(format!(
-                "artifact {extra:?} is not named by any function's code"
-            )));
-        }
+                        let code = base64::engine::general_purpose::STANDARD
+                            .decode(b64.as_bytes())
+                            .map_err(|e| {
+                                Error::bad_request(format!(
+                                    "artifact {:?}: invalid base64: {e}",
+                                    spec.code
+                                ))
+                            })?;
+                        decoded.insert(path.as_str(), code.clone());
+                        code
+                    }
+                };
+                items.push(DeployItem { name, spec, code });
+            }
+            if let Some(extra) = artifacts.keys().find(|k| !decoded.contains_key(k.as_str())) {
+                return Err(Error::bad_request(format!(
+                    "artifact {extra:?} is not named by any function's code"
+                )));
+            }
+            Ok(items)
+        })
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!(e).context("decode the artifacts")))??;
         self.deploy(namespace, items).await
     }
 
@@ -167,10 +173,17 @@ impl Platform {
                     Error::new(e.code, format!("functions.{name}.code: {}", e.message))
                 })?,
             };
-            let digest = self
-                .artifacts
-                .put(&item.code)
-                .map_err(|e| Error::internal(e.context("store the function's code")))?;
+            // Hashing and an fsync of up to 100 MiB: off the async threads.
+            let artifacts = self.artifacts.clone();
+            let code = item.code;
+            let code_size_bytes = code.len() as u64;
+            let digest = tokio::task::spawn_blocking(move || artifacts.put(&code))
+                .await
+                .map_err(|e| {
+                    Error::internal(anyhow::anyhow!(e).context("store the function's code"))
+                })?;
+            let digest =
+                digest.map_err(|e| Error::internal(e.context("store the function's code")))?;
             // The number the store will give this version (deploys are
             // serialised): the runtime prepares the version as it will be
             // called, `AWS_LAMBDA_FUNCTION_VERSION` and all.
@@ -188,7 +201,7 @@ impl Platform {
                 version: number,
                 created_at_ms: 0,
                 code_digest: digest.clone(),
-                code_size_bytes: item.code.len() as u64,
+                code_size_bytes,
                 kind,
                 handler: item.spec.handler.clone(),
                 public: item.spec.public,

@@ -139,7 +139,15 @@ async fn admin_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiEr
 async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
     let (_, body) = admin_body(req).await?;
-    let req: DeployRequest = parse_json(&body)?;
+    // Up to 140 MiB of JSON: parsed off the async threads.
+    let req: DeployRequest = tokio::task::spawn_blocking(move || parse_json(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("parse the deploy request: {e}"),
+            )
+        })??;
     let versions = g.platform.deploy_manifest(&ns, req).await?;
     Ok(deployed(versions))
 }
