@@ -117,7 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut config = nimbus_server::ServerConfig::new(&g.data_dir, listen);
             config.shutdown_grace_ms = shutdown_grace_ms;
             config.connections = nimbus_server::ConnectionLimits {
-                max_connections,
+                max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                 header_read_timeout_ms,
                 body_read_timeout_ms,
                 write_stall_timeout_ms,

@@ -78,18 +78,18 @@ pub enum Command {
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
         /// Most client connections open at once; past it a new one gets 503.
-        #[arg(long, default_value_t = 10_000)]
-        max_connections: usize,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: u64,
         /// How long a client may take to send a request head (and how long
         /// a kept-alive connection may stay idle), in ms.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
         header_read_timeout_ms: u64,
         /// How long a client may take to send a request body, in ms.
-        #[arg(long, default_value_t = 60_000)]
+        #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
         body_read_timeout_ms: u64,
         /// How long a response write may make no progress before the
         /// connection is closed, in ms.
-        #[arg(long, default_value_t = 30_000)]
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
         write_stall_timeout_ms: u64,
         /// When an invocation's record is committed: `batched` (after the
         /// response; a crash loses the last ~50 ms of records) or

@@ -34,7 +34,7 @@ pub(crate) async fn read_body(
         .and_then(|s| s.parse::<u64>().ok());
     let mut body = body;
     if declared.is_some_and(|n| n > max_bytes) {
-        drain(&mut body).await;
+        drain(body);
         return Err(too_large());
     }
     let mut buf = bytes::BytesMut::new();
@@ -51,8 +51,7 @@ pub(crate) async fn read_body(
         })?;
         if let Ok(data) = frame.into_data() {
             if (buf.len() + data.len()) as u64 > max_bytes {
-                drop(buf);
-                drain(&mut body).await;
+                drain(body);
                 return Err(too_large());
             }
             buf.extend_from_slice(&data);
@@ -61,17 +60,22 @@ pub(crate) async fn read_body(
     Ok(buf.freeze())
 }
 
-/// Reads and discards what is left of `body`, up to [`MAX_DRAINED_BYTES`].
-async fn drain(body: &mut axum::body::Body) {
-    let mut drained = 0u64;
-    while drained < MAX_DRAINED_BYTES {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    drained += data.len() as u64;
+/// Reads and discards what is left of `body`, up to [`MAX_DRAINED_BYTES`],
+/// in a task of its own: the refusal is answered at once, while the client
+/// may still be sending. `body_read_timeout_ms` bounds the task's life, and
+/// a connection has at most one such task at a time.
+fn drain(mut body: axum::body::Body) {
+    tokio::spawn(async move {
+        let mut drained = 0u64;
+        while drained < MAX_DRAINED_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        drained += data.len() as u64;
+                    }
                 }
+                Some(Err(_)) | None => return,
             }
-            Some(Err(_)) | None => return,
         }
-    }
+    });
 }
