@@ -423,3 +423,34 @@ pub async fn pipelined(addr: &str, requests: &str) -> Vec<u8> {
         .expect("read");
     out
 }
+
+/// Sends `request` on a new connection and reads one whole response
+/// (framed by its Content-Length), without waiting for the connection to close.
+pub async fn one_response(addr: &str, request: &str) -> RawResponse {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        out.extend_from_slice(&buf[..n]);
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if out.len() >= end + 4 + len {
+                out.truncate(end + 4 + len);
+                break;
+            }
+        }
+        assert!(n > 0, "the connection closed before a whole response");
+    }
+    parse_responses(&out, &[]).remove(0)
+}
