@@ -193,18 +193,13 @@ impl TestServer {
 
     /// Runs the `nimbus` binary against this server: (exit code, stdout, stderr).
     pub fn nimbus(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["--url", &self.url, "--token", &self.token])
-            .args(args)
-            .env_remove("NIMBUS_URL")
-            .env_remove("NIMBUS_TOKEN")
-            .output()
-            .expect("run nimbus");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_nimbus(&self.url, &self.token, args)
+    }
+
+    /// Deploys the directory `dir` as public Python function `name` with the
+    /// CLI, asserting that the deploy succeeds.
+    pub fn deploy_python(&self, name: &str, dir: &std::path::Path, handler: &str) {
+        deploy_python_with(|args| self.nimbus(args), name, dir, handler);
     }
 
     /// The invocation record for `id`, waiting for the batched writer.
@@ -297,18 +292,25 @@ impl ServeProcess {
 
     /// Runs the `nimbus` CLI against this server: (exit code, stdout, stderr).
     pub fn nimbus(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["--url", &self.url, "--token", &self.token])
-            .args(args)
-            .env_remove("NIMBUS_URL")
-            .env_remove("NIMBUS_TOKEN")
-            .output()
-            .expect("run nimbus");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_nimbus(&self.url, &self.token, args)
+    }
+
+    /// Deploys guest `guest` as public function `name` with the CLI.
+    pub fn deploy_wasm(&self, name: &str, guest: &str) {
+        let path = crate::common::guest(guest);
+        let (rc, out, err) = self.nimbus(&[
+            "deploy",
+            name,
+            "--wasm",
+            path.to_str().expect("path"),
+            "--public",
+        ]);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+
+    /// See [`TestServer::deploy_python`].
+    pub fn deploy_python(&self, name: &str, dir: &std::path::Path, handler: &str) {
+        deploy_python_with(|args| self.nimbus(args), name, dir, handler);
     }
 
     /// Kills the server with SIGKILL and waits for it.
@@ -453,4 +455,40 @@ pub async fn one_response(addr: &str, request: &str) -> RawResponse {
         assert!(n > 0, "the connection closed before a whole response");
     }
     parse_responses(&out, &[]).remove(0)
+}
+
+/// Runs the `nimbus` binary against `url` with `token`: (exit code, stdout, stderr).
+fn run_nimbus(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["--url", url, "--token", token])
+        .args(args)
+        .env_remove("NIMBUS_URL")
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("run nimbus");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn deploy_python_with(
+    nimbus: impl Fn(&[&str]) -> (i32, String, String),
+    name: &str,
+    dir: &std::path::Path,
+    handler: &str,
+) {
+    let (rc, out, err) = nimbus(&[
+        "deploy",
+        name,
+        "--code",
+        dir.to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        handler,
+        "--public",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
 }

@@ -135,18 +135,7 @@ async fn an_unhandled_exception_is_counted_and_recorded_as_an_error() {
         "def handler(event, context):\n    raise ValueError('boom')\n",
     )
     .expect("write");
-    let (rc, out, err) = s.nimbus(&[
-        "deploy",
-        "raiser",
-        "--code",
-        code.path().to_str().expect("path"),
-        "--runtime",
-        "python3",
-        "--handler",
-        "app.handler",
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
+    s.deploy_python("raiser", code.path(), "app.handler");
     let r = s.get("/fn/default/raiser").await;
     assert_eq!(r.status(), 500);
     assert_eq!(r.headers()["x-nimbus-function-error"], "Unhandled");

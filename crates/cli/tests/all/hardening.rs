@@ -28,22 +28,10 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-/// Writes a Python handler directory and deploys it as a public function.
-fn deploy_python(server: &ServeProcess, name: &str, source: &str) -> tempfile::TempDir {
+/// A directory holding `app.py` with `source`.
+fn python_code(source: &str) -> tempfile::TempDir {
     let code = tempfile::tempdir().expect("tempdir");
     std::fs::write(code.path().join("app.py"), source).expect("write app.py");
-    let (rc, out, err) = server.nimbus(&[
-        "deploy",
-        name,
-        "--code",
-        code.path().to_str().expect("path"),
-        "--runtime",
-        "python3",
-        "--handler",
-        "app.handler",
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
     code
 }
 
@@ -51,11 +39,10 @@ fn deploy_python(server: &ServeProcess, name: &str, source: &str) -> tempfile::T
 async fn idle_connections_do_not_stop_a_cold_python_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = ServeProcess::start(dir.path(), &[], None);
-    let _code = deploy_python(
-        &server,
-        "py",
+    let code = python_code(
         "def handler(event, context):\n    return {'statusCode': 200, 'body': 'cold ok'}\n",
     );
+    server.deploy_python("py", code.path(), "app.handler");
     // An unauthenticated client holds 1,100 idle connections: the server
     // now has more descriptors open than a sandboxed worker may.
     let mut idle = Vec::new();
@@ -81,15 +68,7 @@ async fn a_slowloris_does_not_stop_healthz_or_a_warm_function() {
     // A soft descriptor limit of 512, as many systems start services with:
     // the server raises it to the hard limit.
     let server = ServeProcess::start(dir.path(), &["--header-read-timeout-ms", "1000"], Some(512));
-    let guest = crate::common::guest("hello");
-    let (rc, out, err) = server.nimbus(&[
-        "deploy",
-        "hello",
-        "--wasm",
-        guest.to_str().expect("path"),
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
+    server.deploy_wasm("hello", "hello");
     let http = reqwest::Client::new();
     let hello = format!("{}/fn/default/hello", server.url);
     assert_eq!(http.get(&hello).send().await.expect("warm").status(), 200);
@@ -253,24 +232,10 @@ async fn connections_past_max_connections_get_a_json_503() {
 async fn functions_cannot_frame_their_own_responses() {
     let s = TestServer::start().await;
     s.deploy("cgi", "forged_framing", "").await;
-    let py = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        py.path().join("app.py"),
+    let py = python_code(
         "def handler(event, context):\n    status = int((event.get('queryStringParameters') or {}).get('status', 200))\n    return {'statusCode': status, 'headers': {'Content-Length': '2', 'Transfer-Encoding': 'chunked', 'Connection': 'keep-alive, x-hop', 'X-Hop': '1', 'Upgrade': 'h2c', 'X-Kept': 'yes'}, 'body': 'OK\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\nContent-Length: 6\\r\\n\\r\\nforged'}\n",
-    )
-    .expect("write app.py");
-    let (rc, out, err) = s.nimbus(&[
-        "deploy",
-        "py",
-        "--code",
-        py.path().to_str().expect("path"),
-        "--runtime",
-        "python3",
-        "--handler",
-        "app.handler",
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
+    );
+    s.deploy_python("py", py.path(), "app.handler");
 
     let forged_body = b"OK\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
     let requests = [
@@ -507,15 +472,7 @@ async fn with_durable_records_every_answered_invocation_survives_kill_9() {
         &["--record-durability", "before-response"],
         None,
     );
-    let guest = crate::common::guest("hello");
-    let (rc, out, err) = s.nimbus(&[
-        "deploy",
-        "hello",
-        "--wasm",
-        guest.to_str().expect("path"),
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
+    s.deploy_wasm("hello", "hello");
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for _ in 0..20 {

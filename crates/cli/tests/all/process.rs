@@ -8,23 +8,6 @@ fn write(dir: &std::path::Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).expect("write");
 }
 
-/// Deploys the directory `dir` as public Python function `name` with the
-/// CLI, asserting that the deploy succeeds.
-fn deploy_python(s: &TestServer, name: &str, dir: &std::path::Path, handler: &str) {
-    let (rc, out, err) = s.nimbus(&[
-        "deploy",
-        name,
-        "--code",
-        dir.to_str().expect("path"),
-        "--runtime",
-        "python3",
-        "--handler",
-        handler,
-        "--public",
-    ]);
-    assert_eq!(rc, 0, "{out}{err}");
-}
-
 /// The Python and Node.js handlers from AWS Lambda's getting-started
 /// documentation, unchanged.
 const AWS_PYTHON: &str = "import json\n\ndef lambda_handler(event, context):\n    # TODO implement\n    return {\n        'statusCode': 200,\n        'body': json.dumps('Hello from Lambda!')\n    }\n";
@@ -65,7 +48,7 @@ async fn python_sees_the_http_event_and_logs_are_recorded() {
         "app.py",
         "import json, base64\n\ndef lambda_handler(event, context):\n    print('handling', event['rawPath'])\n    if event['rawPath'] == '/boom':\n        raise ValueError('no such thing')\n    body = event.get('body') or ''\n    if event.get('isBase64Encoded'):\n        body = base64.b64decode(body).decode()\n    return {'path': event['rawPath'], 'query': event['rawQueryString'], 'method': event['requestContext']['http']['method'], 'body': body, 'fn': context.function_name, 'left': context.get_remaining_time_in_millis() > 0}\n",
     );
-    deploy_python(&s, "api", dir.path(), "app.lambda_handler");
+    s.deploy_python("api", dir.path(), "app.lambda_handler");
     let r = s
         .http
         .post(s.url("/fn/default/api/items/1?x=2"))
@@ -170,7 +153,7 @@ async fn python_stdlib_heavy_modules_import_in_the_sandbox() {
         "app.py",
         "import asyncio, decimal, email.message, json, sqlite3, statistics, xml.etree.ElementTree as ET, urllib.parse, zlib\n\ndef handler(event, context):\n    db = sqlite3.connect(':memory:')\n    db.execute('create table t (x)')\n    db.executemany('insert into t values (?)', [(i,) for i in range(10)])\n    total = db.execute('select sum(x) from t').fetchone()[0]\n    root = ET.fromstring('<a><b>1</b></a>')\n    return {'sum': total, 'mean': statistics.mean([1, 2, 3]), 'xml': root.find('b').text, 'dec': str(decimal.Decimal('0.1') * 3), 'z': len(zlib.compress(b'x' * 1000))}\n",
     );
-    deploy_python(&s, "std", dir.path(), "app.handler");
+    s.deploy_python("std", dir.path(), "app.handler");
     let (status, body, _) = s.call("/fn/default/std").await;
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -313,7 +296,7 @@ async fn unpacked_code_of_a_deleted_function_is_removed() {
         "app.py",
         "def handler(event, context):\n    return 'hi'\n",
     );
-    deploy_python(&s, "py", dir.path(), "app.handler");
+    s.deploy_python("py", dir.path(), "app.handler");
     assert_eq!(s.call("/fn/default/py").await.0, 200);
     let unpacked = |s: &TestServer| -> Vec<String> {
         std::fs::read_dir(s.dir.path().join("process/code"))
