@@ -159,3 +159,15 @@ async fn an_unhandled_exception_is_counted_and_recorded_as_an_error() {
     let usage = s.admin_json("/usage?function=raiser").await;
     assert_eq!(usage["total"]["errors"], 1, "{usage}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_of_the_readme_deploys_and_answers() {
+    let s = TestServer::start().await;
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-hello");
+    s.deploy_python("py-hello", &example, "app.lambda_handler");
+    let (status, body, _) = s.call("/fn/default/py-hello?name=Ada").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v, serde_json::json!({"hello": "Ada", "version": "1"}));
+}
