@@ -13,13 +13,75 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Reads a limit's value, saying in plain words what was expected.
+struct WholeNumber {
+    field: &'static str,
+    min: u64,
+    max: u64,
+}
+
+impl<'de> serde::de::Visitor<'de> for WholeNumber {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: a whole number from {} to {} (e.g. {}: {})",
+            self.field,
+            self.min,
+            self.max,
+            self.field,
+            self.max.min(self.min.max(1) * 1000)
+        )
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| {
+            E::custom(format!(
+                "{} must be between {} and {}, got {v}",
+                self.field, self.min, self.max
+            ))
+        })
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        Err(E::custom(format!(
+            "{} must be a whole number from {} to {}, got {v}",
+            self.field, self.min, self.max
+        )))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        // Query strings carry every value as text.
+        v.trim().parse().map_err(|_| {
+            E::custom(format!(
+                "{} must be a whole number from {} to {}, got {v:?}",
+                self.field, self.min, self.max
+            ))
+        })
+    }
+}
+
 macro_rules! bounded {
     ($ty:ident, $inner:ty, $field:literal, $min:expr, $max:expr, $default:expr) => {
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-        )]
-        #[serde(try_from = "u64", into = "u64")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(into = "u64")]
         pub struct $ty($inner);
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = d.deserialize_any(WholeNumber {
+                    field: $field,
+                    min: Self::MIN as u64,
+                    max: Self::MAX as u64,
+                })?;
+                $ty::new(v).map_err(serde::de::Error::custom)
+            }
+        }
 
         impl $ty {
             pub const MIN: $inner = $min;

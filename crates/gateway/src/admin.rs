@@ -118,9 +118,34 @@ fn parse_query<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, ApiError> {
     match req_query {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {e}"))),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| query_error::<T>(q, e)),
     }
+}
+
+/// An error that names the query parameter at fault and what it should be.
+fn query_error<T: serde::de::DeserializeOwned>(
+    query: &str,
+    e: serde_urlencoded::de::Error,
+) -> ApiError {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    for (k, v) in pairs {
+        let alone = serde_urlencoded::to_string([(&k, &v)]).unwrap_or_default();
+        if let Err(e) = serde_urlencoded::from_str::<T>(&alone) {
+            let why = e.to_string();
+            let why = if why.contains("invalid digit") || why.contains("cannot parse integer") {
+                "expected a whole number".to_owned()
+            } else if why.contains("provided string was not `true` or `false`") {
+                "expected true or false".to_owned()
+            } else {
+                why
+            };
+            return ApiError::new(
+                ErrorCode::BadRequest,
+                format!("query parameter {k}={v:?}: {why}"),
+            );
+        }
+    }
+    ApiError::new(ErrorCode::BadRequest, format!("invalid query: {e}"))
 }
 
 /// Reads an admin request's body, up to [`crate::MAX_ADMIN_BODY_BYTES`].
@@ -410,4 +435,31 @@ async fn usage(State(g): St, req: Request) -> Result<Response, ApiError> {
         }
     });
     Ok(Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let e = parse_query::<CodeOptions>(Some("public=true&timeout_ms=abc")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(
+            e.message,
+            "query parameter timeout_ms=\"abc\": expected a whole number"
+        );
+        let e = parse_query::<CodeOptions>(Some("public=yes")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "query parameter public=\"yes\": expected true or false"
+        );
+        let e = parse_query::<CodeOptions>(Some("colour=blue")).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("query parameter colour=\"blue\": unknown field"),
+            "{}",
+            e.message
+        );
+    }
 }
