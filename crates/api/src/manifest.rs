@@ -277,7 +277,19 @@ impl Manifest {
             }
         }
         let manifest = deserialize(text)?;
-        manifest.validate()?;
+        manifest.validate().map_err(|mut e| {
+            // Validation errors start with the dotted path of what they are
+            // about (`functions.api.network: ...`): point at it, or at the
+            // deepest part of it the manifest has.
+            if e.line.is_none()
+                && let Some((path, _)) = e.message.split_once(": ")
+                && let Some((line, column)) = locate(text, path)
+            {
+                e.line = Some(line);
+                e.column = Some(column);
+            }
+            e
+        })?;
         Ok(manifest)
     }
 
@@ -356,6 +368,72 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// The line and column of the key at the dotted `path` (`functions.api.env`),
+/// or of the deepest key along it that the manifest has.
+fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    use libyaml_safer::{EventData, Parser};
+    let want: Vec<&str> = path.split('.').collect();
+    let mut input = String::with_capacity(text.len() + 1);
+    input.push_str(text);
+    input.push('\n');
+    std::panic::catch_unwind(|| {
+        let mut bytes = input.as_bytes();
+        let mut parser = Parser::new();
+        parser.set_input_string(&mut bytes);
+        // Per open collection: (is a mapping, the next scalar is a key, its key in the parent).
+        let mut open: Vec<(bool, bool)> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut best: Option<(usize, (usize, usize))> = None;
+        for event in parser {
+            let Ok(event) = event else { break };
+            let at_key = matches!(open.last(), Some((true, true)));
+            match event.data {
+                EventData::MappingStart { .. } | EventData::SequenceStart { .. } => {
+                    if let Some(top) = open.last_mut() {
+                        top.1 = top.0;
+                    }
+                    open.push((matches!(event.data, EventData::MappingStart { .. }), true));
+                }
+                EventData::MappingEnd | EventData::SequenceEnd => {
+                    open.pop();
+                    if matches!(open.last(), Some((true, _))) {
+                        keys.pop();
+                    }
+                }
+                EventData::Scalar { value, .. } if at_key => {
+                    if let Some(top) = open.last_mut() {
+                        top.1 = false;
+                    }
+                    let depth = open.len() - 1;
+                    keys.truncate(depth);
+                    keys.push(value);
+                    let matched =
+                        keys.len() <= want.len() && keys.iter().zip(&want).all(|(k, w)| k == w);
+                    if matched && best.is_none_or(|(d, _)| keys.len() > d) {
+                        let mark = event.start_mark;
+                        best = Some((
+                            keys.len(),
+                            (mark_number(mark.line), mark_number(mark.column)),
+                        ));
+                    }
+                    continue;
+                }
+                _ => {
+                    if let Some(top) = open.last_mut() {
+                        top.1 = top.0;
+                    }
+                    if matches!(open.last(), Some((true, _))) {
+                        keys.truncate(open.len() - 1);
+                    }
+                }
+            }
+        }
+        best.map(|(_, at)| at)
+    })
+    .ok()
+    .flatten()
 }
 
 /// The manifest as serde_yaml_ng reads it, without validation.
@@ -923,6 +1001,23 @@ mod tests {
         assert_eq!(e.line, Some(1), "{e}");
         let e = Manifest::parse("functions:\n  f:\n    code: [!a, b]\n").unwrap_err();
         assert!(e.to_string().starts_with("line 3"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_their_key() {
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n  b:\n    code: b.wasm\n    env: {X: y}\n    network: true\n",
+        )
+        .unwrap_err();
+        assert!(e.message.starts_with("functions.b.network:"), "{e}");
+        assert_eq!((e.line, e.column), (Some(7), Some(5)), "{e}");
+        // A missing key: the function it belongs to.
+        let e = Manifest::parse(
+            "functions:\n  a:\n    code: a.wasm\n  b:\n    code: ./b\n    runtime: python3\n",
+        )
+        .unwrap_err();
+        assert!(e.message.starts_with("functions.b.handler:"), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
     }
 
     #[test]
