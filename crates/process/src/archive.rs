@@ -159,6 +159,44 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses, with a message that says what it is, code that is neither a
+/// zip nor a tar archive (`prefix`: at least its first 512 bytes, when it
+/// has them): a tar reader would only say that a header field is not a
+/// number.
+fn check_kind(prefix: &[u8]) -> Result<(), PrepareError> {
+    // POSIX and GNU tar headers carry "ustar" at offset 257; old v7 archives
+    // do not, but have a valid octal checksum: leave those to the reader.
+    let tar = prefix.get(257..262) == Some(b"ustar".as_slice());
+    if is_zip(prefix) || tar {
+        return Ok(());
+    }
+    if prefix.starts_with(b"\0asm") {
+        return Err(invalid(
+            "the code is a WebAssembly binary, not the directory, .tar or .zip of a python3, node \
+             or exec function: deploy it as a wasm function (runtime: wasm in the manifest, or \
+             `nimbus deploy NAME --wasm FILE`)",
+        ));
+    }
+    if prefix.starts_with(b"\x1f\x8b") {
+        return Err(invalid(
+            "the code is gzip-compressed: send a plain .tar (or a .zip, or the directory itself)",
+        ));
+    }
+    let checksum = prefix.get(148..156).unwrap_or_default();
+    if checksum.iter().any(|b| (b'0'..=b'7').contains(b))
+        && checksum
+            .iter()
+            .all(|b| (b'0'..=b'7').contains(b) || *b == b' ' || *b == 0)
+    {
+        // Possibly an old-style tar: the reader decides.
+        return Ok(());
+    }
+    Err(invalid(
+        "the code is not a directory, a .tar or a .zip archive: pass the function's directory \
+         (--code DIR, or `code: DIR` in the manifest) or an archive of it",
+    ))
+}
+
 /// Whether `prefix` starts like a zip archive (a local file header, or the
 /// end-of-directory record of an empty one).
 pub fn is_zip(prefix: &[u8]) -> bool {
@@ -239,6 +277,7 @@ pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Resul
 /// Checks that `bytes` is a tar or zip archive Nimbus can unpack as process
 /// code.
 pub fn validate_archive(bytes: &[u8]) -> Result<(), PrepareError> {
+    check_kind(bytes)?;
     if is_zip(bytes) {
         let tar = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
         return validate_archive(&tar);
@@ -468,12 +507,18 @@ pub(crate) fn unpack_once(
             .map_err(|e| host_error(unpack_dir, &tmp, e))?;
         let mut file = std::fs::File::open(archive)
             .map_err(|e| host_error("open the code archive", archive, e))?;
-        let mut magic = [0u8; 4];
-        let n = file
-            .read(&mut magic)
-            .map_err(|e| host_error("read the code archive", archive, e))?;
+        let mut magic = [0u8; 512];
+        let mut n = 0;
+        while n < magic.len() {
+            match file.read(&mut magic[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(host_error("read the code archive", archive, e)),
+            }
+        }
         std::io::Seek::rewind(&mut file)
             .map_err(|e| host_error("read the code archive", archive, e))?;
+        check_kind(&magic[..n])?;
         if is_zip(&magic[..n]) {
             let tar = zip_to_tar(std::io::BufReader::new(file), Vec::new())?;
             return unpack(tar.as_slice(), &tmp);
