@@ -154,73 +154,95 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 /// Builds the manifest text and artifacts for a deploy.
 fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
-    let (manifest_text, base_dir) =
-        match &args.name {
-            Some(name) => {
-                let wasm = args.wasm.as_ref().or(args.code.as_ref()).context(
+    let (manifest_text, base_dir) = match &args.name {
+        Some(name) => {
+            let wasm =
+                args.wasm.as_ref().or(args.code.as_ref()).context(
                     "deploying one function from flags needs --wasm PATH or --code PATH",
                 )?;
-                let runtime: RuntimeName = match &args.runtime {
-                    Some(r) => serde_json::from_value(serde_json::Value::String(r.clone()))
-                        .map_err(|_| {
-                            anyhow::anyhow!("--runtime {r:?}: use wasm, python3, node or exec")
-                        })?,
-                    None => RuntimeName::Wasm,
-                };
-                let name = FunctionName::new(name.clone()).map_err(anyhow::Error::msg)?;
-                let mut limits = Limits::default();
-                if let Some(v) = args.timeout_ms {
-                    limits.timeout_ms = v.try_into().map_err(anyhow::Error::msg)?;
+            let runtime: RuntimeName = match &args.runtime {
+                Some(r) => {
+                    serde_json::from_value(serde_json::Value::String(r.clone())).map_err(|_| {
+                        anyhow::anyhow!("--runtime {r:?}: use wasm, python3, node or exec")
+                    })?
                 }
-                if let Some(v) = args.memory_limit_mib {
-                    limits.memory_limit_mib = v.try_into().map_err(anyhow::Error::msg)?;
-                }
-                let mut env = BTreeMap::new();
-                for kv in &args.env {
-                    let (k, v) = kv
-                        .split_once('=')
-                        .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
-                    env.insert(
-                        k.to_owned().try_into().map_err(anyhow::Error::msg)?,
-                        v.to_owned(),
-                    );
-                }
-                let routes = args
-                    .routes
-                    .iter()
-                    .map(|r| parse_route(r).map(RouteSpec).map_err(anyhow::Error::msg))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let spec = FunctionSpec {
-                    code: wasm.display().to_string(),
-                    runtime,
-                    handler: args.handler.clone(),
-                    public: args.public,
-                    network: args.network,
-                    limits,
-                    scaling: Default::default(),
-                    env,
-                    routes,
-                };
-                let manifest = Manifest {
-                    version: 1,
-                    functions: BTreeMap::from([(name, spec)]),
-                };
-                let text = serde_yaml_ng::to_string(&manifest).context("write the manifest")?;
-                (text, PathBuf::from("."))
+                None => RuntimeName::Wasm,
+            };
+            match (runtime, &args.handler) {
+                (RuntimeName::Wasm, Some(_)) => bail!(
+                    "--handler is for --runtime python3, node or exec; a wasm function has none (remove --handler, or add --runtime)"
+                ),
+                (RuntimeName::Wasm, None) if args.network => bail!(
+                    "--network is for --runtime python3, node or exec: wasm functions have no outgoing network"
+                ),
+                (RuntimeName::Wasm, None) => {}
+                (rt, None) => bail!(
+                    "--runtime {} needs --handler, e.g. --handler {}",
+                    args.runtime.as_deref().unwrap_or_default(),
+                    match rt {
+                        RuntimeName::Python3 => "app.lambda_handler",
+                        RuntimeName::Node => "index.handler",
+                        _ => "./bin/handler",
+                    }
+                ),
+                _ => {}
             }
-            None => {
-                let text = std::fs::read_to_string(&args.file)
-                    .with_context(|| format!("read the manifest {}", args.file.display()))?;
-                let dir = args
-                    .file
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| PathBuf::from("."));
-                (text, dir)
+            let name = FunctionName::new(name.clone()).map_err(anyhow::Error::msg)?;
+            let mut limits = Limits::default();
+            if let Some(v) = args.timeout_ms {
+                limits.timeout_ms = v.try_into().map_err(anyhow::Error::msg)?;
             }
-        };
-    let manifest = Manifest::parse(&manifest_text)
-        .map_err(|e| anyhow::anyhow!("invalid manifest {}: {e}", args.file.display()))?;
+            if let Some(v) = args.memory_limit_mib {
+                limits.memory_limit_mib = v.try_into().map_err(anyhow::Error::msg)?;
+            }
+            let mut env = BTreeMap::new();
+            for kv in &args.env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--env {kv:?}: use KEY=VALUE"))?;
+                env.insert(
+                    k.to_owned().try_into().map_err(anyhow::Error::msg)?,
+                    v.to_owned(),
+                );
+            }
+            let routes = args
+                .routes
+                .iter()
+                .map(|r| parse_route(r).map(RouteSpec).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = FunctionSpec {
+                code: wasm.display().to_string(),
+                runtime,
+                handler: args.handler.clone(),
+                public: args.public,
+                network: args.network,
+                limits,
+                scaling: Default::default(),
+                env,
+                routes,
+            };
+            let manifest = Manifest {
+                version: 1,
+                functions: BTreeMap::from([(name, spec)]),
+            };
+            let text = serde_yaml_ng::to_string(&manifest).context("write the manifest")?;
+            (text, PathBuf::from("."))
+        }
+        None => {
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("read the manifest {}", args.file.display()))?;
+            let dir = args
+                .file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            (text, dir)
+        }
+    };
+    let manifest = Manifest::parse(&manifest_text).map_err(|e| match &args.name {
+        Some(_) => anyhow::anyhow!("invalid function flags: {e}"),
+        None => anyhow::anyhow!("invalid manifest {}: {e}", args.file.display()),
+    })?;
     let mut artifacts = BTreeMap::new();
     for (name, f) in &manifest.functions {
         if artifacts.contains_key(&f.code) {
@@ -373,7 +395,11 @@ async fn invoke(g: &Global, args: InvokeArgs) -> anyhow::Result<ExitCode> {
         }
         if status >= 400 {
             let f = failure(status, &bytes);
-            eprintln!("error: {f} (invocation {id})");
+            if id.is_empty() {
+                eprintln!("error: {f}");
+            } else {
+                eprintln!("error: {f} (invocation {id})");
+            }
         }
     }
     Ok(if status >= 400 {

@@ -171,3 +171,83 @@ async fn the_python_example_of_the_readme_deploys_and_answers() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v, serde_json::json!({"hello": "Ada", "version": "1"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_say_what_was_given_and_how_to_fix_it() {
+    let s = TestServer::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(code.path().join("app.py"), "def h(e, c):\n    return 1\n").expect("write");
+    let dir = code.path().to_str().expect("path");
+    let hello = crate::common::guest("hello");
+    let hello = hello.to_str().expect("path");
+    for (args, wanted, not_wanted) in [
+        (
+            vec!["deploy", "api", "--code", dir, "--runtime", "python3"],
+            "--runtime python3 needs --handler, e.g. --handler app.lambda_handler",
+            "nimbus.yaml",
+        ),
+        (
+            vec!["deploy", "api", "--wasm", hello, "--handler", "app.h"],
+            "--handler is for --runtime python3, node or exec",
+            "nimbus.yaml",
+        ),
+        (
+            vec!["deploy", "api", "--wasm", hello, "--network"],
+            "wasm functions have no outgoing network",
+            "nimbus.yaml",
+        ),
+        (
+            vec![
+                "deploy",
+                "api",
+                "--code",
+                hello,
+                "--runtime",
+                "python3",
+                "--handler",
+                "app.h",
+            ],
+            "the code is a WebAssembly binary",
+            "cksum",
+        ),
+        (
+            vec!["invoke", "nope"],
+            "function default/nope does not exist",
+            "(invocation )",
+        ),
+    ] {
+        let (rc, out, err) = s.nimbus(&args);
+        assert_eq!(rc, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(wanted), "{args:?}: {err}");
+        assert!(!err.contains(not_wanted), "{args:?}: {err}");
+    }
+    let r = s
+        .admin(
+            reqwest::Method::PUT,
+            "/namespaces/default/functions/x/code?timeout_ms=abc",
+        )
+        .body(crate::common::guest_bytes("hello"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("query parameter timeout_ms=\\\"abc\\\": expected a whole number"),
+        "{body}"
+    );
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  hello:\n    code: hello.wasm\n    limits: { timeout_ms: lots }\n",
+            &["hello"],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("timeout_ms must be a whole number from 1 to 900000, got \"lots\"")
+            && message.contains("line 4"),
+        "{message}"
+    );
+    assert!(!message.contains("u64"), "{message}");
+}
