@@ -21,7 +21,15 @@ pub struct ApiFailure {
 
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)?;
+        if self.status == 401 {
+            write!(
+                f,
+                "\n  hint: pass the server's admin token with --token TOKEN or NIMBUS_TOKEN=TOKEN \
+                 (a local server keeps it in DATA_DIR/admin-token; --data-dir points there)"
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -137,6 +137,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs(&g, args).await,
         Command::Usage(args) => usage(&g, args).await,
         Command::Fn(cmd) => function(&g, cmd).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let shell = match shell {
+                crate::Shell::Bash => clap_complete::Shell::Bash,
+                crate::Shell::Zsh => clap_complete::Shell::Zsh,
+                crate::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "nimbus", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

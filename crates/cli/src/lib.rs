@@ -124,6 +124,22 @@ pub enum Command {
         after_help = "Examples:\n  nimbus fn list\n  nimbus fn show hello -o json\n  nimbus fn delete hello"
     )]
     Fn(FnCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  nimbus completions bash > ~/.local/share/bash-completion/completions/nimbus\n  nimbus completions zsh > \"${fpath[1]}/_nimbus\"\n  nimbus completions fish > ~/.config/fish/completions/nimbus.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Shells `nimbus completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

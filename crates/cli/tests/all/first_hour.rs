@@ -251,3 +251,43 @@ async fn messages_say_what_was_given_and_how_to_fix_it() {
     );
     assert!(!message.contains("u64"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_completes_in_bash_and_says_how_to_pass_a_token() {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source <(\"$0\" completions bash) && complete -p nimbus")
+        .arg(env!("CARGO_BIN_EXE_nimbus"))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_nimbus"));
+    for shell in ["zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["completions", shell])
+            .output()
+            .expect("completions");
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("deploy"),
+            "{shell}"
+        );
+    }
+
+    let s = TestServer::start().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["--url", &s.url, "--token", "wrong-token", "fn", "list"])
+        .env_remove("NIMBUS_URL")
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") && err.contains("--token"),
+        "{err}"
+    );
+}
