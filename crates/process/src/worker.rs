@@ -9,8 +9,10 @@
 //!
 //! The protocol pipes are extra file descriptors whose numbers are passed to
 //! the bootstrap (`src/bootstrap/python.py`, `src/bootstrap/node.js`, run with
-//! `python3 -I -B -c` / `node -e`), so the function's own stdin/stdout cannot
-//! reach them: stdin is `/dev/null`, stdout and stderr are log pipes, and the
+//! `python3 -I -B -c` / `node -e` and a one-line loader that reads their
+//! source from stdin, so `ps` shows the loader, not the source), so the
+//! function's own stdin/stdout cannot reach them: stdin is at its end once
+//! the source is read, stdout and stderr are log pipes, and the
 //! bootstrap marks the protocol descriptors close-on-exec (Python also
 //! closes them in forked children).
 //!
@@ -58,6 +60,10 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 const EXIT_REPORT_WAIT: Duration = Duration::from_millis(200);
 
 const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap/python.py");
+/// What `python3 -c` runs: the bootstrap, read from stdin.
+const PYTHON_LOADER: &str = "import sys; exec(sys.stdin.read())";
+/// What `node -e` runs: the bootstrap, read from stdin.
+const NODE_LOADER: &str = "eval(require('fs').readFileSync(0, 'utf8'))";
 const NODE_BOOTSTRAP: &str = include_str!("bootstrap/node.js");
 
 /// Longest `ready`/`init_error` line.
@@ -209,15 +215,13 @@ impl Worker {
             uuid::Uuid::now_v7().simple()
         );
         let code_root = sandbox.code_root(&spec.code_dir);
-        let (program, mut args): (_, Vec<OsString>) = match spec.lang {
+        // The bootstrap's source arrives on stdin, behind a one-line loader:
+        // `ps` shows the loader, not the whole bootstrap.
+        let (program, mut args, bootstrap): (_, Vec<OsString>, &str) = match spec.lang {
             Lang::Python => (
                 inner.config.python.clone(),
-                vec![
-                    "-I".into(),
-                    "-B".into(),
-                    "-c".into(),
-                    PYTHON_BOOTSTRAP.into(),
-                ],
+                vec!["-I".into(), "-B".into(), "-c".into(), PYTHON_LOADER.into()],
+                PYTHON_BOOTSTRAP,
             ),
             Lang::Node => {
                 let heap_mib = (u64::from(spec.limits.memory_limit_mib.get()) * 4 / 5).max(16);
@@ -226,8 +230,9 @@ impl Worker {
                     vec![
                         format!("--max-old-space-size={heap_mib}").into(),
                         "-e".into(),
-                        NODE_BOOTSTRAP.into(),
+                        NODE_LOADER.into(),
                     ],
+                    NODE_BOOTSTRAP,
                 )
             }
             Lang::Exec => {
@@ -261,12 +266,18 @@ impl Worker {
         let mut cmd = sandbox
             .command(launch)
             .map_err(|e| internal("prepare the worker command", e))?;
-        cmd.stdin(Stdio::null())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| internal("start the worker process", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A few KiB into an empty pipe: the write does not wait for the
+            // reader. A worker that died meanwhile is reported by the
+            // exchange below; stdin is then at its end, as /dev/null was.
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stdin, bootstrap.as_bytes()).await;
+        }
         drop(child_in);
         drop(child_out);
         let tx = pipe::Sender::from_owned_fd(OwnedFd::from(host_out))

@@ -151,3 +151,24 @@ def lambda_handler(event, context):
         "ls sees only stdio and its own dir"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_command_line_is_short() {
+    let f = Fixture::new();
+    let code = r#"
+exports.handler = async () => ({
+  cmdline: require('fs').readFileSync('/proc/self/cmdline').toString().split('\0').join(' '),
+});
+"#;
+    let p = f
+        .prepare(CodeKind::Node, None, &[("index.js", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let v = json_body(&invoke(&p, get("/"), 5000).await);
+    let cmdline = v["cmdline"].as_str().expect("cmdline");
+    assert!(
+        cmdline.len() < 300 && !cmdline.contains("function"),
+        "the bootstrap's source is not on the command line: {cmdline}"
+    );
+    assert!(cmdline.contains("index.handler"), "{cmdline}");
+}

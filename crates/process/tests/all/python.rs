@@ -705,3 +705,26 @@ def lambda_handler(event, context):
     let out = invoke(&p, get("/"), 5000).await;
     assert!(!out.logs.stderr.contains("keep failing"), "{:?}", out.logs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_command_line_is_short_and_stdin_is_empty() {
+    let f = Fixture::new();
+    let code = r#"
+import sys
+def lambda_handler(event, context):
+    cmdline = open("/proc/self/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    return {"cmdline": cmdline, "stdin": sys.stdin.read()}
+"#;
+    let p = f
+        .prepare(CodeKind::Python, None, &[("app.py", code)], limits(5000))
+        .await
+        .expect("prepare");
+    let v = json_body(&invoke(&p, get("/"), 5000).await);
+    let cmdline = v["cmdline"].as_str().expect("cmdline");
+    assert!(
+        cmdline.len() < 300 && !cmdline.contains("def "),
+        "the bootstrap's source is not on the command line: {cmdline}"
+    );
+    assert!(cmdline.contains("app.lambda_handler"), "{cmdline}");
+    assert_eq!(v["stdin"], "");
+}
