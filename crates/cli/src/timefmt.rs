@@ -4,7 +4,10 @@ use anyhow::{Context, bail};
 
 /// `2026-11-22T10:11:12.345Z`
 pub fn format_ms(ms: u64) -> String {
-    match i64::try_from(ms).ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
+    match i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+    {
         Some(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => format!("{ms} ms after the epoch"),
     }
@@ -37,7 +40,9 @@ pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
 /// as milliseconds since the epoch.
 fn parse_rfc3339(s: &str) -> anyhow::Result<u64> {
     let t: jiff::Timestamp = s.parse()?;
-    u64::try_from(t.as_millisecond()).ok().context("the time is before 1970")
+    u64::try_from(t.as_millisecond())
+        .ok()
+        .context("the time is before 1970")
 }
 
 #[cfg(test)]
