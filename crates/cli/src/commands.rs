@@ -102,7 +102,20 @@ pub struct UsageArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let g = cli.global;
+    let mut g = cli.global;
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Completions { .. } | Command::Context(_)
+    ) {
+        apply_context(&mut g)?;
+    }
+    g.namespace = g
+        .namespace_arg
+        .clone()
+        .unwrap_or_else(|| g.namespace.clone());
+    if g.namespace.is_empty() {
+        g.namespace = "default".to_owned();
+    }
     match cli.command {
         Command::Serve {
             listen,
@@ -137,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs(&g, args).await,
         Command::Usage(args) => usage(&g, args).await,
         Command::Fn(cmd) => function(&g, cmd).await,
+        Command::Context(cmd) => context(&g, cmd),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let shell = match shell {
@@ -148,6 +162,130 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Fills what a command was not told (`--url`, `--token`, `--namespace`)
+/// from the selected context (`--context`, `NIMBUS_CONTEXT` or the current
+/// one). An explicit `--url` wins over any context; without either, the
+/// local data directory is used, as before contexts existed.
+fn apply_context(g: &mut Global) -> anyhow::Result<()> {
+    if g.url.is_some() && g.context.is_none() {
+        return Ok(());
+    }
+    let path = match crate::contexts::path() {
+        Ok(p) => p,
+        Err(_) if g.context.is_none() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let config = crate::contexts::load(&path)?;
+    let Some((name, ctx)) = crate::contexts::selected(&config, g.context.as_deref())? else {
+        return Ok(());
+    };
+    if g.url.is_none() {
+        g.url = Some(ctx.url.clone());
+    }
+    if g.token.is_none() {
+        g.token = ctx
+            .token()
+            .with_context(|| format!("use context {name:?} of {}", path.display()))?;
+    }
+    if let Some(ns) = &ctx.namespace {
+        g.namespace = ns.clone();
+    }
+    Ok(())
+}
+
+fn context(g: &Global, cmd: crate::ContextCommand) -> anyhow::Result<ExitCode> {
+    use crate::ContextCommand;
+    let path = crate::contexts::path()?;
+    let mut config = crate::contexts::load(&path)?;
+    match cmd {
+        ContextCommand::Set {
+            name,
+            token_file,
+            make_current,
+        } => {
+            let url = g.url.clone().with_context(|| {
+                format!("nimbus context set {name} needs --url, e.g. --url http://127.0.0.1:8080")
+            })?;
+            let token_file = match token_file {
+                Some(f) => Some(
+                    std::path::absolute(&f).with_context(|| format!("resolve {}", f.display()))?,
+                ),
+                None => None,
+            };
+            config.contexts.insert(
+                name.clone(),
+                crate::contexts::Context {
+                    url,
+                    token: if token_file.is_some() {
+                        None
+                    } else {
+                        g.token.clone()
+                    },
+                    token_file,
+                    namespace: g.namespace_arg.clone(),
+                },
+            );
+            if make_current || config.current.is_none() {
+                config.current = Some(name.clone());
+            }
+            crate::contexts::save(&path, &config)?;
+            println!("saved context {name} in {}", path.display());
+        }
+        ContextCommand::Use { name } => {
+            crate::contexts::selected(&config, Some(&name))?;
+            config.current = Some(name.clone());
+            crate::contexts::save(&path, &config)?;
+            println!("now using context {name}");
+        }
+        ContextCommand::List => {
+            if g.output == Output::Json {
+                let list: Vec<_> = config
+                    .contexts
+                    .iter()
+                    .map(|(n, c)| {
+                        serde_json::json!({
+                            "name": n,
+                            "url": c.url,
+                            "namespace": c.namespace,
+                            "current": config.current.as_deref() == Some(n),
+                        })
+                    })
+                    .collect();
+                print_json(&list)?;
+            } else if config.contexts.is_empty() {
+                println!(
+                    "no contexts in {}; add one with `nimbus context set NAME --url URL`",
+                    path.display()
+                );
+            } else {
+                for (n, c) in &config.contexts {
+                    let mark = if config.current.as_deref() == Some(n) {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    println!(
+                        "{mark} {n}  {}  namespace {}",
+                        c.url,
+                        c.namespace.as_deref().unwrap_or("default")
+                    );
+                }
+            }
+        }
+        ContextCommand::Delete { name } => {
+            if config.contexts.remove(&name).is_none() {
+                bail!("no context named {name:?} in {}", path.display());
+            }
+            if config.current.as_deref() == Some(name.as_str()) {
+                config.current = None;
+            }
+            crate::contexts::save(&path, &config)?;
+            println!("deleted context {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn client(g: &Global) -> anyhow::Result<Client> {

@@ -1,13 +1,16 @@
 //! The `nimbus` command line.
 //!
 //! Every command but `serve` talks to a running server over its admin API.
-//! The server and token are found, in order, from `--url`/`--token`, the
-//! `NIMBUS_URL`/`NIMBUS_TOKEN` environment variables, or the local data
-//! directory (`--data-dir`, default `./.nimbus`: `server.json` and
-//! `admin-token`, both written by `nimbus serve`).
+//! The server and token are found, in order, from `--url`/`--token` (or
+//! `NIMBUS_URL`/`NIMBUS_TOKEN`), a named context (`--context`,
+//! `NIMBUS_CONTEXT` or the current one of `~/.config/nimbus/config.toml`,
+//! see [`contexts`]), or the local data directory (`--data-dir`, default
+//! `./.nimbus`: `server.json` and `admin-token`, both written by
+//! `nimbus serve`).
 
 mod client;
 mod commands;
+mod contexts;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,9 +48,15 @@ pub struct Global {
         env = "NIMBUS_DATA_DIR"
     )]
     pub data_dir: PathBuf,
-    /// Namespace of the functions.
-    #[arg(long, short = 'n', global = true, default_value = "default")]
+    /// Namespace of the functions (default: the context's, else `default`).
+    #[arg(long = "namespace", short = 'n', global = true)]
+    pub namespace_arg: Option<String>,
+    /// The namespace in effect: `--namespace`, the context's, or `default`.
+    #[arg(skip)]
     pub namespace: String,
+    /// A named context of ~/.config/nimbus/config.toml (default: its current one).
+    #[arg(long, global = true, env = "NIMBUS_CONTEXT")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -124,6 +133,12 @@ pub enum Command {
         after_help = "Examples:\n  nimbus fn list\n  nimbus fn show hello -o json\n  nimbus fn delete hello"
     )]
     Fn(FnCommand),
+    /// Name servers, tokens and namespaces once, and switch between them.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus context set local --url http://127.0.0.1:8080 --token-file .nimbus/admin-token --use\n  nimbus context list\n  nimbus --context prod fn list"
+    )]
+    Context(ContextCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  nimbus completions bash > ~/.local/share/bash-completion/completions/nimbus\n  nimbus completions zsh > \"${fpath[1]}/_nimbus\"\n  nimbus completions fish > ~/.config/fish/completions/nimbus.fish"
@@ -132,6 +147,34 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+/// `nimbus context …`: named servers, tokens and namespaces.
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// Add or replace a context: the server's URL (--url), its token
+    /// (--token, or --token-file to read it at each use) and a namespace (-n).
+    #[command(
+        after_help = "Examples:\n  nimbus context set local --url http://127.0.0.1:8080 --token-file ~/app/.nimbus/admin-token\n  nimbus context set prod --url https://nimbus.example.com --token \"$TOKEN\" -n shop --use"
+    )]
+    Set {
+        name: String,
+        /// Read the token from this file at each use.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Make it the current context too.
+        #[arg(long = "use")]
+        make_current: bool,
+    },
+    /// Make a context the current one.
+    #[command(after_help = "Example:\n  nimbus context use prod")]
+    Use { name: String },
+    /// List the contexts; `*` marks the current one.
+    #[command(after_help = "Example:\n  nimbus context list")]
+    List,
+    /// Delete a context.
+    #[command(after_help = "Example:\n  nimbus context delete prod")]
+    Delete { name: String },
 }
 
 /// Shells `nimbus completions` writes a script for.

@@ -291,3 +291,84 @@ async fn the_cli_completes_in_bash_and_says_how_to_pass_a_token() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_let_the_cli_work_from_any_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = TestServer::start().await;
+    s.deploy("hello", "hello", "").await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("conf/nimbus/config.toml");
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", s.token)).expect("token file");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let nimbus = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env("NIMBUS_CONFIG", &config)
+            .env_remove("NIMBUS_URL")
+            .env_remove("NIMBUS_TOKEN")
+            .env_remove("NIMBUS_CONTEXT")
+            .output()
+            .expect("run nimbus");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Without a context or a data directory here, the CLI says what to do.
+    let (rc, _, err) = nimbus(&["fn", "list"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("--url"), "{err}");
+
+    let token_file = token_file.to_str().expect("path");
+    let (rc, out, err) = nimbus(&[
+        "context",
+        "set",
+        "local",
+        "--url",
+        &s.url,
+        "--token-file",
+        token_file,
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let mode = std::fs::metadata(&config)
+        .expect("config")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (rc, out, err) = nimbus(&["fn", "list"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("hello"), "{out}");
+
+    // A second context, with a namespace and a wrong token, made current.
+    let (rc, _, err) = nimbus(&[
+        "context", "set", "other", "--url", &s.url, "--token", "nope", "-n", "team-b", "--use",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let (rc, out, _) = nimbus(&["context", "list"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("  local  ") && out.contains("* other  "),
+        "{out}"
+    );
+    let (rc, _, err) = nimbus(&["fn", "list"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("unauthorized"), "{err}");
+    let (rc, out, err) = nimbus(&["--context", "local", "fn", "list"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("hello"), "{out}");
+    let (rc, _, err) = nimbus(&["--context", "missing", "fn", "list"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("no context named \"missing\"") && err.contains("local, other"),
+        "{err}"
+    );
+    let (rc, _, _) = nimbus(&["context", "use", "local"]);
+    assert_eq!(rc, 0);
+    let (rc, out, _) = nimbus(&["fn", "list"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("hello"), "{out}");
+}
