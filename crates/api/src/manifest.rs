@@ -118,6 +118,25 @@ pub struct FunctionSpec {
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// How to build the code from its sources, for `nimbus build` and
+    /// `nimbus dev`. The server ignores it: it deploys the built `code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+}
+
+/// A function's build step (`build:` in the manifest), run on the developer's
+/// machine by `nimbus build` and `nimbus dev`, as Spin's `[component.build]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// A shell command (`sh -c`), run in the manifest's directory, that
+    /// writes the function's `code`.
+    pub command: String,
+    /// Files or directories, relative to the manifest's directory, whose
+    /// changes make `nimbus dev` rebuild. Default: the manifest's directory
+    /// (without `target/`, `node_modules/`, `.nimbus/` and dot-directories).
+    #[serde(default)]
+    pub watch: Vec<String>,
 }
 
 impl FunctionSpec {

@@ -54,6 +54,26 @@ pub struct DeployArgs {
     pub routes: Vec<String>,
 }
 
+impl DeployArgs {
+    /// The deploy of every function of a manifest.
+    pub(crate) fn manifest(file: PathBuf) -> DeployArgs {
+        DeployArgs {
+            name: None,
+            file,
+            wasm: None,
+            code: None,
+            runtime: None,
+            handler: None,
+            public: false,
+            network: false,
+            timeout_ms: None,
+            memory_limit_mib: None,
+            env: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
     pub name: String,
@@ -103,10 +123,18 @@ pub struct UsageArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut g = cli.global;
-    if !matches!(
-        cli.command,
-        Command::Serve { .. } | Command::Completions { .. } | Command::Context(_)
-    ) {
+    let uses_server = match cli.command {
+        Command::Serve { .. }
+        | Command::Completions { .. }
+        | Command::Context(_)
+        | Command::Init(_)
+        | Command::Build(_) => false,
+        // A local server unless a context is named: `nimbus dev` must not
+        // deploy work in progress to the current context's server.
+        Command::Dev(_) => g.context.is_some(),
+        _ => true,
+    };
+    if uses_server {
         apply_context(&mut g)?;
     }
     g.namespace = g
@@ -145,6 +173,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nimbus_server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init(args) => crate::init::run(args),
+        Command::Build(args) => crate::build::build(args).await,
+        Command::Dev(args) => crate::dev::dev(&g, args).await,
         Command::Deploy(args) => deploy(&g, args).await,
         Command::Invoke(args) => invoke(&g, args).await,
         Command::Logs(args) => logs(&g, args).await,
@@ -152,13 +183,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fn(cmd) => function(&g, cmd).await,
         Command::Context(cmd) => context(&g, cmd),
         Command::Completions { shell } => {
-            use clap::CommandFactory as _;
             let shell = match shell {
                 crate::Shell::Bash => clap_complete::Shell::Bash,
                 crate::Shell::Zsh => clap_complete::Shell::Zsh,
                 crate::Shell::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(shell, &mut Cli::command(), "nimbus", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut crate::command(),
+                "nimbus",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -288,7 +323,7 @@ fn context(g: &Global, cmd: crate::ContextCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn client(g: &Global) -> anyhow::Result<Client> {
+pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
     Client::discover(g.url.as_deref(), g.token.as_deref(), &g.data_dir)
 }
 
@@ -301,7 +336,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 /// Builds the manifest text and artifacts for a deploy.
-fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
+pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
     let (manifest_text, base_dir) = match &args.name {
         Some(name) => {
             let wasm =
@@ -368,6 +403,7 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
                 scaling: Default::default(),
                 env,
                 routes,
+                build: None,
             };
             let manifest = Manifest {
                 version: 1,
@@ -422,18 +458,34 @@ fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest> {
 async fn deploy(g: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let req = deploy_request(&args)?;
     let c = client(g)?;
-    let resp: DeployResponse = c
-        .send(
-            c.request(
-                Method::POST,
-                &format!("/api/v1/namespaces/{}/deployments", g.namespace),
-            )
-            .json(&req),
-        )
-        .await?;
+    let resp = send_deploy(&c, &g.namespace, &req).await?;
     if g.output == Output::Json {
         print_json(&resp)?;
     } else {
+        print_deployed(&c, &resp);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends a deploy to the admin API.
+pub(crate) async fn send_deploy(
+    c: &Client,
+    namespace: &str,
+    req: &DeployRequest,
+) -> anyhow::Result<DeployResponse> {
+    c.send(
+        c.request(
+            Method::POST,
+            &format!("/api/v1/namespaces/{namespace}/deployments"),
+        )
+        .json(req),
+    )
+    .await
+}
+
+/// One line per deployed function with its URL, and one per route.
+pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
+    {
         for f in &resp.functions {
             println!(
                 "deployed {}/{} version {} ({}) → {}{}{}",
@@ -454,7 +506,6 @@ async fn deploy(g: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn invoke(g: &Global, args: InvokeArgs) -> anyhow::Result<ExitCode> {
@@ -557,7 +608,7 @@ async fn invoke(g: &Global, args: InvokeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -615,13 +666,14 @@ async fn usage(g: &Global, args: UsageArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_record(r: &InvocationRecord) {
+/// Prints an invocation record, each line after `prefix`.
+pub(crate) fn print_record(prefix: &str, r: &InvocationRecord) {
     let outcome = match &r.error_code {
         Some(code) => format!("{} {code}", r.status),
         None => r.status.to_string(),
     };
     println!(
-        "{}  {}  v{}  {}  {:.1} ms  {}{}",
+        "{prefix}{}  {}  v{}  {}  {:.1} ms  {}{}",
         format_ms(r.started_at_ms),
         r.id,
         r.version,
@@ -637,11 +689,11 @@ fn print_record(r: &InvocationRecord) {
             .unwrap_or_default()
     );
     if let Some(m) = &r.error_message {
-        println!("  error: {m}");
+        println!("{prefix}  error: {m}");
     }
     for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
         for line in text.lines() {
-            println!("  {stream}| {line}");
+            println!("{prefix}  {stream}| {line}");
         }
     }
 }
@@ -692,7 +744,7 @@ async fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         println!("no invocations of {}/{} yet", g.namespace, args.name);
     } else {
         for r in &records {
-            print_record(r);
+            print_record("", r);
         }
     }
     Ok(ExitCode::SUCCESS)

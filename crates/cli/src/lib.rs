@@ -8,9 +8,12 @@
 //! `./.nimbus`: `server.json` and `admin-token`, both written by
 //! `nimbus serve`).
 
+mod build;
 mod client;
 mod commands;
 mod contexts;
+mod dev;
+mod init;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -111,6 +114,22 @@ pub enum Command {
         after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000\n  nimbus deploy api --code ./src --runtime python3 --handler app.lambda_handler"
     )]
     Deploy(commands::DeployArgs),
+    /// Create a function project from a template: code, nimbus.yaml, .gitignore.
+    #[command(
+        after_help = "Templates:\n  rust-http   a Rust wasi:http component (wstd), built for wasm32-wasip2\n  rust-cgi    a Rust CGI-style function (WASI preview 1), built for wasm32-wasip1\n  python      a Python Lambda-style handler\n  node        a Node.js Lambda-style handler\n  exec        any executable, CGI-style (a shell script to start)\n\nExamples:\n  nimbus init python hello-py && cd hello-py && nimbus dev\n  nimbus init rust-http api --name shop-api"
+    )]
+    Init(InitArgs),
+    /// Run the build commands (`build.command`) of a manifest's functions.
+    #[command(
+        after_help = "Examples:\n  nimbus build                       # every function of ./nimbus.yaml\n  nimbus build api -f app/nimbus.yaml\n  nimbus build && nimbus deploy"
+    )]
+    Build(BuildArgs),
+    /// Develop: build, deploy to a local server (started if none runs),
+    /// redeploy on every save, and stream the functions' logs.
+    #[command(
+        after_help = "Examples:\n  nimbus dev                         # the project in this directory\n  nimbus dev ./hello-py --listen 127.0.0.1:8787\n  nimbus --context staging dev       # deploy to a context's server instead"
+    )]
+    Dev(DevArgs),
     /// Call a function and print its response.
     #[command(
         after_help = "Examples:\n  nimbus invoke hello\n  nimbus invoke echo-json --data '{\"a\":1}'\n  nimbus invoke echo-json --data @body.json -X PUT --path /items/1"
@@ -147,6 +166,45 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+/// `nimbus init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The kind of function: rust-http, rust-cgi, python, node or exec.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        init::TEMPLATES.iter().map(|t| clap::builder::PossibleValue::new(t.name).help(t.about))
+    ))]
+    pub template: String,
+    /// Where to create it (default: the current directory); created if missing.
+    pub dir: Option<PathBuf>,
+    /// The function's name (default: from the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `nimbus build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Only these functions (default: every one with a `build:`).
+    pub names: Vec<String>,
+    /// The manifest.
+    #[arg(long, short = 'f', default_value = "nimbus.yaml")]
+    pub file: PathBuf,
+}
+
+/// `nimbus dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The project's directory, holding its manifest.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The manifest, relative to the project's directory.
+    #[arg(long, short = 'f', default_value = "nimbus.yaml")]
+    pub file: PathBuf,
+    /// Where the local server listens when `nimbus dev` starts one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `nimbus context …`: named servers, tokens and namespaces.
@@ -198,9 +256,55 @@ pub enum FnCommand {
     Delete { name: String },
 }
 
+/// The flags that only commands talking to a server use: `serve --help`
+/// does not list them, and `serve` refuses them on its command line.
+const CLIENT_FLAGS: &[(&str, &str)] = &[
+    ("url", "--url"),
+    ("namespace_arg", "--namespace"),
+    ("context", "--context"),
+    ("output", "--output"),
+];
+
+/// The command-line definition: [`Cli`], with the client-only global flags
+/// hidden from `serve`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    // Global flags are copied into each subcommand that does not define
+    // them itself when the command is built: give `serve` hidden copies.
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| CLIENT_FLAGS.iter().any(|(id, _)| a.get_id() == id))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    cmd.mut_subcommand("serve", |serve| serve.args(hidden))
+}
+
+/// Parses the command line; exits with clap's message on a usage error.
+fn parse() -> Cli {
+    use clap::FromArgMatches as _;
+    let mut cmd = command();
+    let matches = cmd.clone().get_matches();
+    if let Some(("serve", serve)) = matches.subcommand() {
+        for (id, flag) in CLIENT_FLAGS {
+            if serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                cmd.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{flag} is for the commands that talk to a server; `nimbus serve` \
+                         takes --listen, --data-dir and --token (see nimbus serve --help)"
+                    ),
+                )
+                .exit();
+            }
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     if !matches!(cli.command, Command::Serve { .. }) {
         restore_sigpipe();
     }

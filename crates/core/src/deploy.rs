@@ -299,6 +299,7 @@ mod tests {
                     })
                     .collect(),
                 routes: Vec::new(),
+                build: None,
             },
             code: Vec::new(),
         }

@@ -262,6 +262,7 @@ async fn put_code(
         scaling,
         env: Default::default(),
         routes: Vec::new(),
+        build: None,
     };
     let versions = g
         .platform

@@ -14,3 +14,4 @@ mod limits;
 mod persistence;
 mod process;
 mod scaling;
+mod templates;
