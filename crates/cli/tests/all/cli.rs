@@ -101,18 +101,20 @@ async fn manifest_deploy_and_errors_through_the_cli() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for args in [
-        vec![],
-        vec!["fn"],
-        vec!["usage"],
-        vec!["serve"],
-        vec!["deploy"],
-        vec!["invoke"],
-        vec!["logs"],
-        vec!["fn", "list"],
-        vec!["fn", "show"],
-        vec!["fn", "delete"],
-    ] {
+    // Every command of the definition, however deep, so a new one cannot
+    // slip through without an example.
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_owned());
+            walk(sub, p, out);
+        }
+    }
+    let mut all = Vec::new();
+    walk(&nimbus_cli::command(), Vec::new(), &mut all);
+    assert!(all.len() > 15, "{all:?}");
+    for args in all {
         let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(&args)
             .arg("--help")
@@ -123,6 +125,46 @@ fn every_subcommand_has_help_with_an_example() {
         assert!(
             text.contains("Example"),
             "{args:?} --help has an example:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn serve_help_lists_only_server_flags_and_serve_refuses_client_flags() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .output()
+            .expect("run nimbus");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = help(&["serve", "--help"]);
+    for flag in ["--listen", "--data-dir", "--token", "--max-connections"] {
+        assert!(serve.contains(flag), "serve --help lists {flag}:\n{serve}");
+    }
+    for flag in ["--url", "--namespace", "--context", "--output"] {
+        assert!(!serve.contains(flag), "serve --help hides {flag}:\n{serve}");
+    }
+    let list = help(&["fn", "list", "--help"]);
+    assert!(
+        list.contains("--url") && list.contains("--context"),
+        "{list}"
+    );
+
+    for args in [
+        &["serve", "--url", "http://x"][..],
+        &["--context", "prod", "serve"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .env_remove("NIMBUS_URL")
+            .output()
+            .expect("run nimbus");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is for the commands that talk to a server"),
+            "{err}"
         );
     }
 }
