@@ -153,8 +153,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             body_read_timeout_ms,
             write_stall_timeout_ms,
             record_durability,
+            log_format,
         } => {
-            nimbus_server::init_tracing();
+            let log_format = match log_format {
+                crate::LogFormat::Text => nimbus_server::LogFormat::Text,
+                crate::LogFormat::Json => nimbus_server::LogFormat::Json,
+            };
+            nimbus_server::init_tracing(log_format);
             let mut config = nimbus_server::ServerConfig::new(&g.data_dir, listen);
             config.shutdown_grace_ms = shutdown_grace_ms;
             config.connections = nimbus_server::ConnectionLimits {
@@ -170,7 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             config.admin_token = g.token.clone();
-            nimbus_server::serve(config).await?;
+            nimbus_server::serve(config, log_format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Init(args) => crate::init::run(args),

@@ -72,6 +72,13 @@ pub enum RecordDurability {
     BeforeResponse,
 }
 
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -81,7 +88,9 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start Nimbus: the API, the function runtime and the embedded store.
-    #[command(after_help = "Example:\n  nimbus serve --data-dir ./.nimbus --listen 127.0.0.1:8080")]
+    #[command(
+        after_help = "Examples:\n  nimbus serve --data-dir ./.nimbus --listen 127.0.0.1:8080\n  nimbus serve --log-format json 2>> /var/log/nimbus.jsonl"
+    )]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_LISTEN")]
@@ -108,6 +117,11 @@ pub enum Command {
         /// `before-response` (nothing answered is ever unrecorded).
         #[arg(long, value_enum, default_value_t = RecordDurability::Batched)]
         record_durability: RecordDurability,
+        /// The server's own log lines on stderr: `text` for a terminal, or
+        /// `json`, one object per line (timestamp, level, target, message,
+        /// namespace, function, error_id, …) for a log pipeline.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "NIMBUS_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(

@@ -264,22 +264,42 @@ fn admin_token(dir: &Path) -> anyhow::Result<(String, TokenSource)> {
     Ok((token, TokenSource::Created(path)))
 }
 
-/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully. The lines
+/// for a person at a terminal (where the token is, where it serves) are
+/// printed to stdout with [`LogFormat::Text`], and are log events with
+/// [`LogFormat::Json`].
+pub async fn serve(config: ServerConfig, format: LogFormat) -> anyhow::Result<()> {
     let server = start(config).await?;
+    let url = server.url();
     // The token itself is never printed: terminals are logged and shared.
-    match server.token_source() {
-        TokenSource::Created(path) => println!(
-            "Created an admin token in {} (mode 0600); the CLI reads it from there",
-            path.display()
-        ),
-        TokenSource::File(path) => println!("Admin token: {}", path.display()),
-        TokenSource::Given => println!("Admin token: the one given by --token / NIMBUS_TOKEN"),
+    match format {
+        LogFormat::Text => {
+            match server.token_source() {
+                TokenSource::Created(path) => println!(
+                    "Created an admin token in {} (mode 0600); the CLI reads it from there",
+                    path.display()
+                ),
+                TokenSource::File(path) => println!("Admin token: {}", path.display()),
+                TokenSource::Given => {
+                    println!("Admin token: the one given by --token / NIMBUS_TOKEN")
+                }
+            }
+            println!("Nimbus is serving on {url}");
+            println!("  functions: {url}/fn/<namespace>/<name>");
+        }
+        LogFormat::Json => {
+            let token = match server.token_source() {
+                TokenSource::Created(path) | TokenSource::File(path) => path.display().to_string(),
+                TokenSource::Given => "--token / NIMBUS_TOKEN".to_owned(),
+            };
+            tracing::info!(url = %url, admin_token = %token, "serving");
+        }
     }
-    println!("Nimbus is serving on {}", server.url());
-    println!("  functions: {}/fn/<namespace>/<name>", server.url());
     wait_for_signal().await;
-    println!("Shutting down: finishing in-flight invocations…");
+    match format {
+        LogFormat::Text => println!("Shutting down: finishing in-flight invocations…"),
+        LogFormat::Json => tracing::info!("shutting down: finishing in-flight invocations"),
+    }
     server.shutdown().await
 }
 
@@ -308,12 +328,33 @@ async fn wait_for_signal() {
 }
 
 /// Sets up logging to stderr (`RUST_LOG` overrides the default `info`).
-pub fn init_tracing() {
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // One object per line: timestamp, level, target, message and the
+        // event's fields (namespace, function, version, error_id, …) at
+        // the top level, as log pipelines index them.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// How the server writes its own log lines (`serve --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For a person at a terminal (default).
+    #[default]
+    Text,
+    /// One JSON object per line, for a log pipeline.
+    Json,
 }

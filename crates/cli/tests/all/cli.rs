@@ -246,3 +246,46 @@ fn serve_creates_a_token_answers_health_and_stops_on_sigterm() {
     assert!(out.contains("Nimbus is serving on"), "{out}");
     assert!(!info.exists(), "server.json is removed on exit");
 }
+
+#[test]
+fn serve_log_format_json_writes_one_object_per_line_with_the_event_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = crate::common::ServeProcess::start(dir.path(), &["--log-format", "json"], None);
+    s.deploy_wasm("hello", "hello");
+    let status = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    s.child.wait().expect("wait");
+    let mut out = String::new();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut s.child.stdout.take().expect("stdout"), &mut out)
+        .expect("read stdout");
+    std::io::Read::read_to_string(&mut s.child.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    assert_eq!(out, "", "nothing for a terminal on stdout in JSON mode");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(l.get(key).is_some(), "{key} in {l}");
+        }
+    }
+    let deployed = lines
+        .iter()
+        .find(|l| l["message"] == "deployed")
+        .unwrap_or_else(|| panic!("a deployed line in {err}"));
+    assert_eq!(deployed["namespace"], "default");
+    assert_eq!(deployed["function"], "hello");
+    assert_eq!(deployed["version"], 1);
+    assert_eq!(deployed["level"], "INFO");
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "serving")
+        .unwrap_or_else(|| panic!("a serving line in {err}"));
+    assert_eq!(serving["url"].as_str(), Some(s.url.as_str()));
+    assert!(!err.contains(&s.token), "the token itself is never logged");
+}
