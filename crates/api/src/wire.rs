@@ -20,6 +20,40 @@ pub struct DeployRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployResponse {
     pub functions: Vec<DeployedFunction>,
+    /// Functions deleted because the manifest no longer lists them
+    /// (`?prune=true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
+}
+
+/// What a deploy would do (`?plan=true`): one entry per function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployPlan {
+    pub plan: Vec<PlanEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    pub name: String,
+    pub action: PlanAction,
+    /// For `update`: each difference from the latest version, e.g. `code`,
+    /// `limits.timeout_ms: 30000 → 5000`, `env.KEY: added` (never a value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    /// A new function.
+    Create,
+    /// A new version of an existing function, with `changes`.
+    Update,
+    /// The manifest matches the latest version (a deploy still numbers a
+    /// new version).
+    Unchanged,
+    /// Deleted with `prune`: the manifest no longer lists it.
+    Delete,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

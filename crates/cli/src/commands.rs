@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use nimbus_api::manifest::{FunctionSpec, Manifest, RouteSpec, RuntimeName, parse_route};
 use nimbus_api::wire::{
-    DeployRequest, DeployResponse, FunctionDetail, FunctionList, InvocationList,
+    DeployPlan, DeployRequest, DeployResponse, FunctionDetail, FunctionList, InvocationList,
 };
 use nimbus_api::{FunctionName, InvocationRecord, Limits};
 use reqwest::Method;
@@ -52,6 +52,13 @@ pub struct DeployArgs {
     /// Custom route like "GET /hello/{who}" (repeatable).
     #[arg(long = "route")]
     pub routes: Vec<String>,
+    /// Print what the deploy would change (created, updated with each
+    /// difference, unchanged, deleted with --prune) and change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Delete the namespace's functions that the manifest no longer lists.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 impl DeployArgs {
@@ -70,6 +77,8 @@ impl DeployArgs {
             memory_limit_mib: None,
             env: Vec::new(),
             routes: Vec::new(),
+            plan: false,
+            prune: false,
         }
     }
 }
@@ -461,15 +470,70 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
 }
 
 async fn deploy(g: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    if args.prune && args.name.is_some() {
+        bail!(
+            "--prune deletes the functions a manifest no longer lists: use it with a manifest (-f nimbus.yaml), not with a function NAME"
+        );
+    }
     let req = deploy_request(&args)?;
     let c = client(g)?;
-    let resp = send_deploy(&c, &g.namespace, &req).await?;
+    let mut query = Vec::new();
+    if args.plan {
+        query.push(("plan", "true"));
+    }
+    if args.prune {
+        query.push(("prune", "true"));
+    }
+    let rb = c
+        .request(
+            Method::POST,
+            &format!("/api/v1/namespaces/{}/deployments", g.namespace),
+        )
+        .query(&query)
+        .json(&req);
+    if args.plan {
+        let plan: DeployPlan = c.send(rb).await?;
+        if g.output == Output::Json {
+            print_json(&plan)?;
+        } else {
+            print_plan(&plan);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let resp: DeployResponse = c.send(rb).await?;
     if g.output == Output::Json {
         print_json(&resp)?;
     } else {
         print_deployed(&c, &resp);
+        for name in &resp.pruned {
+            println!("deleted {}/{name} (not in the manifest)", g.namespace);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per function (`+` create, `~` update, `=` unchanged, `-`
+/// delete), each change of an update below it, and a summary.
+fn print_plan(plan: &DeployPlan) {
+    use nimbus_api::wire::PlanAction;
+    let mut counts = [0usize; 4];
+    for e in &plan.plan {
+        let (mark, what, i) = match e.action {
+            PlanAction::Create => ('+', "create", 0),
+            PlanAction::Update => ('~', "update", 1),
+            PlanAction::Unchanged => ('=', "unchanged", 2),
+            PlanAction::Delete => ('-', "delete", 3),
+        };
+        counts[i] += 1;
+        println!("{mark} {:<32} {what}", e.name);
+        for c in &e.changes {
+            println!("      {c}");
+        }
+    }
+    println!(
+        "plan: {} to create, {} to update, {} unchanged, {} to delete; nothing was changed",
+        counts[0], counts[1], counts[2], counts[3]
+    );
 }
 
 /// Sends a deploy to the admin API.

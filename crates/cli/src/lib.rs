@@ -125,7 +125,7 @@ pub enum Command {
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(
-        after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000\n  nimbus deploy api --code ./src --runtime python3 --handler app.lambda_handler"
+        after_help = "Examples:\n  nimbus deploy                      # reads ./nimbus.yaml\n  nimbus deploy -f examples/nimbus.yaml\n  nimbus deploy hello --wasm hello.wasm --public --timeout-ms 5000\n  nimbus deploy api --code ./src --runtime python3 --handler app.lambda_handler\n  nimbus deploy --plan               # what would change, changing nothing\n  nimbus deploy --prune              # also delete functions no longer in the manifest"
     )]
     Deploy(commands::DeployArgs),
     /// Create a function project from a template: code, nimbus.yaml, .gitignore.

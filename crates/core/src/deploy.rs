@@ -77,7 +77,7 @@ pub struct DeployItem {
 impl DeployItem {
     /// Checks what the manifest parser checks but a spec built in code could
     /// miss: a function's environment must be able to reach its process.
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         for (var, value) in &self.spec.env {
             nimbus_api::names::check_env_value(var.as_str(), value).map_err(|e| {
                 Error::new(
@@ -97,6 +97,46 @@ impl Platform {
         namespace: &Namespace,
         req: DeployRequest,
     ) -> Result<Vec<FunctionVersion>> {
+        let items = decode_manifest(req).await?;
+        self.deploy(namespace, items).await
+    }
+
+    /// Deploys a manifest, then deletes the namespace's functions it does
+    /// not list (`--prune`). Returns the versions and the deleted names.
+    pub async fn deploy_manifest_pruning(
+        &self,
+        namespace: &Namespace,
+        req: DeployRequest,
+    ) -> Result<(Vec<FunctionVersion>, Vec<String>)> {
+        let items = decode_manifest(req).await?;
+        let keep: Vec<String> = items.iter().map(|i| i.name.to_string()).collect();
+        let versions = self.deploy(namespace, items).await?;
+        let mut pruned = Vec::new();
+        for name in self.function_names(namespace).await? {
+            if !keep.contains(&name) {
+                self.delete_function(namespace.as_str(), &name).await?;
+                pruned.push(name);
+            }
+        }
+        Ok((versions, pruned))
+    }
+
+    /// The names of a namespace's functions.
+    pub(crate) async fn function_names(&self, namespace: &Namespace) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .list_latest(Some(namespace.as_str()))
+            .await
+            .map_err(|e| Error::internal(anyhow::Error::from(e).context("list the functions")))?
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+}
+
+/// The manifest and artifacts of a deploy request as deploy items.
+pub(crate) async fn decode_manifest(req: DeployRequest) -> Result<Vec<DeployItem>> {
+    {
         let manifest = parse_manifest(req.manifest).await?;
         // Decoding up to 140 MiB of base64 is CPU work: off the async threads.
         let items = tokio::task::spawn_blocking(move || -> Result<Vec<DeployItem>> {
@@ -138,9 +178,11 @@ impl Platform {
         })
         .await
         .map_err(|e| Error::internal(anyhow::anyhow!(e).context("decode the artifacts")))??;
-        self.deploy(namespace, items).await
+        Ok(items)
     }
+}
 
+impl Platform {
     /// Deploys functions, all or nothing. Returns the created versions in order.
     pub async fn deploy(
         &self,
@@ -158,21 +200,7 @@ impl Platform {
         }
         for item in items {
             let name = &item.name;
-            if item.code.len() > MAX_CODE_BYTES {
-                return Err(Error::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "functions.{name}.code: {} bytes exceeds the {MAX_CODE_BYTES}-byte limit",
-                        item.code.len()
-                    ),
-                ));
-            }
-            let kind = match item.spec.runtime.process_kind() {
-                Some(kind) => kind,
-                None => self.runtime.detect(&item.code).map_err(|e| {
-                    Error::new(e.code, format!("functions.{name}.code: {}", e.message))
-                })?,
-            };
+            let kind = self.code_kind(&item)?;
             // Hashing and an fsync of up to 100 MiB: off the async threads.
             let artifacts = self.artifacts.clone();
             let code = item.code;
@@ -253,6 +281,28 @@ impl Platform {
             );
         }
         Ok(versions)
+    }
+
+    /// The kind of an item's code, within [`MAX_CODE_BYTES`]: from the
+    /// manifest's runtime, or detected from a wasm binary.
+    pub(crate) fn code_kind(&self, item: &DeployItem) -> Result<nimbus_api::CodeKind> {
+        let name = &item.name;
+        if item.code.len() > MAX_CODE_BYTES {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "functions.{name}.code: {} bytes exceeds the {MAX_CODE_BYTES}-byte limit",
+                    item.code.len()
+                ),
+            ));
+        }
+        match item.spec.runtime.process_kind() {
+            Some(kind) => Ok(kind),
+            None => self
+                .runtime
+                .detect(&item.code)
+                .map_err(|e| Error::new(e.code, format!("functions.{name}.code: {}", e.message))),
+        }
     }
 
     /// Deletes a function and all its versions.

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fair;
 pub mod framing;
 pub mod metrics;
+pub mod plan;
 pub mod records;
 pub mod routes;
 pub mod runtime;

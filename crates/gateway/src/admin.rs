@@ -17,8 +17,8 @@ use nimbus_api::limits::{
 };
 use nimbus_api::manifest::{FunctionSpec, RuntimeName};
 use nimbus_api::wire::{
-    DeployRequest, DeployResponse, DeployedFunction, FunctionDetail, FunctionList, FunctionSummary,
-    InvocationList,
+    DeployPlan, DeployRequest, DeployResponse, DeployedFunction, FunctionDetail, FunctionList,
+    FunctionSummary, InvocationList,
 };
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Limits, Namespace};
 use nimbus_core::deploy::DeployItem;
@@ -88,6 +88,10 @@ fn url_path(ns: &str, name: &str) -> String {
 }
 
 fn deployed(versions: Vec<FunctionVersion>) -> Response {
+    deployed_pruned(versions, Vec::new())
+}
+
+fn deployed_pruned(versions: Vec<FunctionVersion>, pruned: Vec<String>) -> Response {
     let functions = versions
         .into_iter()
         .map(|v| DeployedFunction {
@@ -103,7 +107,7 @@ fn deployed(versions: Vec<FunctionVersion>) -> Response {
         .collect();
     (
         http::StatusCode::CREATED,
-        Json(DeployResponse { functions }),
+        Json(DeployResponse { functions, pruned }),
     )
         .into_response()
 }
@@ -161,9 +165,20 @@ async fn admin_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiEr
     Ok((parts, body))
 }
 
+/// Options of `POST …/deployments`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployOptions {
+    /// Answer what the deploy would change, and change nothing.
+    plan: Option<bool>,
+    /// Delete the namespace's functions the manifest does not list.
+    prune: Option<bool>,
+}
+
 async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
-    let (_, body) = admin_body(req).await?;
+    let (parts, body) = admin_body(req).await?;
+    let opts: DeployOptions = parse_query(parts.uri.query())?;
     // Up to 140 MiB of JSON: parsed off the async threads.
     let req: DeployRequest = tokio::task::spawn_blocking(move || parse_json(&body))
         .await
@@ -173,6 +188,15 @@ async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Re
                 format!("parse the deploy request: {e}"),
             )
         })??;
+    let prune = opts.prune.unwrap_or(false);
+    if opts.plan.unwrap_or(false) {
+        let plan = g.platform.plan_manifest(&ns, req, prune).await?;
+        return Ok(Json(DeployPlan { plan }).into_response());
+    }
+    if prune {
+        let (versions, pruned) = g.platform.deploy_manifest_pruning(&ns, req).await?;
+        return Ok(deployed_pruned(versions, pruned));
+    }
     let versions = g.platform.deploy_manifest(&ns, req).await?;
     Ok(deployed(versions))
 }

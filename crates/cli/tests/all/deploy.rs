@@ -325,3 +325,112 @@ async fn the_server_collects_unused_code_on_its_own() {
     }
     assert_eq!(left, 0, "the deleted function's code is still on disk");
 }
+
+/// Writes `nimbus.yaml` in `dir` with the example guests' absolute paths.
+fn write_manifest(dir: &std::path::Path, body: &str) -> String {
+    let text = body
+        .replace(
+            "HELLO",
+            &crate::common::guest("hello").display().to_string(),
+        )
+        .replace(
+            "GREET",
+            &crate::common::guest("greet").display().to_string(),
+        );
+    let path = dir.join("nimbus.yaml");
+    std::fs::write(&path, text).expect("write manifest");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_plan_lists_each_change_without_applying_it_and_prune_deletes_the_rest() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = write_manifest(
+        dir.path(),
+        "functions:\n  hello:\n    code: HELLO\n    env: { TOKEN: s3cr3t-1 }\n  greet:\n    code: GREET\n    public: true\n    routes: [\"GET /hello/{who}\"]\n",
+    );
+    let (rc, out, err) = s.nimbus(&["deploy", "--plan", "-f", &m]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("+ hello") && out.contains("+ greet"), "{out}");
+    assert!(out.contains("2 to create"), "{out}");
+    let list = s.admin_json("/namespaces/default/functions").await;
+    assert_eq!(
+        list["functions"].as_array().map(Vec::len),
+        Some(0),
+        "a plan changes nothing"
+    );
+
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", &m]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, _) = s.nimbus(&["deploy", "--plan", "-f", &m]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("= hello") && out.contains("= greet"), "{out}");
+
+    // hello: a new limit and env; greet: gone from the manifest; extra: new.
+    let m = write_manifest(
+        dir.path(),
+        "functions:\n  hello:\n    code: HELLO\n    public: true\n    limits: { timeout_ms: 5000 }\n    env: { TOKEN: s3cr3t-2, MODE: fast }\n  extra:\n    code: HELLO\n",
+    );
+    let (rc, out, err) = s.nimbus(&["deploy", "--plan", "--prune", "-f", &m]);
+    assert_eq!(rc, 0, "{out}{err}");
+    for line in [
+        "~ hello",
+        "access: private → public",
+        "limits.timeout_ms: 30000 → 5000",
+        "env.MODE: added",
+        "env.TOKEN: changed",
+        "+ extra",
+        "- greet",
+        "1 to create, 1 to update, 0 unchanged, 1 to delete",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    assert!(!out.contains("s3cr3t"), "env values never appear: {out}");
+    assert!(!out.contains("code"), "same code, no code change: {out}");
+    let (_, out, _) = s.nimbus(&["deploy", "--plan", "-f", &m]);
+    assert!(
+        !out.contains("- greet"),
+        "without --prune nothing is deleted: {out}"
+    );
+    let (status, _, _) = s.call("/hello/ada").await;
+    assert_eq!(status, 200, "the plans left greet's route in place");
+
+    // A plan checks what a deploy checks.
+    let bad = write_manifest(
+        dir.path(),
+        "functions:\n  hello:\n    code: HELLO\n    limits: { timeout_ms: 0 }\n",
+    );
+    let (rc, _, err) = s.nimbus(&["deploy", "--plan", "-f", &bad]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("timeout_ms"), "{err}");
+
+    let m = write_manifest(
+        dir.path(),
+        "functions:\n  hello:\n    code: HELLO\n    public: true\n    limits: { timeout_ms: 5000 }\n    env: { TOKEN: s3cr3t-2, MODE: fast }\n  extra:\n    code: HELLO\n",
+    );
+    let (rc, out, err) = s.nimbus(&["deploy", "--prune", "-f", &m]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("deleted default/greet (not in the manifest)"),
+        "{out}"
+    );
+    let list = s.admin_json("/namespaces/default/functions").await;
+    let mut names: Vec<&str> = list["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["extra", "hello"]);
+    let (status, _, _) = s.call("/hello/ada").await;
+    assert_eq!(status, 404, "the pruned function's route is gone");
+
+    let (rc, _, err) = s.nimbus(&["deploy", "x", "--wasm", "a.wasm", "--prune"]);
+    assert_ne!(rc, 0);
+    assert!(
+        err.contains("--prune deletes the functions a manifest no longer lists"),
+        "{err}"
+    );
+}
