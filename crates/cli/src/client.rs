@@ -97,6 +97,21 @@ impl Client {
         }
         serde_json::from_slice(&bytes).context("decode the response")
     }
+
+    /// Sends a request whose successful response is read as it arrives
+    /// (a stream of events); an error response is returned as its API error.
+    pub async fn stream(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = rb
+            .send()
+            .await
+            .with_context(|| format!("reach the Nimbus server at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.context("read the response")?;
+            return Err(failure(status.as_u16(), &bytes).into());
+        }
+        Ok(resp)
+    }
 }
 
 pub fn failure(status: u16, body: &[u8]) -> ApiFailure {

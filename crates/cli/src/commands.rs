@@ -115,6 +115,18 @@ pub struct LogsArgs {
     /// Most invocations to show (newest).
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Keep printing invocations as they finish, until Ctrl-C.
+    #[arg(long, short = 'f', conflicts_with_all = ["invocation", "since"])]
+    pub follow: bool,
+    /// With --follow: `error` shows only failed invocations.
+    #[arg(long, requires = "follow", value_parser = ["all", "error"])]
+    pub status: Option<String>,
+    /// With --follow: only this version.
+    #[arg(long, requires = "follow")]
+    pub version: Option<u32>,
+    /// With --follow: show about this fraction of the invocations (0.001 to 1), for busy functions.
+    #[arg(long, requires = "follow")]
+    pub sample: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -769,6 +781,9 @@ pub(crate) fn print_record(prefix: &str, r: &InvocationRecord) {
 
 async fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let c = client(g)?;
+    if args.follow {
+        return follow(g, &c, &args).await;
+    }
     let records: Vec<InvocationRecord> = match &args.invocation {
         Some(id) => {
             let r: InvocationRecord = c
@@ -816,6 +831,65 @@ async fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
             print_record("", r);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nimbus logs NAME --follow`: the live endpoint's server-sent events,
+/// printed as they come.
+async fn follow(g: &Global, c: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = &args.status {
+        q.push(("status", s.clone()));
+    }
+    if let Some(v) = args.version {
+        q.push(("version", v.to_string()));
+    }
+    if let Some(s) = args.sample {
+        q.push(("sample", s.to_string()));
+    }
+    let path = format!(
+        "/api/v1/namespaces/{}/functions/{}/invocations/live",
+        g.namespace, args.name
+    );
+    let mut resp = c.stream(c.request(Method::GET, &path).query(&q)).await?;
+    if g.output == Output::Text {
+        eprintln!("following {}/{} (Ctrl-C stops)", g.namespace, args.name);
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await.context("read the live stream")? {
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let frame: Vec<u8> = buf.drain(..end + 2).collect();
+            let frame = String::from_utf8_lossy(&frame);
+            let mut event = "";
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e;
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            match event {
+                "invocation" => {
+                    if g.output == Output::Json {
+                        println!("{data}");
+                    } else if let Ok(r) = serde_json::from_str::<InvocationRecord>(&data) {
+                        print_record("", &r);
+                    }
+                }
+                "dropped" => {
+                    let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                    eprintln!(
+                        "note: {}",
+                        v["message"].as_str().unwrap_or("records were dropped")
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    eprintln!("the server ended the stream");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -151,7 +151,7 @@ pub enum Command {
     Invoke(commands::InvokeArgs),
     /// Show a function's invocations and their logs.
     #[command(
-        after_help = "Examples:\n  nimbus logs hello\n  nimbus logs hello --since 10m\n  nimbus logs hello --invocation 019a..."
+        after_help = "Examples:\n  nimbus logs hello\n  nimbus logs hello --since 10m\n  nimbus logs hello --invocation 019a...\n  nimbus logs hello --follow --status error"
     )]
     Logs(commands::LogsArgs),
     /// Show metered usage: invocations, errors, billed ms and GB-seconds per function and hour.

@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fair;
 pub mod framing;
+pub mod live;
 pub mod metrics;
 pub mod plan;
 pub mod records;

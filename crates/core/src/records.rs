@@ -20,6 +20,7 @@
 //! records, at the cost of a commit on each response's path (concurrent
 //! invocations still share one commit).
 
+use crate::live::LiveFeed;
 use crate::store::InvocationStore;
 use nimbus_api::InvocationRecord;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ enum Command {
 pub struct Recorder {
     tx: mpsc::Sender<Command>,
     durability: RecordDurability,
+    live: LiveFeed,
 }
 
 impl Recorder {
@@ -98,8 +100,18 @@ impl Recorder {
     pub fn start(store: Arc<dyn InvocationStore>, config: RecorderConfig) -> Recorder {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let durability = config.durability;
-        tokio::spawn(run(store, config, rx));
-        Recorder { tx, durability }
+        let live = LiveFeed::new();
+        tokio::spawn(run(store, config, rx, live.clone()));
+        Recorder {
+            tx,
+            durability,
+            live,
+        }
+    }
+
+    /// The live feed of the records this writer takes.
+    pub fn live(&self) -> &LiveFeed {
+        &self.live
     }
 
     /// Queues a record; waits when the queue is full and, with
@@ -142,6 +154,7 @@ async fn run(
     store: Arc<dyn InvocationStore>,
     config: RecorderConfig,
     mut rx: mpsc::Receiver<Command>,
+    live: LiveFeed,
 ) {
     let mut batch: Vec<InvocationRecord> = Vec::new();
     let mut waiters: Vec<Waiter> = Vec::new();
@@ -165,6 +178,12 @@ async fn run(
                     match next {
                         Some(cmd) => push(cmd, &mut batch, &mut waiters),
                         None => break,
+                    }
+                }
+                // Followers see the records here, off the invocation path.
+                if live.followed() {
+                    for r in &batch {
+                        live.publish(Arc::new(r.clone()));
                     }
                 }
                 let committed = write(&*store, &mut batch).await;

@@ -44,6 +44,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
             "/namespaces/{ns}/functions/{name}/invocations",
             get(function_invocations),
         )
+        .route(
+            "/namespaces/{ns}/functions/{name}/invocations/live",
+            get(crate::live::follow),
+        )
         .route("/namespaces/{ns}/deployments", post(deploy))
         .route("/invocations", get(list_invocations))
         .route("/usage", get(usage))
@@ -75,11 +79,11 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-fn namespace(ns: &str) -> Result<Namespace, ApiError> {
+pub(crate) fn namespace(ns: &str) -> Result<Namespace, ApiError> {
     Namespace::new(ns).map_err(|e| ApiError::new(ErrorCode::InvalidName, e))
 }
 
-fn function_name(name: &str) -> Result<FunctionName, ApiError> {
+pub(crate) fn function_name(name: &str) -> Result<FunctionName, ApiError> {
     FunctionName::new(name).map_err(|e| ApiError::new(ErrorCode::InvalidName, e))
 }
 
@@ -117,7 +121,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
-fn parse_query<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned + Default>(
     req_query: Option<&str>,
 ) -> Result<T, ApiError> {
     match req_query {

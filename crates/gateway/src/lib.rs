@@ -3,7 +3,8 @@
 //! ```text
 //! listener ──► router ─┬─ /healthz
 //!                      ├─ /metrics             Prometheus metrics
-//!                      ├─ /api/v1/…            admin API  (admin token required)
+//!                      ├─ /api/v1/…            admin API  (admin token required;
+//!                      │                        …/invocations/live: server-sent events)
 //!                      ├─ /fn/{ns}/{name}/…    function URLs (token unless public)
 //!                      └─ any other path       custom routes from manifests
 //!                               │
@@ -19,6 +20,7 @@ mod admin;
 mod body;
 mod error;
 mod invoke;
+mod live;
 mod serve;
 
 use axum::Router;

@@ -121,6 +121,8 @@ impl RunningServer {
     /// Stops accepting requests, lets in-flight ones finish (up to the
     /// grace period), and writes every pending invocation record.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // Live-log followers' streams end, so their connections can close.
+        self.platform.recorder().live().close();
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }

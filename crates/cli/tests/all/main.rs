@@ -11,6 +11,7 @@ mod first_hour;
 mod hardening;
 mod invoke;
 mod limits;
+mod operations;
 mod persistence;
 mod process;
 mod scaling;
