@@ -37,10 +37,13 @@ impl std::error::Error for ApiFailure {}
 
 impl Client {
     /// Finds the server and token from flags, the environment or the data dir.
+    /// `cacert`: a PEM file of CA certificates to trust besides the
+    /// system's, for a server with a private or self-signed certificate.
     pub fn discover(
         url: Option<&str>,
         token: Option<&str>,
         data_dir: &Path,
+        cacert: Option<&Path>,
     ) -> anyhow::Result<Client> {
         let base = match url {
             Some(u) => u.trim_end_matches('/').to_owned(),
@@ -64,9 +67,26 @@ impl Client {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty()),
         };
-        let http = reqwest::Client::builder()
-            .build()
-            .context("build the HTTP client")?;
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("read the CA certificates --cacert {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "--cacert {}: not PEM certificates (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )
+            })?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "--cacert {}: holds no certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().context("build the HTTP client")?;
         Ok(Client { http, base, token })
     }
 

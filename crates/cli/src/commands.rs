@@ -175,6 +175,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stall_timeout_ms,
             record_durability,
             log_format,
+            tls_cert,
+            tls_key,
         } => {
             let log_format = match log_format {
                 crate::LogFormat::Text => nimbus_server::LogFormat::Text,
@@ -196,6 +198,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             config.admin_token = g.token.clone();
+            config.tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(nimbus_server::TlsFiles { cert, key }),
+                _ => None,
+            };
             nimbus_server::serve(config, log_format).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -245,6 +251,9 @@ fn apply_context(g: &mut Global) -> anyhow::Result<()> {
     if g.url.is_none() {
         g.url = Some(ctx.url.clone());
     }
+    if g.cacert.is_none() {
+        g.cacert = ctx.cacert.clone();
+    }
     if g.token.is_none() {
         g.token = ctx
             .token()
@@ -286,6 +295,13 @@ fn context(g: &Global, cmd: crate::ContextCommand) -> anyhow::Result<ExitCode> {
                     },
                     token_file,
                     namespace: g.namespace_arg.clone(),
+                    cacert: match &g.cacert {
+                        Some(f) => Some(
+                            std::path::absolute(f)
+                                .with_context(|| format!("resolve {}", f.display()))?,
+                        ),
+                        None => None,
+                    },
                 },
             );
             if make_current || config.current.is_none() {
@@ -350,7 +366,12 @@ fn context(g: &Global, cmd: crate::ContextCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
-    Client::discover(g.url.as_deref(), g.token.as_deref(), &g.data_dir)
+    Client::discover(
+        g.url.as_deref(),
+        g.token.as_deref(),
+        &g.data_dir,
+        g.cacert.as_deref(),
+    )
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {

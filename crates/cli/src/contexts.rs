@@ -39,6 +39,9 @@ pub struct Context {
     pub token_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// CA certificates (PEM) to trust for this server (`--cacert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<PathBuf>,
 }
 
 impl Context {

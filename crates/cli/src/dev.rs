@@ -355,12 +355,17 @@ async fn server(
     listen: std::net::SocketAddr,
 ) -> anyhow::Result<(Client, Option<tokio::process::Child>)> {
     if g.url.is_some() {
-        let c = Client::discover(g.url.as_deref(), g.token.as_deref(), &g.data_dir)?;
+        let c = Client::discover(
+            g.url.as_deref(),
+            g.token.as_deref(),
+            &g.data_dir,
+            g.cacert.as_deref(),
+        )?;
         eprintln!("deploying to {}", c.base);
         return Ok((c, None));
     }
     let data_dir = dir.join(".nimbus");
-    if let Ok(c) = Client::discover(None, g.token.as_deref(), &data_dir)
+    if let Ok(c) = Client::discover(None, g.token.as_deref(), &data_dir, None)
         && healthy(&c).await
     {
         eprintln!(
@@ -415,6 +420,7 @@ async fn server(
             Some(&format!("http://{listen}")),
             g.token.as_deref(),
             &data_dir,
+            None,
         ) && healthy(&c).await
         {
             eprintln!(

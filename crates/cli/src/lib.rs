@@ -63,6 +63,10 @@ pub struct Global {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// CA certificates (PEM) to trust besides the system's, for a server
+    /// whose certificate is private or self-signed.
+    #[arg(long, global = true, env = "NIMBUS_CACERT")]
+    pub cacert: Option<PathBuf>,
 }
 
 /// `serve --record-durability`.
@@ -89,7 +93,7 @@ pub enum Output {
 pub enum Command {
     /// Start Nimbus: the API, the function runtime and the embedded store.
     #[command(
-        after_help = "Examples:\n  nimbus serve --data-dir ./.nimbus --listen 127.0.0.1:8080\n  nimbus serve --log-format json 2>> /var/log/nimbus.jsonl"
+        after_help = "Examples:\n  nimbus serve --data-dir ./.nimbus --listen 127.0.0.1:8080\n  nimbus serve --log-format json 2>> /var/log/nimbus.jsonl\n  nimbus serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
     )]
     Serve {
         /// Address to listen on.
@@ -122,6 +126,12 @@ pub enum Command {
         /// namespace, function, error_id, …) for a log pipeline.
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "NIMBUS_LOG_FORMAT")]
         log_format: LogFormat,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, requires = "tls_key", env = "NIMBUS_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert", env = "NIMBUS_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(
@@ -277,6 +287,7 @@ const CLIENT_FLAGS: &[(&str, &str)] = &[
     ("namespace_arg", "--namespace"),
     ("context", "--context"),
     ("output", "--output"),
+    ("cacert", "--cacert"),
 ];
 
 /// The command-line definition: [`Cli`], with the client-only global flags

@@ -22,6 +22,7 @@ mod error;
 mod invoke;
 mod live;
 mod serve;
+pub mod tls;
 
 use axum::Router;
 use axum::routing::{any, get};

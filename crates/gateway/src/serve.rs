@@ -122,6 +122,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<crate::tls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.max_connections));
@@ -151,7 +152,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            refuse(stream, &refusing, limits.max_connections);
+            // A TLS client cannot read a plain-text refusal: it is closed.
+            if tls.is_none() {
+                refuse(stream, &refusing, limits.max_connections);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -168,11 +172,33 @@ pub async fn serve(
             let body = axum::body::Body::new(BodyDeadline::new(body, body_timeout));
             router.call(http::Request::from_parts(parts, body))
         });
-        let conn = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(io, service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, bounded like
+                // a request head, so a slow one holds up nobody else.
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                let http = http.clone();
+                let handshake = Duration::from_millis(limits.header_read_timeout_ms);
+                tokio::spawn(async move {
+                    let io = io.into_inner();
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(handshake, acceptor.accept(io)).await
+                    {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -52,6 +52,16 @@ pub struct ServerConfig {
     /// The admin token to use instead of `DIR/admin-token` (`--token`,
     /// `NIMBUS_TOKEN`). It is not written to disk.
     pub admin_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain and private key
+    /// (`--tls-cert`, `--tls-key`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate and key files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Fewest characters an admin token given on the command line may have.
@@ -80,6 +90,7 @@ impl ServerConfig {
             max_idle_wasm_instances: 100,
             connections: ConnectionLimits::default(),
             admin_token: None,
+            tls: None,
         }
     }
 }
@@ -87,6 +98,8 @@ impl ServerConfig {
 /// A started server.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     admin_token: String,
     token_source: TokenSource,
     platform: Arc<Platform>,
@@ -102,7 +115,7 @@ impl RunningServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn admin_token(&self) -> &str {
@@ -196,6 +209,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         admin_token: admin_token.clone(),
     });
     let app = nimbus_gateway::router(gateway);
+    let tls = match &config.tls {
+        Some(files) => Some(
+            nimbus_gateway::tls::acceptor(&files.cert, &files.key).map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
@@ -207,12 +227,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         listener,
         app,
         connections,
+        tls,
         async move {
             let _ = shutdown_rx.await;
         },
     ));
 
-    let info = serde_json::json!({ "url": format!("http://{addr}"), "pid": std::process::id() });
+    let info =
+        serde_json::json!({ "url": format!("{scheme}://{addr}"), "pid": std::process::id() });
     if let Err(e) =
         private::write_private_file(&dir.join("server.json"), info.to_string().as_bytes())
     {
@@ -220,6 +242,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     Ok(RunningServer {
         addr,
+        scheme,
         admin_token,
         token_source,
         platform,

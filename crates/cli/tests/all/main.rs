@@ -16,3 +16,4 @@ mod persistence;
 mod process;
 mod scaling;
 mod templates;
+mod tls;
