@@ -3,7 +3,8 @@
 //! 1. The manifest is parsed strictly (line-numbered errors).
 //! 2. Each function's code is stored by digest, its kind detected, and it is
 //!    prepared by the runtime (compiled, imports checked, compiled form
-//!    cached on disk). Any failure rejects the whole deploy.
+//!    cached on disk) and verified (a Python or Node handler is started
+//!    once and must import cleanly). Any failure rejects the whole deploy.
 //! 3. Custom routes are checked against every other function's.
 //! 4. The versions are committed in one store transaction, then made live.
 //!
@@ -214,6 +215,9 @@ impl Platform {
             let p = self
                 .runtime
                 .prepare(&draft, &self.artifacts.path(&digest))
+                .await
+                .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
+            p.verify()
                 .await
                 .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
             drafts.push(draft);

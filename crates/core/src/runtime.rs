@@ -3,6 +3,8 @@
 //! ```text
 //! prepare(version, code)   once per version: at deploy (compile, validate) or
 //!                          after a restart / scale-to-zero (from the on-disk cache) → Prepared
+//! Prepared::verify()       at deploy only, after prepare: run what only running
+//!                          can check (a process handler's import), keep it warm
 //! Prepared::invoke(req,ctx) per call: a fresh instance (wasm) or a warm worker (process) → Outcome
 //! Prepared::release()      when the version goes idle (scale to zero) or is deleted
 //! ```
@@ -129,6 +131,15 @@ pub trait Runtime: Send + Sync + 'static {
 pub trait Prepared: Send + Sync + 'static {
     /// Runs one invocation. Never panics; every failure is in the outcome.
     async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome;
+
+    /// Checks, at deploy only, what preparing cannot: that the code starts
+    /// (a Python or Node handler's module imports and defines the handler).
+    /// What it started may be kept for the first invocation. An `Err`
+    /// refuses the deploy. Not called when a stored version is prepared
+    /// again after a restart or a scale to zero.
+    async fn verify(&self) -> Result<(), PrepareError> {
+        Ok(())
+    }
 
     /// Frees what the version holds (pre-linked instances, warm workers).
     /// Called when the version goes idle or is replaced; invocations already

@@ -4,6 +4,8 @@
 //! ```text
 //!   deploy ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
 //!              <work_dir>/code/<digest>/ (temp dir + rename), check the handler
+//!          ──► verify: start one worker, which must import the handler; it
+//!              stays idle for the first call (see [`verify`])
 //!   invoke ──► python3 / node: take an idle warm worker or start one (cold:
 //!              sandbox + interpreter + import the handler module, reported
 //!              as init_ms), send the Lambda event, read the result, return
@@ -65,6 +67,7 @@ pub mod lambda;
 mod logs;
 pub mod sandbox;
 mod seccomp;
+pub mod verify;
 pub mod worker;
 
 pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, is_zip, pack_dir, validate_archive, zip_to_tar};
@@ -197,6 +200,15 @@ impl Lang {
             Lang::Exec => "exec",
         }
     }
+
+    /// The language's name in messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Lang::Python => "Python",
+            Lang::Node => "Node.js",
+            Lang::Exec => "exec",
+        }
+    }
 }
 
 /// What a prepared version's invocations need.
@@ -212,6 +224,8 @@ pub(crate) struct VersionSpec {
     pub limits: Limits,
     /// The function opted in to outgoing network.
     pub network: bool,
+    /// Workers kept started ahead of calls (`scaling.min_instances`).
+    pub min_instances: u32,
 }
 
 impl VersionSpec {
@@ -655,6 +669,7 @@ impl Runtime for ProcessRuntime {
             env,
             limits: version.limits,
             network: version.network,
+            min_instances: version.scaling.min_instances.get(),
         };
         let max = self.inner.config.max_workers_per_version.max(1);
         let prepared = Arc::new_cyclic(|me| ProcessPrepared {
@@ -734,11 +749,15 @@ impl ProcessPrepared {
     async fn provision(self: Arc<Self>, count: usize) {
         let generation = self.generation.load(Ordering::SeqCst);
         for _ in 0..count {
+            if self.idle().len() >= count {
+                return;
+            }
             let mut discard = logs::Capture::new(self.spec.limits.max_log_bytes.get());
             let deadline = std::time::Instant::now()
                 + std::time::Duration::from_millis(self.spec.limits.timeout_ms.get());
             match Worker::spawn(&self.inner, &self.spec, deadline, &mut discard).await {
-                Ok(w) => self.park(w, generation),
+                // The deploy's own check may have parked one already.
+                Ok(w) => self.park_within(w, generation, count),
                 Err(e) => {
                     tracing::warn!(function = %self.spec.name, error = %e, "failed to start a provisioned worker");
                     return;
@@ -751,11 +770,18 @@ impl ProcessPrepared {
     /// version was released since `generation`), and freezes it if it keeps
     /// running while idle (see [`IDLE_CHECK_AFTER_MS`]).
     fn park(&self, w: Worker, generation: u64) {
+        self.park_within(w, generation, self.max_idle);
+    }
+
+    /// [`Self::park`] into a pool that holds fewer than `limit` workers.
+    fn park_within(&self, w: Worker, generation: u64, limit: usize) {
         let key = w.identity();
         let check = w.idle_check.clone();
         {
             let mut idle = self.idle();
-            if self.generation.load(Ordering::SeqCst) != generation || idle.len() >= self.max_idle {
+            if self.generation.load(Ordering::SeqCst) != generation
+                || idle.len() >= limit.min(self.max_idle)
+            {
                 drop(idle);
                 w.retire();
                 return;
@@ -903,6 +929,12 @@ impl Prepared for ProcessPrepared {
             memory_peak_bytes,
             init_us,
         }
+    }
+
+    /// Starts one worker to check that the handler initialises, and keeps
+    /// it warm (see [`verify`]).
+    async fn verify(&self) -> Result<(), PrepareError> {
+        self.check_init().await
     }
 
     fn release(&self) {

@@ -9,6 +9,7 @@ mod common;
 mod deploy;
 mod first_hour;
 mod hardening;
+mod init_check;
 mod invoke;
 mod limits;
 mod persistence;
