@@ -125,6 +125,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             body_read_timeout_ms,
             write_stall_timeout_ms,
             record_durability,
+            build_timeout_ms,
+            max_build_output_mib,
         } => {
             nimbus_server::init_tracing();
             let mut config = nimbus_server::ServerConfig::new(&g.data_dir, listen);
@@ -142,6 +144,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             config.admin_token = g.token.clone();
+            config.build.timeout_ms = build_timeout_ms;
+            config.build.max_output_mib = max_build_output_mib;
             nimbus_server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -105,6 +105,12 @@ pub enum Command {
         /// `before-response` (nothing answered is ever unrecorded).
         #[arg(long, value_enum, default_value_t = RecordDurability::Batched)]
         record_durability: RecordDurability,
+        /// Longest a deploy's dependency install (pip, npm) may run, in ms.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+        build_timeout_ms: u64,
+        /// Most MiB a deploy's dependency install may write.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+        max_build_output_mib: u64,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(

@@ -106,6 +106,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Detects what kind of code `bytes` are, rejecting what this runtime cannot run.
     fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError>;
 
+    /// Builds code of `kind` before it is stored, at deploy: installs the
+    /// dependencies it declares and returns the code with them (this is
+    /// what the version stores and runs). Code that needs nothing comes
+    /// back as it is.
+    async fn build(&self, _kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        Ok(code)
+    }
+
     /// Prepares a version: validates and compiles its code (or loads the
     /// compiled form from cache), checks its imports, and pre-links it.
     /// `code_path` is the version's code, identified by `version.code_digest`.
@@ -165,6 +173,14 @@ pub struct RuntimeSet {
 impl Runtime for RuntimeSet {
     fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         self.wasm.detect(bytes)
+    }
+
+    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        match &self.process {
+            Some(p) if !kind.is_wasm() => p.build(kind, code).await,
+            // Without a process runtime, prepare says why.
+            _ => Ok(code),
+        }
     }
 
     async fn prepare(

@@ -2,7 +2,10 @@
 //! sandboxed process.
 //!
 //! ```text
-//!   deploy ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
+//!   deploy ──► build: install requirements.txt / package-lock.json in a build
+//!              sandbox, cached by the lock file's digest; the code with its
+//!              dependencies is what the version stores (see [`build`])
+//!          ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
 //!              <work_dir>/code/<digest>/ (temp dir + rename), check the handler
 //!          ──► verify: start one worker, which must import the handler; it
 //!              stays idle for the first call (see [`verify`])
@@ -61,6 +64,7 @@
 //! (Python), `index.handler` (Node), `bootstrap` (exec).
 
 pub mod archive;
+pub mod build;
 mod cgroup;
 pub mod exec;
 pub mod lambda;
@@ -71,6 +75,7 @@ pub mod verify;
 pub mod worker;
 
 pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, is_zip, pack_dir, validate_archive, zip_to_tar};
+pub use build::BuildConfig;
 
 /// Entry points for the fuzz targets in `fuzz/`: thin wrappers around
 /// parsers that are private to this crate. Not an API.
@@ -134,6 +139,11 @@ pub struct ProcessConfig {
     pub python: PathBuf,
     /// The Node.js interpreter. Default `/usr/bin/node`.
     pub node: PathBuf,
+    /// npm, run by `node` to install dependencies at deploy. Default
+    /// `/usr/bin/npm` (a link to its `npm-cli.js`, which must be under `ro_paths`).
+    pub npm: PathBuf,
+    /// Dependency builds at deploy (see [`build`]).
+    pub build: BuildConfig,
     /// Host paths mounted read-only in the sandbox.
     pub ro_paths: Vec<PathBuf>,
     /// Size of each worker's private `/tmp`. Default 64 MiB.
@@ -166,6 +176,8 @@ impl ProcessConfig {
             bwrap: None,
             python: PathBuf::from("/usr/bin/python3"),
             node: PathBuf::from("/usr/bin/node"),
+            npm: PathBuf::from("/usr/bin/npm"),
+            build: BuildConfig::default(),
             ro_paths: [
                 "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
             ]
@@ -242,6 +254,8 @@ pub(crate) struct Inner {
     pub config: ProcessConfig,
     sandbox: Result<Sandbox, String>,
     cgroups: Option<cgroup::Cgroups>,
+    /// Dependency builds run one at a time.
+    builds: tokio::sync::Semaphore,
 }
 
 impl Inner {
@@ -328,6 +342,7 @@ impl ProcessRuntime {
         std::fs::create_dir_all(&code_root)
             .with_context(|| format!("create {}", code_root.display()))?;
         archive::remove_leftovers(&code_root);
+        archive::remove_leftovers(&config.work_dir.join("builds"));
 
         let euid = sandbox::effective_uid();
         let mut sandbox = Sandbox {
@@ -408,6 +423,7 @@ impl ProcessRuntime {
                 config,
                 sandbox,
                 cgroups,
+                builds: build::build_slots(),
             }),
         }))
     }
@@ -439,6 +455,7 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
         pass_fds: Vec::new(),
         address_space_limit: None,
         network: false,
+        writable: false,
     };
     let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
     let out = cmd
@@ -612,6 +629,12 @@ impl Runtime for ProcessRuntime {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove unused code");
             }
         }
+    }
+
+    /// Installs what `requirements.txt` or `package-lock.json` declares
+    /// (see [`build`]).
+    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        self.build_code(kind, code).await
     }
 
     fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {

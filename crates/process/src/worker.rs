@@ -292,6 +292,7 @@ impl Worker {
                 cgroup.is_some(),
             ),
             network: spec.network,
+            writable: false,
         };
         let mut cmd = sandbox
             .command(launch)

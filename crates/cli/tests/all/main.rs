@@ -4,6 +4,7 @@
 //! Guests come from `scripts/build-guests` (`target/wasm/*.wasm`).
 
 mod auth;
+mod build;
 mod cli;
 mod common;
 mod deploy;
