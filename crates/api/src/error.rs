@@ -17,6 +17,9 @@ pub enum ErrorCode {
     InvalidCode,
     /// The code imports something the platform does not provide.
     UnsupportedImport,
+    /// Installing the dependencies a process function declares
+    /// (`requirements.txt`, `package-lock.json`) failed at deploy.
+    BuildFailed,
     /// A name (namespace, function, env var) is not valid.
     InvalidName,
     /// No or a wrong credential.
@@ -67,6 +70,7 @@ impl ErrorCode {
             ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::InvalidCode => "invalid_code",
             ErrorCode::UnsupportedImport => "unsupported_import",
+            ErrorCode::BuildFailed => "build_failed",
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
@@ -100,6 +104,7 @@ impl ErrorCode {
             | ErrorCode::InvalidManifest
             | ErrorCode::InvalidCode
             | ErrorCode::UnsupportedImport
+            | ErrorCode::BuildFailed
             | ErrorCode::InvalidName => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
@@ -179,6 +184,8 @@ mod tests {
         assert_eq!(ErrorCode::Timeout.http_status(), 504);
         assert_eq!(ErrorCode::MemoryLimit.http_status(), 502);
         assert_eq!(ErrorCode::InvalidManifest.http_status(), 400);
+        assert_eq!(ErrorCode::BuildFailed.http_status(), 400);
+        assert_eq!(ErrorCode::BuildFailed.as_str(), "build_failed");
         assert_eq!(ErrorCode::Unauthorized.http_status(), 401);
         assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
     }

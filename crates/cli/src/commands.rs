@@ -177,6 +177,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log_format,
             tls_cert,
             tls_key,
+            build_timeout_ms,
+            max_build_output_mib,
         } => {
             let log_format = match log_format {
                 crate::LogFormat::Text => nimbus_server::LogFormat::Text,
@@ -202,6 +204,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(cert), Some(key)) => Some(nimbus_server::TlsFiles { cert, key }),
                 _ => None,
             };
+            config.build.timeout_ms = build_timeout_ms;
+            config.build.max_output_mib = max_build_output_mib;
             nimbus_server::serve(config, log_format).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -132,6 +132,12 @@ pub enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert", env = "NIMBUS_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Longest a deploy's dependency install (pip, npm) may run, in ms.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+        build_timeout_ms: u64,
+        /// Most MiB a deploy's dependency install may write.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+        max_build_output_mib: u64,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(

@@ -1,11 +1,15 @@
 //! Deploy: manifest → locked versions → prepared code, all or nothing.
 //!
 //! 1. The manifest is parsed strictly (line-numbered errors).
-//! 2. Each function's code is stored by digest, its kind detected, and it is
+//! 2. Process code that declares dependencies (`requirements.txt`,
+//!    `package-lock.json`) gets them installed (`Runtime::build`), before
+//!    the deploy lock is taken; the code with them is what is stored.
+//! 3. Each function's code is stored by digest, its kind detected, and it is
 //!    prepared by the runtime (compiled, imports checked, compiled form
-//!    cached on disk). Any failure rejects the whole deploy.
-//! 3. Custom routes are checked against every other function's.
-//! 4. The versions are committed in one store transaction, then made live.
+//!    cached on disk) and verified (a Python or Node handler is started
+//!    once and must import cleanly). Any failure rejects the whole deploy.
+//! 4. Custom routes are checked against every other function's.
+//! 5. The versions are committed in one store transaction, then made live.
 //!
 //! Deploys are serialised so two of them cannot race on routes or numbering.
 
@@ -192,12 +196,34 @@ impl Platform {
         if items.is_empty() {
             return Err(Error::bad_request("nothing to deploy"));
         }
+        for item in &items {
+            item.check()?;
+            if item.code.len() > MAX_CODE_BYTES {
+                return Err(Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "functions.{}.code: {} bytes exceeds the {MAX_CODE_BYTES}-byte limit",
+                        item.name,
+                        item.code.len()
+                    ),
+                ));
+            }
+        }
+        // Dependencies are installed before the deploy lock is taken: a
+        // build may take minutes, and it touches neither the store nor the
+        // stored code (its result is stored below, under the lock).
+        let mut items = items;
+        for item in &mut items {
+            if let Some(kind) = item.spec.runtime.process_kind() {
+                let code = std::mem::take(&mut item.code);
+                item.code = self.runtime.build(kind, code).await.map_err(|e| {
+                    Error::new(e.code, format!("functions.{}: {}", item.name, e.message))
+                })?;
+            }
+        }
         let _guard = self.deploy_lock.lock().await;
         let mut drafts = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
-        for item in &items {
-            item.check()?;
-        }
         for item in items {
             let name = &item.name;
             let kind = self.code_kind(&item)?;
@@ -242,6 +268,9 @@ impl Platform {
             let p = self
                 .runtime
                 .prepare(&draft, &self.artifacts.path(&digest))
+                .await
+                .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
+            p.verify()
                 .await
                 .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
             drafts.push(draft);

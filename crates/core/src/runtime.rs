@@ -3,6 +3,8 @@
 //! ```text
 //! prepare(version, code)   once per version: at deploy (compile, validate) or
 //!                          after a restart / scale-to-zero (from the on-disk cache) → Prepared
+//! Prepared::verify()       at deploy only, after prepare: run what only running
+//!                          can check (a process handler's import), keep it warm
 //! Prepared::invoke(req,ctx) per call: a fresh instance (wasm) or a warm worker (process) → Outcome
 //! Prepared::release()      when the version goes idle (scale to zero) or is deleted
 //! ```
@@ -104,6 +106,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Detects what kind of code `bytes` are, rejecting what this runtime cannot run.
     fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError>;
 
+    /// Builds code of `kind` before it is stored, at deploy: installs the
+    /// dependencies it declares and returns the code with them (this is
+    /// what the version stores and runs). Code that needs nothing comes
+    /// back as it is.
+    async fn build(&self, _kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        Ok(code)
+    }
+
     /// Prepares a version: validates and compiles its code (or loads the
     /// compiled form from cache), checks its imports, and pre-links it.
     /// `code_path` is the version's code, identified by `version.code_digest`.
@@ -130,6 +140,15 @@ pub trait Prepared: Send + Sync + 'static {
     /// Runs one invocation. Never panics; every failure is in the outcome.
     async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome;
 
+    /// Checks, at deploy only, what preparing cannot: that the code starts
+    /// (a Python or Node handler's module imports and defines the handler).
+    /// What it started may be kept for the first invocation. An `Err`
+    /// refuses the deploy. Not called when a stored version is prepared
+    /// again after a restart or a scale to zero.
+    async fn verify(&self) -> Result<(), PrepareError> {
+        Ok(())
+    }
+
     /// Frees what the version holds (pre-linked instances, warm workers).
     /// Called when the version goes idle or is replaced; invocations already
     /// running finish first because they hold their own reference.
@@ -154,6 +173,14 @@ pub struct RuntimeSet {
 impl Runtime for RuntimeSet {
     fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         self.wasm.detect(bytes)
+    }
+
+    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        match &self.process {
+            Some(p) if !kind.is_wasm() => p.build(kind, code).await,
+            // Without a process runtime, prepare says why.
+            _ => Ok(code),
+        }
     }
 
     async fn prepare(

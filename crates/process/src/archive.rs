@@ -952,6 +952,71 @@ impl Resolver<'_> {
     }
 }
 
+/// Unpacks code held in memory (a tar or a zip) into the empty directory
+/// `dest`, with the same checks as [`unpack_once`].
+pub(crate) fn unpack_bytes(bytes: &[u8], dest: &Path) -> Result<(), PrepareError> {
+    check_kind(&bytes[..bytes.len().min(512)])?;
+    if is_zip(bytes) {
+        let tar = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
+        return unpack(tar.as_slice(), dest);
+    }
+    unpack(bytes, dest)
+}
+
+/// The contents of the regular files at the top of an archive (a tar or a
+/// zip) whose names are in `names`, each read only if it is at most
+/// `max_bytes` long (a longer one is an error naming it). Nothing is
+/// written to disk.
+pub(crate) fn root_files(
+    bytes: &[u8],
+    names: &[&str],
+    max_bytes: u64,
+) -> Result<HashMap<String, Vec<u8>>, PrepareError> {
+    check_kind(&bytes[..bytes.len().min(512)])?;
+    let converted;
+    let tar_bytes = if is_zip(bytes) {
+        converted = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
+        converted.as_slice()
+    } else {
+        bytes
+    };
+    let mut archive = tar::Archive::new(tar_bytes);
+    let entries = archive
+        .entries()
+        .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
+    let mut found = HashMap::new();
+    for entry in entries {
+        let mut entry = entry.map_err(|e| invalid(format!("read the tar archive: {e}")))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let Ok(path) = entry.path() else { continue };
+        let Some(rel) = clean_relative(&path) else {
+            continue;
+        };
+        let Some(name) = rel
+            .to_str()
+            .filter(|n| names.contains(n))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        if entry.size() > max_bytes {
+            return Err(invalid(format!(
+                "{name} is {} bytes, more than the {max_bytes} bytes Nimbus reads",
+                entry.size()
+            )));
+        }
+        let mut text = Vec::new();
+        entry
+            .read_to_end(&mut text)
+            .map_err(|e| invalid(format!("read {name} from the archive: {e}")))?;
+        // A later entry replaces an earlier one, as unpacking does.
+        found.insert(name, text);
+    }
+    Ok(found)
+}
+
 /// Removes half-unpacked directories left by an interrupted prepare.
 pub(crate) fn remove_leftovers(code_root: &Path) {
     let Ok(entries) = std::fs::read_dir(code_root) else {

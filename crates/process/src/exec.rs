@@ -66,6 +66,7 @@ pub(crate) async fn invoke(
             cgroup.is_some(),
         ),
         network: spec.network,
+        writable: false,
     };
     let mut cmd = match sandbox.command(launch) {
         Ok(c) => c,

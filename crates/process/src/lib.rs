@@ -2,8 +2,13 @@
 //! sandboxed process.
 //!
 //! ```text
-//!   deploy ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
+//!   deploy ──► build: install requirements.txt / package-lock.json in a build
+//!              sandbox, cached by the lock file's digest; the code with its
+//!              dependencies is what the version stores (see [`build`])
+//!          ──► validate_archive (tar or zip) ──► prepare: unpack once per digest into
 //!              <work_dir>/code/<digest>/ (temp dir + rename), check the handler
+//!          ──► verify: start one worker, which must import the handler; it
+//!              stays idle for the first call (see [`verify`])
 //!   invoke ──► python3 / node: take an idle warm worker or start one (cold:
 //!              sandbox + interpreter + import the handler module, reported
 //!              as init_ms), send the Lambda event, read the result, return
@@ -59,15 +64,18 @@
 //! (Python), `index.handler` (Node), `bootstrap` (exec).
 
 pub mod archive;
+pub mod build;
 mod cgroup;
 pub mod exec;
 pub mod lambda;
 mod logs;
 pub mod sandbox;
 mod seccomp;
+pub mod verify;
 pub mod worker;
 
 pub use archive::{MAX_FILES, MAX_UNPACKED_BYTES, is_zip, pack_dir, validate_archive, zip_to_tar};
+pub use build::BuildConfig;
 
 /// Entry points for the fuzz targets in `fuzz/`: thin wrappers around
 /// parsers that are private to this crate. Not an API.
@@ -131,6 +139,11 @@ pub struct ProcessConfig {
     pub python: PathBuf,
     /// The Node.js interpreter. Default `/usr/bin/node`.
     pub node: PathBuf,
+    /// npm, run by `node` to install dependencies at deploy. Default
+    /// `/usr/bin/npm` (a link to its `npm-cli.js`, which must be under `ro_paths`).
+    pub npm: PathBuf,
+    /// Dependency builds at deploy (see [`build`]).
+    pub build: BuildConfig,
     /// Host paths mounted read-only in the sandbox.
     pub ro_paths: Vec<PathBuf>,
     /// Size of each worker's private `/tmp`. Default 64 MiB.
@@ -163,6 +176,8 @@ impl ProcessConfig {
             bwrap: None,
             python: PathBuf::from("/usr/bin/python3"),
             node: PathBuf::from("/usr/bin/node"),
+            npm: PathBuf::from("/usr/bin/npm"),
+            build: BuildConfig::default(),
             ro_paths: [
                 "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
             ]
@@ -197,6 +212,15 @@ impl Lang {
             Lang::Exec => "exec",
         }
     }
+
+    /// The language's name in messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Lang::Python => "Python",
+            Lang::Node => "Node.js",
+            Lang::Exec => "exec",
+        }
+    }
 }
 
 /// What a prepared version's invocations need.
@@ -212,6 +236,8 @@ pub(crate) struct VersionSpec {
     pub limits: Limits,
     /// The function opted in to outgoing network.
     pub network: bool,
+    /// Workers kept started ahead of calls (`scaling.min_instances`).
+    pub min_instances: u32,
 }
 
 impl VersionSpec {
@@ -228,6 +254,8 @@ pub(crate) struct Inner {
     pub config: ProcessConfig,
     sandbox: Result<Sandbox, String>,
     cgroups: Option<cgroup::Cgroups>,
+    /// Dependency builds run one at a time.
+    builds: tokio::sync::Semaphore,
 }
 
 impl Inner {
@@ -314,6 +342,7 @@ impl ProcessRuntime {
         std::fs::create_dir_all(&code_root)
             .with_context(|| format!("create {}", code_root.display()))?;
         archive::remove_leftovers(&code_root);
+        archive::remove_leftovers(&config.work_dir.join("builds"));
 
         let euid = sandbox::effective_uid();
         let mut sandbox = Sandbox {
@@ -394,6 +423,7 @@ impl ProcessRuntime {
                 config,
                 sandbox,
                 cgroups,
+                builds: build::build_slots(),
             }),
         }))
     }
@@ -425,6 +455,7 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
         pass_fds: Vec::new(),
         address_space_limit: None,
         network: false,
+        writable: false,
     };
     let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
     let out = cmd
@@ -600,6 +631,12 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    /// Installs what `requirements.txt` or `package-lock.json` declares
+    /// (see [`build`]).
+    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+        self.build_code(kind, code).await
+    }
+
     fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         Err(PrepareError::new(
             ErrorCode::InvalidCode,
@@ -655,6 +692,7 @@ impl Runtime for ProcessRuntime {
             env,
             limits: version.limits,
             network: version.network,
+            min_instances: version.scaling.min_instances.get(),
         };
         let max = self.inner.config.max_workers_per_version.max(1);
         let prepared = Arc::new_cyclic(|me| ProcessPrepared {
@@ -734,11 +772,15 @@ impl ProcessPrepared {
     async fn provision(self: Arc<Self>, count: usize) {
         let generation = self.generation.load(Ordering::SeqCst);
         for _ in 0..count {
+            if self.idle().len() >= count {
+                return;
+            }
             let mut discard = logs::Capture::new(self.spec.limits.max_log_bytes.get());
             let deadline = std::time::Instant::now()
                 + std::time::Duration::from_millis(self.spec.limits.timeout_ms.get());
             match Worker::spawn(&self.inner, &self.spec, deadline, &mut discard).await {
-                Ok(w) => self.park(w, generation),
+                // The deploy's own check may have parked one already.
+                Ok(w) => self.park_within(w, generation, count),
                 Err(e) => {
                     tracing::warn!(function = %self.spec.name, error = %e, "failed to start a provisioned worker");
                     return;
@@ -751,11 +793,18 @@ impl ProcessPrepared {
     /// version was released since `generation`), and freezes it if it keeps
     /// running while idle (see [`IDLE_CHECK_AFTER_MS`]).
     fn park(&self, w: Worker, generation: u64) {
+        self.park_within(w, generation, self.max_idle);
+    }
+
+    /// [`Self::park`] into a pool that holds fewer than `limit` workers.
+    fn park_within(&self, w: Worker, generation: u64, limit: usize) {
         let key = w.identity();
         let check = w.idle_check.clone();
         {
             let mut idle = self.idle();
-            if self.generation.load(Ordering::SeqCst) != generation || idle.len() >= self.max_idle {
+            if self.generation.load(Ordering::SeqCst) != generation
+                || idle.len() >= limit.min(self.max_idle)
+            {
                 drop(idle);
                 w.retire();
                 return;
@@ -903,6 +952,12 @@ impl Prepared for ProcessPrepared {
             memory_peak_bytes,
             init_us,
         }
+    }
+
+    /// Starts one worker to check that the handler initialises, and keeps
+    /// it warm (see [`verify`]).
+    async fn verify(&self) -> Result<(), PrepareError> {
+        self.check_init().await
     }
 
     fn release(&self) {

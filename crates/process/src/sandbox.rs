@@ -182,6 +182,9 @@ pub(crate) struct Launch<'a> {
     pub address_space_limit: Option<u64>,
     /// Share the host's network (the function's `network: true`).
     pub network: bool,
+    /// Mount the code directory read-write (a dependency build's
+    /// directory); functions always get it read-only.
+    pub writable: bool,
 }
 
 impl Sandbox {
@@ -204,6 +207,7 @@ impl Sandbox {
         &self,
         code_source: &Path,
         network: bool,
+        writable: bool,
         seccomp_fd: Option<RawFd>,
     ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
@@ -279,7 +283,7 @@ impl Sandbox {
                 _ => {}
             }
         }
-        a.push("--ro-bind".into());
+        a.push(if writable { "--bind" } else { "--ro-bind" }.into());
         a.push(code_source.as_os_str().to_owned());
         a.push(CODE_MOUNT.into());
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
@@ -332,6 +336,7 @@ impl Sandbox {
                 cmd.args(self.bwrap_args(
                     source,
                     launch.network,
+                    launch.writable,
                     seccomp.as_ref().map(|(_, fd)| *fd),
                 ));
                 cmd.arg(&launch.program);

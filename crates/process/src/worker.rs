@@ -184,6 +184,23 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why a worker did not start.
+pub(crate) struct StartError {
+    pub error: InvokeError,
+    /// The handler's own report (`init_error`): its module did not import
+    /// or does not define the handler. `(errorType, errorMessage)`.
+    pub init_error: Option<(String, String)>,
+}
+
+impl From<InvokeError> for StartError {
+    fn from(error: InvokeError) -> Self {
+        StartError {
+            error,
+            init_error: None,
+        }
+    }
+}
+
 impl Worker {
     /// Starts a worker and waits for its handler to be loaded. Init output
     /// goes to `cap` (the first invocation's logs).
@@ -193,6 +210,18 @@ impl Worker {
         deadline: Instant,
         cap: &mut Capture,
     ) -> Result<Worker, InvokeError> {
+        Self::start(inner, spec, deadline, cap)
+            .await
+            .map_err(|e| e.error)
+    }
+
+    /// [`Self::spawn`], telling the handler's own initialisation errors apart.
+    pub async fn start(
+        inner: &Inner,
+        spec: &VersionSpec,
+        deadline: Instant,
+        cap: &mut Capture,
+    ) -> Result<Worker, StartError> {
         let started = Instant::now();
         let internal = |what: &str, e: std::io::Error| {
             InvokeError::new(ErrorCode::Internal, format!("{what}: {e}"))
@@ -239,7 +268,8 @@ impl Worker {
                 return Err(InvokeError::new(
                     ErrorCode::Internal,
                     "exec functions do not use warm workers",
-                ));
+                )
+                .into());
             }
         };
         args.extend([
@@ -262,6 +292,7 @@ impl Worker {
                 cgroup.is_some(),
             ),
             network: spec.network,
+            writable: false,
         };
         let mut cmd = sandbox
             .command(launch)
@@ -317,20 +348,24 @@ impl Worker {
             }
             Ok(Message::InitError(e)) => {
                 worker.retire_after_drain(cap).await;
-                Err(InvokeError::new(
-                    ErrorCode::Crashed,
-                    format!(
-                        "the function failed to initialise: {}: {}",
-                        e.error_type, e.error_message
+                Err(StartError {
+                    error: InvokeError::new(
+                        ErrorCode::Crashed,
+                        format!(
+                            "the function failed to initialise: {}: {}",
+                            e.error_type, e.error_message
+                        ),
                     ),
-                ))
+                    init_error: Some((e.error_type, e.error_message)),
+                })
             }
             Ok(_) => {
                 worker.retire_after_drain(cap).await;
                 Err(InvokeError::new(
                     ErrorCode::InvalidResponse,
                     "the worker broke the protocol while initialising",
-                ))
+                )
+                .into())
             }
             Err(f) => Err(worker
                 .fail(
@@ -341,7 +376,8 @@ impl Worker {
                     spec.limits.timeout_ms.get(),
                     "initialising",
                 )
-                .await),
+                .await
+                .into()),
         }
     }
 

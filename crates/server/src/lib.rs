@@ -12,6 +12,7 @@
 //! DIR/code/<sha256>.bin    deployed code, content-addressed
 //! DIR/cache/…              compiled code, by engine and digest
 //! DIR/process/code/<sha256>/ unpacked code of python3/node/exec functions
+//! DIR/process/builds/<sha256>/ installed dependencies, by lock file digest
 //! ```
 
 use anyhow::Context as _;
@@ -22,7 +23,7 @@ use nimbus_core::records::{Recorder, RecorderConfig};
 use nimbus_core::runtime::{Runtime, RuntimeSet};
 pub use nimbus_gateway::ConnectionLimits;
 use nimbus_gateway::Gateway;
-use nimbus_process::{ProcessConfig, ProcessRuntime};
+use nimbus_process::{BuildConfig, ProcessConfig, ProcessRuntime};
 use nimbus_store::SqliteStore;
 use nimbus_wasm::{WasmConfig, WasmRuntime};
 use std::net::SocketAddr;
@@ -55,6 +56,11 @@ pub struct ServerConfig {
     /// Serve HTTPS with this PEM certificate chain and private key
     /// (`--tls-cert`, `--tls-key`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// Dependency builds of process functions at deploy: time and size
+    /// limits, and the registry settings passed to pip and npm (by
+    /// default the server's own `PIP_*`, `NPM_CONFIG_*`, proxy and CA
+    /// variables).
+    pub build: BuildConfig,
 }
 
 /// The certificate and key files of `--tls-cert` and `--tls-key`.
@@ -91,6 +97,10 @@ impl ServerConfig {
             connections: ConnectionLimits::default(),
             admin_token: None,
             tls: None,
+            build: BuildConfig {
+                env: nimbus_process::build::registry_env(std::env::vars_os()),
+                ..BuildConfig::default()
+            },
         }
     }
 }
@@ -186,7 +196,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     wasm.max_instances = config.max_wasm_instances;
     wasm.max_idle_instances = config.max_idle_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
-    let process = match ProcessRuntime::new(ProcessConfig::new(dir.join("process"))) {
+    let mut process_config = ProcessConfig::new(dir.join("process"));
+    process_config.build = config.build.clone();
+    let process = match ProcessRuntime::new(process_config) {
         Ok(p) => {
             if let Err(e) = p.sandbox_status() {
                 tracing::warn!("python3/node/exec functions cannot be deployed: {e}");

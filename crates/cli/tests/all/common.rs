@@ -255,6 +255,16 @@ impl ServeProcess {
     /// Starts `nimbus serve` on `dir` with `args`, under a soft descriptor
     /// limit of `soft_nofile` if given, and waits until it serves.
     pub fn start(dir: &std::path::Path, args: &[&str], soft_nofile: Option<u32>) -> ServeProcess {
+        Self::start_with_env(dir, args, soft_nofile, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(
+        dir: &std::path::Path,
+        args: &[&str],
+        soft_nofile: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> ServeProcess {
         let nimbus = env!("CARGO_BIN_EXE_nimbus");
         let ulimit = soft_nofile.map_or(String::new(), |n| format!("ulimit -Sn {n} && "));
         let _ = std::fs::remove_file(dir.join("server.json"));
@@ -267,6 +277,7 @@ impl ServeProcess {
             .args(args)
             .env_remove("NIMBUS_TOKEN")
             .env_remove("NIMBUS_URL")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -4,11 +4,13 @@
 //! Guests come from `scripts/build-guests` (`target/wasm/*.wasm`).
 
 mod auth;
+mod build;
 mod cli;
 mod common;
 mod deploy;
 mod first_hour;
 mod hardening;
+mod init_check;
 mod invoke;
 mod limits;
 mod operations;
