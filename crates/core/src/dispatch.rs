@@ -25,7 +25,7 @@
 use crate::artifacts::ArtifactStore;
 use crate::error::{Error, Result};
 use crate::fair::FairGate;
-use crate::metrics::{FunctionMetrics, Metrics};
+use crate::metrics::{Format, FunctionMetrics, Metrics};
 use crate::records::Recorder;
 use crate::routes::{Lookup, RouteTable, Target};
 use crate::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError, Prepared, Runtime};
@@ -160,11 +160,11 @@ impl FunctionSlot {
             self.waiting.fetch_sub(1, Relaxed);
             return Err(throttled("the wait queue is full"));
         }
-        self.metrics.queued.fetch_add(1, Relaxed);
+        self.metrics.queued.inc();
         let wait = Duration::from_millis(s.queue_timeout_ms.get());
         let r = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Relaxed);
-        self.metrics.queued.fetch_sub(1, Relaxed);
+        self.metrics.queued.dec();
         match r {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(throttled("the function is being replaced")),
@@ -336,7 +336,7 @@ impl Platform {
                 && idle_ms >= s.idle_ttl_ms.get()
                 && slot.release()
             {
-                slot.metrics.scale_to_zero.fetch_add(1, Relaxed);
+                slot.metrics.scale_to_zero.inc();
                 tracing::debug!(
                     namespace = %slot.version.namespace,
                     function = %slot.version.name,
@@ -347,10 +347,10 @@ impl Platform {
         }
     }
 
-    /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self) -> String {
+    /// The `/metrics` exposition, in `format`.
+    pub fn render_metrics(&self, format: Format) -> String {
         let map = read(&self.functions);
-        self.metrics.render(&|ns, name| {
+        self.metrics.render(format, &|ns, name| {
             map.get(&(ns.to_owned(), name.to_owned()))
                 .and_then(|s| s.current())
                 .map(|p| p.idle_instances())
@@ -462,7 +462,7 @@ impl Platform {
         let _slot_permit = match slot.admit().await {
             Ok(p) => p,
             Err(e) => {
-                m.throttles.fetch_add(1, Relaxed);
+                m.throttles.inc();
                 return Invocation {
                     id,
                     cold: false,
@@ -471,8 +471,8 @@ impl Platform {
             }
         };
         let Ok(_platform_permit) = self.inflight.clone().try_acquire_owned() else {
-            m.throttles.fetch_add(1, Relaxed);
-            self.metrics.platform_throttles.fetch_add(1, Relaxed);
+            m.throttles.inc();
+            self.metrics.platform_throttles.inc();
             return Invocation {
                 id,
                 cold: false,
@@ -536,13 +536,13 @@ impl Platform {
         let duration_us = start.elapsed().as_micros() as u64;
         let billed_ms = nimbus_api::invocation::billed_ms(duration_us);
         let mib = v.limits.memory_limit_mib.get();
-        m.invocations.fetch_add(1, Relaxed);
-        m.duration.observe_us(duration_us);
+        m.invocations.inc();
+        m.observe_duration_us(duration_us);
         if let Some(us) = init_us {
-            m.init.observe_us(us);
+            m.observe_init_us(us);
         }
-        m.billed_ms.fetch_add(billed_ms, Relaxed);
-        m.mib_ms.fetch_add(billed_ms * u64::from(mib), Relaxed);
+        m.billed_ms.inc_by(billed_ms);
+        m.mib_ms.inc_by(billed_ms * u64::from(mib));
         let (status, error_code, error_message) = match &result {
             Ok(resp) => match resp.extensions().get::<crate::runtime::FunctionError>() {
                 None => (resp.status().as_u16(), None, None),
@@ -628,10 +628,9 @@ impl Platform {
                     format!("prepare the deployed code: {}", e.message),
                 )
             })?;
-        slot.metrics.cold_starts.fetch_add(1, Relaxed);
+        slot.metrics.cold_starts.inc();
         slot.metrics
-            .cold_start
-            .observe_us(started.elapsed().as_micros() as u64);
+            .observe_cold_start_us(started.elapsed().as_micros() as u64);
         *slot.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
         Ok((p, true))
     }
@@ -646,8 +645,8 @@ struct ActiveGuard<'a> {
 impl<'a> ActiveGuard<'a> {
     fn enter(slot: &'a FunctionSlot, metrics: &'a Metrics) -> Self {
         slot.active.fetch_add(1, Relaxed);
-        slot.metrics.inflight.fetch_add(1, Relaxed);
-        metrics.platform_inflight.fetch_add(1, Relaxed);
+        slot.metrics.inflight.inc();
+        metrics.platform_inflight.inc();
         ActiveGuard { slot, metrics }
     }
 }
@@ -656,8 +655,8 @@ impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.slot.last_used_ms.store(now_ms(), Relaxed);
         self.slot.active.fetch_sub(1, Relaxed);
-        self.slot.metrics.inflight.fetch_sub(1, Relaxed);
-        self.metrics.platform_inflight.fetch_sub(1, Relaxed);
+        self.slot.metrics.inflight.dec();
+        self.metrics.platform_inflight.dec();
     }
 }
 

@@ -27,6 +27,7 @@ pub mod tls;
 use axum::Router;
 use axum::routing::{any, get};
 use nimbus_core::dispatch::Platform;
+use nimbus_core::metrics::Format;
 use std::sync::Arc;
 
 pub use error::ApiError;
@@ -56,17 +57,24 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// Prometheus metrics (text exposition format). Unauthenticated, as
-/// Prometheus scrapes usually are: bind to loopback or a private network.
+/// Prometheus metrics: OpenMetrics text when the scraper asks for it (as
+/// Prometheus does), the Prometheus text format 0.0.4 otherwise.
+/// Unauthenticated, as Prometheus scrapes usually are: bind to loopback or a
+/// private network.
 async fn metrics(
     axum::extract::State(g): axum::extract::State<Arc<Gateway>>,
+    headers: http::HeaderMap,
 ) -> impl axum::response::IntoResponse {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        g.platform.render_metrics(),
+        [
+            (http::header::CONTENT_TYPE, format.content_type()),
+            (http::header::VARY, "accept"),
+        ],
+        g.platform.render_metrics(format),
     )
 }
 

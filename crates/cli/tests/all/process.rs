@@ -74,6 +74,15 @@ async fn python_sees_the_http_event_and_logs_are_recorded() {
         logs.contains("handling /items/1"),
         "print goes to the logs: {rec}"
     );
+    // The first call started the worker: its init phase is in the record
+    // and in the init histogram.
+    assert!(rec["init_duration_us"].is_u64(), "{rec}");
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "nimbus_init_seconds_count", "api"),
+        Some(1.0),
+        "{m}"
+    );
 
     let (status, body, id) = s.call("/fn/default/api/boom").await;
     assert_eq!(status, 500, "{body}");

@@ -1,7 +1,8 @@
 //! Dispatch and scaling: concurrency limits, bounded queues, throttling,
 //! scale to zero, metrics and metering.
 
-use crate::common::{TestServer, error_code, metric, metrics};
+use crate::common::{TestServer, error_code, guest_bytes, metric, metrics};
+use base64::Engine as _;
 use reqwest::Method;
 use std::time::Duration;
 
@@ -186,6 +187,108 @@ async fn metrics_count_invocations_errors_and_durations() {
         m.contains("# TYPE nimbus_invocation_duration_seconds histogram"),
         "{m}"
     );
+}
+
+/// What Prometheus 3 sends by default.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+
+/// `GET /metrics` with `accept`; returns the content type and the body.
+async fn scrape(s: &TestServer, accept: &str) -> (String, String) {
+    let r = s
+        .http
+        .get(s.url("/metrics"))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["vary"], "accept");
+    let content_type = r.headers()["content-type"]
+        .to_str()
+        .expect("content type")
+        .to_owned();
+    (content_type, r.text().await.expect("metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_speak_openmetrics_to_prometheus_and_text_0_0_4_otherwise() {
+    let s = TestServer::start().await;
+    s.deploy("hello", "hello", "").await;
+    for _ in 0..2 {
+        s.call("/fn/default/hello").await;
+    }
+
+    let (content_type, om) = scrape(&s, PROMETHEUS_ACCEPT).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.ends_with("\n# EOF\n"), "{om}");
+    // A counter family is named without _total; its samples keep the name
+    // users query.
+    assert!(om.contains("\n# TYPE nimbus_invocations counter\n"), "{om}");
+    assert_eq!(metric(&om, "nimbus_invocations_total", "hello"), Some(2.0));
+    assert!(
+        om.contains("\n# UNIT nimbus_invocation_duration_seconds seconds\n"),
+        "{om}"
+    );
+
+    for accept in ["*/*", "text/plain;version=0.0.4"] {
+        let (content_type, text) = scrape(&s, accept).await;
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("\n# TYPE nimbus_invocations_total counter\n"),
+            "{text}"
+        );
+        assert_eq!(
+            metric(&text, "nimbus_invocations_total", "hello"),
+            Some(2.0)
+        );
+    }
+}
+
+/// Names hold only `[a-z0-9-]` (no quote, backslash or newline to escape):
+/// the longest, oddest legal ones label their series unchanged in both
+/// formats, and leave the exposition with their function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_the_oddest_legal_names_until_the_function_goes() {
+    let s = TestServer::start().await;
+    let ns = format!("0--{}9", "-".repeat(59));
+    let name = format!("9{}--z9", "-0".repeat(29));
+    assert_eq!((ns.len(), name.len()), (63, 63));
+    let manifest = format!("functions:\n  {name}:\n    code: hello.wasm\n    public: true\n");
+    let artifacts = serde_json::json!({
+        "hello.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("hello")),
+    });
+    let r = s
+        .admin(Method::POST, &format!("/namespaces/{ns}/deployments"))
+        .json(&serde_json::json!({ "manifest": manifest, "artifacts": artifacts }))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(s.call(&format!("/fn/{ns}/{name}")).await.0, 200);
+
+    let sample = format!("nimbus_invocations_total{{namespace=\"{ns}\",function=\"{name}\"}} 1\n");
+    for accept in [PROMETHEUS_ACCEPT, "*/*"] {
+        let (_, text) = scrape(&s, accept).await;
+        assert!(text.contains(&sample), "{sample} in {text}");
+    }
+
+    let r = s
+        .admin(
+            Method::DELETE,
+            &format!("/namespaces/{ns}/functions/{name}"),
+        )
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    for accept in [PROMETHEUS_ACCEPT, "*/*"] {
+        let (_, text) = scrape(&s, accept).await;
+        assert!(!text.contains(&name), "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
