@@ -10,6 +10,7 @@ mod deploy;
 mod first_hour;
 mod hardening;
 mod invoke;
+mod keys;
 mod limits;
 mod operations;
 mod persistence;
