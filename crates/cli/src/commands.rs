@@ -218,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Usage(args) => usage(&g, args).await,
         Command::Fn(cmd) => function(&g, cmd).await,
         Command::Context(cmd) => context(&g, cmd),
+        Command::Key(cmd) => crate::keys::run(&g, cmd).await,
         Command::Completions { shell } => {
             let shell = match shell {
                 crate::Shell::Bash => clap_complete::Shell::Bash,
@@ -378,7 +379,7 @@ pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
     )
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(v).context("encode JSON")?

@@ -14,6 +14,7 @@ mod commands;
 mod contexts;
 mod dev;
 mod init;
+mod keys;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -182,6 +183,12 @@ pub enum Command {
         after_help = "Examples:\n  nimbus fn list\n  nimbus fn show hello -o json\n  nimbus fn delete hello"
     )]
     Fn(FnCommand),
+    /// Create, list and revoke API keys: scoped tokens for one namespace or all.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read --expires-in 90d\n  nimbus key list\n  nimbus key revoke 3f2a9c0e1b7d4a65"
+    )]
+    Key(KeyCommand),
     /// Name servers, tokens and namespaces once, and switch between them.
     #[command(
         subcommand,
@@ -235,6 +242,34 @@ pub struct DevArgs {
     /// Where the local server listens when `nimbus dev` starts one.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+}
+
+/// `nimbus key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; its token is printed once and never again.
+    #[command(
+        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
+    )]
+    Create {
+        /// A label for people.
+        name: String,
+        /// A scope it grants (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Let it act in every namespace (default: only --namespace's).
+        #[arg(long)]
+        all_namespaces: bool,
+        /// It stops working after this long: 30m, 12h, 90d.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List the keys (never their tokens).
+    #[command(after_help = "Example:\n  nimbus key list -o json")]
+    List,
+    /// Revoke a key by id; it stops working at once.
+    #[command(after_help = "Example:\n  nimbus key revoke 3f2a9c0e1b7d4a65")]
+    Revoke { id: String },
 }
 
 /// `nimbus context …`: named servers, tokens and namespaces.

@@ -17,15 +17,7 @@ pub fn format_ms(ms: u64) -> String {
 /// an RFC 3339 UTC time (`2026-11-22T10:00:00Z`), or milliseconds since the epoch.
 pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
     let s = s.trim();
-    let unit = s.chars().last().filter(|c| c.is_ascii_alphabetic());
-    if let (Some(unit), Ok(n)) = (unit, s[..s.len().saturating_sub(1)].parse::<u64>()) {
-        let ms = match unit {
-            's' => n.saturating_mul(1000),
-            'm' => n.saturating_mul(60_000),
-            'h' => n.saturating_mul(3_600_000),
-            'd' => n.saturating_mul(86_400_000),
-            _ => bail!("unknown unit {unit:?} in {s:?}: use s, m, h or d"),
-        };
+    if let Some(ms) = duration_ms(s)? {
         return Ok(now_ms.saturating_sub(ms));
     }
     if let Ok(ms) = s.parse::<u64>() {
@@ -34,6 +26,30 @@ pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
     parse_rfc3339(s).with_context(|| {
         format!("invalid --since {s:?}: use 10m, 2h, 1d, 2026-11-22T10:00:00Z or epoch ms")
     })
+}
+
+/// A duration written `30s`, `10m`, `2h` or `1d`, in ms; `None` when `s`
+/// is not a number and a unit letter.
+fn duration_ms(s: &str) -> anyhow::Result<Option<u64>> {
+    let unit = s.chars().last().filter(|c| c.is_ascii_alphabetic());
+    let (Some(unit), Ok(n)) = (unit, s[..s.len().saturating_sub(1)].parse::<u64>()) else {
+        return Ok(None);
+    };
+    Ok(Some(match unit {
+        's' => n.saturating_mul(1000),
+        'm' => n.saturating_mul(60_000),
+        'h' => n.saturating_mul(3_600_000),
+        'd' => n.saturating_mul(86_400_000),
+        _ => bail!("unknown unit {unit:?} in {s:?}: use s, m, h or d"),
+    }))
+}
+
+/// Parses a duration such as `--expires-in 90d`: `30s`, `10m`, `2h`, `1d`.
+pub fn parse_duration(flag: &str, s: &str) -> anyhow::Result<u64> {
+    match duration_ms(s.trim()) {
+        Ok(Some(ms)) if ms > 0 => Ok(ms),
+        _ => bail!("{flag} {s:?}: give a duration such as 30m, 12h or 90d"),
+    }
 }
 
 /// An RFC 3339 time (`2026-11-22T10:00:00Z`, `2026-11-22T11:00:00+01:00`)

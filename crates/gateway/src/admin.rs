@@ -3,7 +3,7 @@
 use crate::body::read_body;
 use crate::error::Path;
 use crate::error::{ApiError, error_response};
-use crate::{Gateway, bearer, token_matches};
+use crate::{Gateway, bearer};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use nimbus_api::auth::{KeyCreate, KeyList};
 use nimbus_api::limits::{
     IdleTtlMs, LogBytes, MaxConcurrency, MaxInvocationsPerInstance, MaxQueue, MemoryLimitMib,
     MinInstances, QueueTimeoutMs, RequestBodyBytes, ResponseBodyBytes, Scaling, TimeoutMs,
@@ -21,6 +22,7 @@ use nimbus_api::wire::{
     FunctionSummary, InvocationList,
 };
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Limits, Namespace};
+use nimbus_core::auth::Principal;
 use nimbus_core::deploy::DeployItem;
 use nimbus_core::store::{InvocationQuery, UsageQuery};
 use serde::Deserialize;
@@ -52,20 +54,121 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/invocations", get(list_invocations))
         .route("/usage", get(usage))
         .route("/invocations/{id}", get(show_invocation))
+        .route("/keys", post(create_key).get(list_keys))
+        .route("/keys/{id}", axum::routing::delete(revoke_key))
+        .route_layer(middleware::from_fn(require_scope))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(gateway, require_admin))
+        .layer(middleware::from_fn_with_state(gateway, authenticate))
 }
 
-async fn require_admin(State(g): St, req: Request, next: Next) -> Response {
-    match bearer(req.headers()) {
-        Some(t) if token_matches(t, &g.admin_token) => next.run(req).await,
-        Some(_) => error_response(ErrorCode::Unauthorized, "the token is not valid"),
-        None => error_response(
+/// Every admin request carries a principal: the admin token or an API key.
+async fn authenticate(State(g): St, mut req: Request, next: Next) -> Response {
+    let token = bearer(req.headers()).map(str::to_owned);
+    let Some(token) = token else {
+        return error_response(
             ErrorCode::Unauthorized,
-            "the admin API needs an admin token: Authorization: Bearer <token> (see DATA_DIR/admin-token)",
-        ),
+            "the admin API needs a token: Authorization: Bearer <admin token or API key> (the admin token is in DATA_DIR/admin-token; `nimbus key create` makes keys)",
+        );
+    };
+    match g.auth.authenticate(Some(&token)).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// Checks the matched endpoint's scope (the table in [`crate::scopes`])
+/// for the path's namespace, before the handler runs: a key of another
+/// namespace gets the same 403 whether or not what it asks for exists.
+async fn require_scope(req: Request, next: Next) -> Response {
+    let principal = req.extensions().get::<Principal>().cloned();
+    let matched = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let (Some(principal), Some(matched)) = (principal, matched) else {
+        return error_response(ErrorCode::Unauthorized, "no principal for this request");
+    };
+    let full = if matched.starts_with("/api/v1") {
+        matched
+    } else {
+        format!("/api/v1{matched}")
+    };
+    let Some(endpoint) = crate::scopes::lookup(req.method(), &full) else {
+        // Not in the table: only the admin token may use it.
+        return match principal {
+            Principal::Admin => next.run(req).await,
+            _ => error_response(ErrorCode::Forbidden, "this endpoint needs the admin token"),
+        };
+    };
+    // The router under /api/v1 sees the path without that prefix.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
+    let namespace = if endpoint.namespaced {
+        crate::scopes::namespace_in(&full, &path).map(str::to_owned)
+    } else {
+        principal.namespace().map(str::to_owned)
+    };
+    if let Err(e) = principal.require(endpoint.scope, namespace.as_deref()) {
+        return ApiError::from(e).into_response();
+    }
+    next.run(req).await
+}
+
+/// The namespace a listing across namespaces may cover: the key's own
+/// (the default for it), or any for the admin and keys of all namespaces.
+fn visible_namespace(
+    principal: &Principal,
+    asked: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match (principal.namespace(), asked) {
+        (None, asked) => Ok(asked),
+        (Some(own), None) => Ok(Some(own.to_owned())),
+        (Some(own), Some(asked)) if own == asked => Ok(Some(asked)),
+        (Some(own), Some(asked)) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this key acts in namespace {own}, not {asked}"),
+        )),
+    }
+}
+
+fn principal_of(req: &Request) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous)
+}
+
+async fn create_key(State(g): St, req: Request) -> Result<Response, ApiError> {
+    let by = principal_of(&req);
+    let (_, body) = admin_body(req).await?;
+    let create: KeyCreate = parse_json(&body)?;
+    let created = g.auth.create_key(&by, create).await?;
+    Ok((http::StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_keys(State(g): St, req: Request) -> Result<Response, ApiError> {
+    let by = principal_of(&req);
+    let keys = g.auth.list_keys(&by).await?;
+    Ok(Json(KeyList {
+        keys: keys.iter().map(|k| k.info()).collect(),
+    })
+    .into_response())
+}
+
+async fn revoke_key(
+    State(g): St,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let by = principal_of(&req);
+    let key = g.auth.revoke_key(&by, &id).await?;
+    Ok(Json(key.info()).into_response())
 }
 
 async fn not_found() -> Response {
@@ -399,7 +502,8 @@ async fn query_invocations(g: &Gateway, p: InvocationParams) -> Result<Response,
 }
 
 async fn list_invocations(State(g): St, req: Request) -> Result<Response, ApiError> {
-    let p: InvocationParams = parse_query(req.uri().query())?;
+    let mut p: InvocationParams = parse_query(req.uri().query())?;
+    p.namespace = visible_namespace(&principal_of(&req), p.namespace)?;
     query_invocations(&g, p).await
 }
 
@@ -414,10 +518,17 @@ async fn function_invocations(
     query_invocations(&g, p).await
 }
 
-async fn show_invocation(State(g): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show_invocation(
+    State(g): St,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let principal = principal_of(&req);
+    let visible = |ns: &str| principal.namespace().is_none_or(|own| own == ns);
     match g.platform.store().invocation(&id).await? {
-        Some(r) => Ok(Json(r).into_response()),
-        None => Err(ApiError::new(
+        // Another namespace's record is not found, as a missing one.
+        Some(r) if visible(&r.namespace) => Ok(Json(r).into_response()),
+        _ => Err(ApiError::new(
             ErrorCode::NotFound,
             format!("invocation {id} does not exist (or was pruned)"),
         )),
@@ -434,7 +545,8 @@ struct UsageParams {
 
 /// Hourly usage per function: invocations, errors, billed ms, GB-seconds.
 async fn usage(State(g): St, req: Request) -> Result<Response, ApiError> {
-    let p: UsageParams = parse_query(req.uri().query())?;
+    let mut p: UsageParams = parse_query(req.uri().query())?;
+    p.namespace = visible_namespace(&principal_of(&req), p.namespace)?;
     let rows = g
         .platform
         .store()

@@ -9,7 +9,7 @@
 //! (`GET /hello/{who}`, `ANY /files/{*rest}`) in `x-nimbus-route-key`.
 
 use crate::body::read_body;
-use crate::error::error_response;
+use crate::error::{ApiError, error_response};
 use crate::serve::PeerAddr;
 use crate::{Gateway, bearer_token, token_matches};
 use axum::body::Body;
@@ -36,6 +36,27 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
     let name = parts.next().unwrap_or_default().to_owned();
     let rest = parts.next().unwrap_or_default();
     let Some(slot) = g.platform.lookup(&ns, &name) else {
+        // A key that may not invoke in this namespace gets the answer it
+        // gets for the namespace's private functions: what exists there
+        // is not its business.
+        let key = req
+            .headers()
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .find_map(|v| v.to_str().ok().and_then(bearer_token))
+            .filter(|t| t.starts_with("nk_"))
+            .map(str::to_owned);
+        if let Some(key) = key {
+            let allowed = match g.auth.authenticate(Some(&key)).await {
+                Ok(p) => p
+                    .require(nimbus_api::auth::Scope::FunctionsInvoke, Some(&ns))
+                    .map_err(ApiError::from),
+                Err(e) => Err(ApiError::from(e)),
+            };
+            if let Err(e) = allowed {
+                return e.into_response();
+            }
+        }
         return error_response(
             ErrorCode::NotFound,
             &format!("function {ns}/{name} does not exist"),
@@ -119,18 +140,33 @@ async fn serve(
     let v = &slot.version;
     let (mut parts, body) = req.into_parts();
 
-    // Private functions need the admin token. Every Authorization header
-    // that carries it is removed, whatever its position: a function never
-    // sees the admin token, public or not.
+    // Private functions need the admin token or an API key with
+    // functions:invoke in their namespace. Every Authorization header that
+    // carries the admin token or a key is removed, whatever its position:
+    // a function never sees a platform credential, public or not.
+    let key = take_key_token(&mut parts.headers);
     let presented = admin_token_presented(&mut parts.headers, &g.admin_token);
     if !v.public && presented != Some(true) {
-        let msg = match presented {
-            Some(false) => "the token is not valid",
-            _ => {
-                "this function is private: send Authorization: Bearer <token>, or deploy it with public: true"
-            }
+        let allowed = match &key {
+            Some(token) => match g.auth.authenticate(Some(token)).await {
+                Ok(principal) => principal
+                    .require(nimbus_api::auth::Scope::FunctionsInvoke, Some(&v.namespace))
+                    .map_err(ApiError::from),
+                Err(e) => Err(ApiError::from(e)),
+            },
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                match presented {
+                    Some(false) => "the token is not valid",
+                    _ => {
+                        "this function is private: send Authorization: Bearer <token or API key with functions:invoke>, or deploy it with public: true"
+                    }
+                },
+            )),
         };
-        return error_response(ErrorCode::Unauthorized, msg);
+        if let Err(e) = allowed {
+            return e.into_response();
+        }
     }
 
     let body = match read_body(
@@ -197,6 +233,29 @@ fn is_platform_header(name: &str) -> bool {
                 .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
     };
     matches(PLATFORM_PREFIX) || (name.len() == FORWARDED_PREFIX.len() && matches(FORWARDED_PREFIX))
+}
+
+/// Removes every `Authorization: Bearer nk_…` header (an API key) and
+/// returns the first such token.
+fn take_key_token(headers: &mut http::HeaderMap) -> Option<String> {
+    let is_key = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(bearer_token)
+            .filter(|t| t.starts_with("nk_"))
+            .map(str::to_owned)
+    };
+    let values: Vec<HeaderValue> = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .cloned()
+        .collect();
+    let first = values.iter().find_map(is_key)?;
+    headers.remove(http::header::AUTHORIZATION);
+    for v in values.into_iter().filter(|v| is_key(v).is_none()) {
+        headers.append(http::header::AUTHORIZATION, v);
+    }
+    Some(first)
 }
 
 /// Whether the request presents the admin token as a bearer token:

@@ -21,6 +21,7 @@ mod body;
 mod error;
 mod invoke;
 mod live;
+pub mod scopes;
 mod serve;
 pub mod tls;
 
@@ -41,6 +42,19 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 140 * 1024 * 1024;
 pub struct Gateway {
     pub platform: Arc<Platform>,
     pub admin_token: String,
+    /// Turns bearer tokens into principals: the admin token or API keys.
+    pub auth: nimbus_core::auth::Authenticator,
+}
+
+impl Gateway {
+    pub fn new(platform: Arc<Platform>, admin_token: String) -> Gateway {
+        let keys: Arc<dyn nimbus_core::store::KeyStore> = platform.store().clone();
+        Gateway {
+            auth: nimbus_core::auth::Authenticator::new(admin_token.clone(), keys),
+            platform,
+            admin_token,
+        }
+    }
 }
 
 /// Builds the whole router.

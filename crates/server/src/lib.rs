@@ -216,10 +216,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .context("load the deployed functions")?;
 
-    let gateway = Arc::new(Gateway {
-        platform: platform.clone(),
-        admin_token: admin_token.clone(),
-    });
+    let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone()));
     let app = nimbus_gateway::router(gateway);
     let tls = match &config.tls {
         Some(files) => Some(

@@ -31,6 +31,7 @@
 //! table, added to by the same command that inserts the records they count.
 
 mod error;
+mod keys;
 mod readers;
 pub mod schema;
 mod writer;

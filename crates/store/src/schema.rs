@@ -78,9 +78,18 @@ CREATE TABLE usage_hourly (
 CREATE INDEX usage_hourly_by_hour ON usage_hourly (hour_start_ms);
 ";
 
+/// Version 3: API keys, one row each with the key as JSON in `body`
+/// (the secret's SHA-256, never the secret).
+const SCHEMA_V3: &str = "
+CREATE TABLE api_keys (
+    id   TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

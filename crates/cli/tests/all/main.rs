@@ -12,6 +12,7 @@ mod first_hour;
 mod hardening;
 mod init_check;
 mod invoke;
+mod keys;
 mod limits;
 mod operations;
 mod persistence;

@@ -4,6 +4,7 @@
 //! empty store; each check gets its own store.
 
 use super::{InvocationQuery, Store, StoreError, USAGE_BUCKET_MS, UsageQuery};
+use nimbus_api::auth::{ApiKey, Scope};
 use nimbus_api::{CodeKind, FunctionVersion, InvocationRecord, Limits, Route};
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -73,6 +74,68 @@ where
     concurrent_deploys_get_distinct_versions(open().await).await;
     usage_is_the_sum_of_records_per_hour(open().await).await;
     code_digests_cover_every_version(open().await).await;
+    keys_are_stored_listed_and_revoked(open().await).await;
+}
+
+fn api_key(id: &str, created_at_ms: u64) -> ApiKey {
+    ApiKey {
+        id: id.to_owned(),
+        name: format!("key {id}"),
+        namespace: Some("team-a".to_owned()),
+        scopes: vec![Scope::FunctionsRead, Scope::LogsRead],
+        secret_sha256: "ab".repeat(32),
+        created_at_ms,
+        expires_at_ms: Some(created_at_ms + 1000),
+        revoked_at_ms: None,
+    }
+}
+
+async fn keys_are_stored_listed_and_revoked<S: Store>(s: Arc<S>) {
+    assert!(s.keys().await.expect("keys").is_empty());
+    assert!(s.key("k1").await.expect("key").is_none());
+    s.create_key(api_key("k2", 20)).await.expect("create k2");
+    s.create_key(api_key("k1", 10)).await.expect("create k1");
+    assert!(
+        matches!(
+            s.create_key(api_key("k1", 30)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "ids are unique"
+    );
+    assert_eq!(s.key("k1").await.expect("key"), Some(api_key("k1", 10)));
+    let ids: Vec<String> = s
+        .keys()
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["k1", "k2"], "oldest first");
+    let revoked = s
+        .revoke_key("k1", 99)
+        .await
+        .expect("revoke")
+        .expect("k1 exists");
+    assert_eq!(revoked.revoked_at_ms, Some(99));
+    let again = s
+        .revoke_key("k1", 150)
+        .await
+        .expect("revoke")
+        .expect("k1 exists");
+    assert_eq!(again.revoked_at_ms, Some(99), "the first revocation stands");
+    assert_eq!(
+        s.key("k1")
+            .await
+            .expect("key")
+            .and_then(|k| k.revoked_at_ms),
+        Some(99)
+    );
+    assert!(s.revoke_key("nope", 1).await.expect("revoke").is_none());
+    assert_eq!(
+        s.keys().await.expect("keys").len(),
+        2,
+        "revoked keys stay listed"
+    );
 }
 
 async fn code_digests_cover_every_version<S: Store>(s: Arc<S>) {

@@ -11,6 +11,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
+use nimbus_api::auth::ApiKey;
 use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
 use std::collections::HashSet;
 
@@ -122,6 +123,24 @@ pub trait InvocationStore: Send + Sync + 'static {
     async fn prune_invocations(&self, older_than_ms: u64, keep_max: u64) -> StoreResult<u64>;
 }
 
+/// API keys (`nimbus key create|list|revoke`).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key; [`StoreError::Conflict`] if its id exists.
+    async fn create_key(&self, key: ApiKey) -> StoreResult<()>;
+
+    /// One key by id, revoked or not.
+    async fn key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
+
+    /// Every key, oldest first.
+    async fn keys(&self) -> StoreResult<Vec<ApiKey>>;
+
+    /// Marks a key revoked at `at_ms` (kept, so it stays listed). Returns
+    /// the key as it is now, `None` if there is no such key; revoking twice
+    /// keeps the first time.
+    async fn revoke_key(&self, id: &str, at_ms: u64) -> StoreResult<Option<ApiKey>>;
+}
+
 /// A backend that holds every aggregate.
-pub trait Store: FunctionStore + InvocationStore {}
-impl<T: FunctionStore + InvocationStore> Store for T {}
+pub trait Store: FunctionStore + InvocationStore + KeyStore {}
+impl<T: FunctionStore + InvocationStore + KeyStore> Store for T {}

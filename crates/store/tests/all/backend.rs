@@ -379,6 +379,7 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
     conn.execute_batch(
         "DROP TABLE usage_hourly;
+         DROP TABLE api_keys;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )
@@ -418,6 +419,6 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 2);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(version, 3);
+    assert_eq!(SCHEMA_VERSION, 3);
 }

@@ -1,0 +1,368 @@
+//! API keys and scopes: the whole endpoint × scope table walked with too
+//! little scope, another namespace's key and the right key.
+
+use crate::common::{TestServer, guest_bytes};
+use base64::Engine as _;
+use nimbus_api::auth::{SCOPES, Scope};
+use nimbus_gateway::scopes::{ENDPOINTS, Endpoint};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A private hello function `name` in namespace `ns`, deployed with the
+/// admin token; returns the id of one invocation of it.
+async fn private_function(s: &TestServer, ns: &str, name: &str) -> String {
+    let artifacts = json!({ "hello.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("hello")) });
+    let r = s
+        .admin(Method::POST, &format!("/namespaces/{ns}/deployments"))
+        .json(&json!({ "manifest": format!("functions:\n  {name}:\n    code: hello.wasm\n"), "artifacts": artifacts }))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(r.status(), 201);
+    let r = s
+        .http
+        .get(s.url(&format!("/fn/{ns}/{name}")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    s.record(&id).await;
+    id
+}
+
+/// A key made with the admin token: its token.
+async fn key(s: &TestServer, namespace: Option<&str>, scopes: &[Scope]) -> String {
+    let r = s
+        .admin(Method::POST, "/keys")
+        .json(&json!({ "name": "test", "namespace": namespace, "scopes": scopes }))
+        .send()
+        .await
+        .expect("create key");
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// The request an endpoint of the table gets in namespace `ns` for
+/// function `name`; `id` fills `{id}` and `{version}` is 1.
+fn request(
+    s: &TestServer,
+    e: &Endpoint,
+    ns: &str,
+    name: &str,
+    id: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let path = e
+        .path
+        .replace("{ns}", ns)
+        .replace("{name}", name)
+        .replace("{version}", "1")
+        .replace("{id}", id)
+        .replace("/…", "/");
+    let method = match e.method {
+        "ANY" => Method::GET,
+        m => Method::from_bytes(m.as_bytes()).expect("method"),
+    };
+    let rb = s.http.request(method, s.url(&path)).bearer_auth(token);
+    match (e.method, e.path) {
+        ("POST", p) if p.ends_with("/deployments") => rb.json(&json!({
+            "manifest": format!("functions:\n  {name}:\n    code: hello.wasm\n"),
+            "artifacts": { "hello.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("hello")) },
+        })),
+        ("PUT", _) => rb.body(guest_bytes("hello")),
+        ("POST", "/api/v1/keys") => rb.json(&json!({ "namespace": ns, "scopes": [e.scope] })),
+        _ => rb,
+    }
+}
+
+async fn status_and_code(rb: reqwest::RequestBuilder) -> (u16, String) {
+    let r = rb.send().await.expect("send");
+    let status = r.status().as_u16();
+    if r.headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    {
+        return (status, String::new());
+    }
+    let body = r.text().await.unwrap_or_default();
+    let code = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_needs_its_scope_in_its_namespace() {
+    let s = TestServer::start().await;
+    let a_invocation = private_function(&s, "team-a", "fa").await;
+    let b_invocation = private_function(&s, "team-b", "fb").await;
+    for e in ENDPOINTS {
+        let others: Vec<Scope> = SCOPES
+            .iter()
+            .map(|(sc, _, _)| *sc)
+            .filter(|sc| *sc != e.scope)
+            .collect();
+        let without = key(&s, Some("team-a"), &others).await;
+        // keys:admin can only grant what it holds: give it the scope too.
+        let with = if e.scope == Scope::KeysAdmin {
+            key(
+                &s,
+                Some("team-a"),
+                &[Scope::KeysAdmin, Scope::FunctionsRead],
+            )
+            .await
+        } else {
+            key(&s, Some("team-a"), &[e.scope]).await
+        };
+        let id = if e.path.starts_with("/api/v1/keys/") {
+            let victim = key(&s, Some("team-a"), &[Scope::FunctionsRead]).await;
+            victim[3..19].to_owned()
+        } else {
+            a_invocation.clone()
+        };
+        let what = format!("{} {}", e.method, e.path);
+
+        let (status, code) = status_and_code(request(&s, e, "team-a", "fa", &id, &without)).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "forbidden"),
+            "{what} without {}",
+            e.scope
+        );
+
+        let (status, code) = status_and_code(request(&s, e, "team-a", "fa", &id, &with)).await;
+        assert!(
+            status < 400,
+            "{what} with {} in its namespace: {status} {code}",
+            e.scope
+        );
+
+        if e.namespaced {
+            let existing = status_and_code(request(&s, e, "team-b", "fb", &id, &with)).await;
+            let missing = status_and_code(request(&s, e, "team-b", "nope", &id, &with)).await;
+            assert_eq!(existing.0, 403, "{what} in another namespace");
+            assert_eq!(
+                existing, missing,
+                "{what}: the same answer whether B's function exists or not"
+            );
+        }
+        // What the call may have changed is put back.
+        private_function(&s, "team-a", "fa").await;
+    }
+
+    // Across namespaces: a team-a key sees team-a only, and B's record is
+    // as absent as a record that never was.
+    let logs = key(&s, Some("team-a"), &[Scope::LogsRead, Scope::UsageRead]).await;
+    let get = |path: String| {
+        s.http
+            .get(s.url(&format!("/api/v1{path}")))
+            .bearer_auth(&logs)
+    };
+    let v: Value = get("/invocations".into())
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let namespaces: Vec<&str> = v["invocations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["namespace"].as_str())
+        .collect();
+    assert!(
+        !namespaces.is_empty() && namespaces.iter().all(|n| *n == "team-a"),
+        "{namespaces:?}"
+    );
+    assert_eq!(
+        status_and_code(get("/invocations?namespace=team-b".into()))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        status_and_code(get("/usage?namespace=team-b".into()))
+            .await
+            .0,
+        403
+    );
+    let theirs = status_and_code(get(format!("/invocations/{b_invocation}"))).await;
+    let nobody = status_and_code(get(
+        "/invocations/019a0000-0000-7000-8000-000000000000".into()
+    ))
+    .await;
+    assert_eq!(theirs, (404, "not_found".to_owned()));
+    assert_eq!(theirs, nobody);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_shown_once_revoked_at_once_expire_and_cannot_grant_more_than_they_hold() {
+    let s = TestServer::start().await;
+    private_function(&s, "team-a", "fa").await;
+    let read = key(&s, Some("team-a"), &[Scope::FunctionsRead]).await;
+    let list = |token: &str| {
+        s.http
+            .get(s.url("/api/v1/namespaces/team-a/functions"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(list(&read).await.expect("list").status(), 200);
+
+    // Listed without its token or the token's hash.
+    let all = s
+        .admin(Method::GET, "/keys")
+        .send()
+        .await
+        .expect("keys")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !all.contains(&read[20..]) && !all.contains("secret_sha256"),
+        "{all}"
+    );
+    assert!(all.contains(&read[3..19]), "the id is listed: {all}");
+
+    let r = s
+        .admin(Method::DELETE, &format!("/keys/{}", &read[3..19]))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), 200);
+    let r = list(&read).await.expect("list");
+    assert_eq!(r.status(), 401, "revoked keys stop at once");
+    assert!(r.text().await.expect("text").contains("revoked"));
+
+    let r = s
+        .admin(Method::POST, "/keys")
+        .json(&json!({ "namespace": "team-a", "scopes": ["functions:read"], "expires_in_ms": 1 }))
+        .send()
+        .await
+        .expect("create");
+    let brief: Value = r.json().await.expect("json");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let r = list(brief["token"].as_str().expect("token"))
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.expect("text").contains("expired"));
+
+    // A key that administers keys grants only what it holds, where it holds it.
+    let admin_a = key(
+        &s,
+        Some("team-a"),
+        &[Scope::KeysAdmin, Scope::FunctionsRead],
+    )
+    .await;
+    let create = |body: Value| {
+        s.http
+            .post(s.url("/api/v1/keys"))
+            .bearer_auth(&admin_a)
+            .json(&body)
+            .send()
+    };
+    let ok = create(json!({ "namespace": "team-a", "scopes": ["functions:read"] }))
+        .await
+        .expect("create");
+    assert_eq!(ok.status(), 201);
+    for body in [
+        json!({ "namespace": "team-a", "scopes": ["functions:deploy"] }),
+        json!({ "namespace": "team-b", "scopes": ["functions:read"] }),
+        json!({ "scopes": ["functions:read"] }),
+    ] {
+        let r = create(body.clone()).await.expect("create");
+        assert_eq!(r.status(), 403, "{body}");
+    }
+    let r = create(json!({ "namespace": "team-a", "scopes": ["functions:write"] }))
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text().await.expect("text").contains("functions:deploy"),
+        "lists the scopes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_and_revokes_keys_and_uses_them() {
+    let s = TestServer::start().await;
+    private_function(&s, "shop", "orders").await;
+    let (rc, out, err) = s.nimbus(&[
+        "key",
+        "create",
+        "ci",
+        "-n",
+        "shop",
+        "--scope",
+        "functions:read",
+        "--scope",
+        "functions:invoke",
+        "--expires-in",
+        "1d",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token (shown once, keep it secret): "))
+        .expect("token line")
+        .to_owned();
+    let with_key = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["--url", &s.url, "--token", &token])
+            .args(args)
+            .env_remove("NIMBUS_URL")
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .expect("run nimbus");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (rc, out, err) = with_key(&["-n", "shop", "fn", "list"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("orders"), "{out}");
+    let (rc, out, err) = with_key(&["-n", "shop", "invoke", "orders"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("Hello from Nimbus!"), "{out}");
+    let (rc, _, err) = with_key(&["-n", "other", "fn", "list"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("forbidden") && err.contains("functions:read"),
+        "{err}"
+    );
+    let (rc, _, err) = with_key(&[
+        "-n",
+        "shop",
+        "deploy",
+        "x",
+        "--wasm",
+        crate::common::guest("hello").to_str().expect("path"),
+    ]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("functions:deploy"), "{err}");
+
+    let (rc, out, _) = s.nimbus(&["key", "list"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("ci") && out.contains("functions:invoke") && !out.contains(&token[20..]),
+        "{out}"
+    );
+    let (rc, out, err) = s.nimbus(&["key", "revoke", &token[3..19]]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, _, err) = with_key(&["-n", "shop", "fn", "list"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("revoked"), "{err}");
+    let (rc, _, err) = s.nimbus(&["key", "create", "x", "--scope", "functions:write"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("unknown scope"), "{err}");
+}
