@@ -71,6 +71,35 @@ async fn parse_manifest(text: String) -> Result<Manifest> {
     }
 }
 
+/// The version a deploy of `name` with `spec` creates (numbered `version`;
+/// the store sets its creation time), for code of `kind` stored as
+/// `(digest, size in bytes)`.
+pub(crate) fn draft_version(
+    namespace: &Namespace,
+    name: &FunctionName,
+    spec: &FunctionSpec,
+    kind: nimbus_api::CodeKind,
+    (code_digest, code_size_bytes): (String, u64),
+    version: u32,
+) -> FunctionVersion {
+    FunctionVersion {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        version,
+        created_at_ms: 0,
+        code_digest,
+        code_size_bytes,
+        kind,
+        handler: spec.handler.clone(),
+        public: spec.public,
+        network: spec.network,
+        limits: spec.limits,
+        scaling: spec.scaling,
+        env: spec.env_map(),
+        routes: spec.route_list(),
+    }
+}
+
 /// One function to deploy: its resolved spec and its code.
 pub struct DeployItem {
     pub name: FunctionName,
@@ -249,22 +278,14 @@ impl Platform {
                     Error::internal(anyhow::Error::from(e).context("read the latest version"))
                 })?
                 .map_or(1, |v| v.version.saturating_add(1));
-            let draft = FunctionVersion {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                version: number,
-                created_at_ms: 0,
-                code_digest: digest.clone(),
-                code_size_bytes,
+            let draft = draft_version(
+                namespace,
+                name,
+                &item.spec,
                 kind,
-                handler: item.spec.handler.clone(),
-                public: item.spec.public,
-                network: item.spec.network,
-                limits: item.spec.limits,
-                scaling: item.spec.scaling,
-                env: item.spec.env_map(),
-                routes: item.spec.route_list(),
-            };
+                (digest.clone(), code_size_bytes),
+                number,
+            );
             let p = self
                 .runtime
                 .prepare(&draft, &self.artifacts.path(&digest))

@@ -8,7 +8,7 @@
 //! each environment variable by name (values are never shown: they may be
 //! secrets) and the routes.
 
-use crate::deploy::{DeployItem, decode_manifest};
+use crate::deploy::{DeployItem, decode_manifest, draft_version};
 use crate::dispatch::Platform;
 use crate::error::{Error, Result};
 use nimbus_api::wire::{DeployRequest, PlanAction, PlanEntry};
@@ -76,22 +76,14 @@ impl Platform {
     /// The version a deploy of `item` would create, as far as a plan needs it.
     fn draft(&self, namespace: &Namespace, item: &DeployItem) -> Result<FunctionVersion> {
         let kind = self.code_kind(item)?;
-        Ok(FunctionVersion {
-            namespace: namespace.to_string(),
-            name: item.name.to_string(),
-            version: 0,
-            created_at_ms: 0,
-            code_digest: crate::artifacts::digest(&item.code),
-            code_size_bytes: item.code.len() as u64,
+        Ok(draft_version(
+            namespace,
+            &item.name,
+            &item.spec,
             kind,
-            handler: item.spec.handler.clone(),
-            public: item.spec.public,
-            network: item.spec.network,
-            limits: item.spec.limits,
-            scaling: item.spec.scaling,
-            env: item.spec.env_map(),
-            routes: item.spec.route_list(),
-        })
+            (crate::artifacts::digest(&item.code), item.code.len() as u64),
+            0,
+        ))
     }
 }
 

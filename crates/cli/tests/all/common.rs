@@ -469,7 +469,7 @@ pub async fn one_response(addr: &str, request: &str) -> RawResponse {
 }
 
 /// Runs the `nimbus` binary against `url` with `token`: (exit code, stdout, stderr).
-fn run_nimbus(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+pub fn run_nimbus(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
         .args(["--url", url, "--token", token])
         .args(args)
@@ -502,4 +502,24 @@ fn deploy_python_with(
         "--public",
     ]);
     assert_eq!(rc, 0, "{out}{err}");
+}
+
+/// Appends everything `stream` yields to `sink`, in a thread of its own,
+/// until the stream ends (a child process's stdout or stderr).
+pub fn collect_into(
+    stream: impl std::io::Read + Send + 'static,
+    sink: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    std::thread::spawn(move || {
+        let mut stream = stream;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .expect("sink")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
 }

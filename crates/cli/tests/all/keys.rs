@@ -314,20 +314,7 @@ async fn the_cli_creates_lists_and_revokes_keys_and_uses_them() {
         .find_map(|l| l.strip_prefix("token (shown once, keep it secret): "))
         .expect("token line")
         .to_owned();
-    let with_key = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["--url", &s.url, "--token", &token])
-            .args(args)
-            .env_remove("NIMBUS_URL")
-            .env_remove("NIMBUS_TOKEN")
-            .output()
-            .expect("run nimbus");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let with_key = |args: &[&str]| crate::common::run_nimbus(&s.url, &token, args);
     let (rc, out, err) = with_key(&["-n", "shop", "fn", "list"]);
     assert_eq!(rc, 0, "{err}");
     assert!(out.contains("orders"), "{out}");

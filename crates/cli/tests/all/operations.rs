@@ -1,7 +1,6 @@
 //! Day-2 operations: following a function's invocations live.
 
 use crate::common::TestServer;
-use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,25 +22,10 @@ impl Follower {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn nimbus logs --follow");
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
-            let text = Arc::new(Mutex::new(String::new()));
-            let sink = text.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .expect("sink")
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-            text
-        };
-        let out = collect(Box::new(child.stdout.take().expect("stdout")));
-        let err = collect(Box::new(child.stderr.take().expect("stderr")));
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        crate::common::collect_into(child.stdout.take().expect("stdout"), out.clone());
+        crate::common::collect_into(child.stderr.take().expect("stderr"), err.clone());
         Follower { child, out, err }
     }
 

@@ -4,7 +4,6 @@
 //! dev` is run as a process, a file is saved, and the new code answers.
 
 use crate::common::TestServer;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -142,25 +141,8 @@ impl Dev {
             .spawn()
             .expect("spawn nimbus dev");
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    output
-                        .lock()
-                        .expect("output")
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
+        crate::common::collect_into(child.stdout.take().expect("stdout"), output.clone());
+        crate::common::collect_into(child.stderr.take().expect("stderr"), output.clone());
         Dev { child, output }
     }
 
