@@ -66,9 +66,12 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
 async fn authenticate(State(g): St, mut req: Request, next: Next) -> Response {
     let token = bearer(req.headers()).map(str::to_owned);
     let Some(token) = token else {
-        return error_response(
-            ErrorCode::Unauthorized,
-            "the admin API needs a token: Authorization: Bearer <admin token or API key> (the admin token is in DATA_DIR/admin-token; `nimbus key create` makes keys)",
+        return refuse(
+            req,
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "the admin API needs a token: Authorization: Bearer <admin token or API key> (the admin token is in DATA_DIR/admin-token; `nimbus key create` makes keys)",
+            ),
         );
     };
     match g.auth.authenticate(Some(&token)).await {
@@ -76,8 +79,16 @@ async fn authenticate(State(g): St, mut req: Request, next: Next) -> Response {
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => refuse(req, ApiError::from(e)),
     }
+}
+
+/// Answers `error` to a request refused before its body was read; the
+/// body is drained meanwhile, so the client reads the answer instead of a
+/// reset connection.
+fn refuse(req: Request, error: ApiError) -> Response {
+    crate::body::drain(req.into_body());
+    error.into_response()
 }
 
 /// Checks the matched endpoint's scope (the table in [`crate::scopes`])
@@ -90,7 +101,10 @@ async fn require_scope(req: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let (Some(principal), Some(matched)) = (principal, matched) else {
-        return error_response(ErrorCode::Unauthorized, "no principal for this request");
+        return refuse(
+            req,
+            ApiError::new(ErrorCode::Unauthorized, "no principal for this request"),
+        );
     };
     let full = if matched.starts_with("/api/v1") {
         matched
@@ -101,7 +115,10 @@ async fn require_scope(req: Request, next: Next) -> Response {
         // Not in the table: only the admin token may use it.
         return match principal {
             Principal::Admin => next.run(req).await,
-            _ => error_response(ErrorCode::Forbidden, "this endpoint needs the admin token"),
+            _ => refuse(
+                req,
+                ApiError::new(ErrorCode::Forbidden, "this endpoint needs the admin token"),
+            ),
         };
     };
     // The router under /api/v1 sees the path without that prefix.
@@ -115,7 +132,7 @@ async fn require_scope(req: Request, next: Next) -> Response {
         principal.namespace().map(str::to_owned)
     };
     if let Err(e) = principal.require(endpoint.scope, namespace.as_deref()) {
-        return ApiError::from(e).into_response();
+        return refuse(req, ApiError::from(e));
     }
     next.run(req).await
 }

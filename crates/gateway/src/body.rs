@@ -64,7 +64,7 @@ pub(crate) async fn read_body(
 /// in a task of its own: the refusal is answered at once, while the client
 /// may still be sending. `body_read_timeout_ms` bounds the task's life, and
 /// a connection has at most one such task at a time.
-fn drain(mut body: axum::body::Body) {
+pub(crate) fn drain(mut body: axum::body::Body) {
     tokio::spawn(async move {
         let mut drained = 0u64;
         while drained < MAX_DRAINED_BYTES {

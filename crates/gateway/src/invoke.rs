@@ -54,9 +54,11 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
                 Err(e) => Err(ApiError::from(e)),
             };
             if let Err(e) = allowed {
+                crate::body::drain(req.into_body());
                 return e.into_response();
             }
         }
+        crate::body::drain(req.into_body());
         return error_response(
             ErrorCode::NotFound,
             &format!("function {ns}/{name} does not exist"),
@@ -165,6 +167,7 @@ async fn serve(
             )),
         };
         if let Err(e) = allowed {
+            crate::body::drain(body);
             return e.into_response();
         }
     }

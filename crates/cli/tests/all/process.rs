@@ -74,8 +74,14 @@ async fn python_sees_the_http_event_and_logs_are_recorded() {
         logs.contains("handling /items/1"),
         "print goes to the logs: {rec}"
     );
-    // The first call started the worker: its init phase is in the record
-    // and in the init histogram.
+    // The deploy started the worker (its import check): the first call is
+    // warm. After a restart the first call starts one: its init phase is in
+    // the record and in the init histogram.
+    assert!(rec["init_duration_us"].is_null(), "{rec}");
+    let s = s.restart().await;
+    let (status, _, id) = s.call("/fn/default/api/items/2").await;
+    assert_eq!(status, 200);
+    let rec = s.record(&id).await;
     assert!(rec["init_duration_us"].is_u64(), "{rec}");
     let m = metrics(&s).await;
     assert_eq!(
@@ -200,11 +206,14 @@ async fn min_instances_starts_workers_before_the_first_call() {
     assert_eq!(idle, Some(1.0), "one provisioned worker waits for calls");
     let (status, _, id) = s.call("/fn/default/kept").await;
     assert_eq!(status, 200);
+    // The worker went back to the idle pool. (The deploy's import check
+    // starts a worker alongside the provisioned one; a second may still be
+    // on its way to the pool, which keeps no more than max_workers.)
     let m = metrics(&s).await;
-    assert_eq!(
-        metric(&m, "nimbus_instances_idle", "kept"),
-        Some(1.0),
-        "the worker went back to the idle pool"
+    let idle = metric(&m, "nimbus_instances_idle", "kept").unwrap_or(0.0);
+    assert!(
+        (1.0..=2.0).contains(&idle),
+        "the worker went back to the idle pool: {m}"
     );
     let rec = s.record(&id).await;
     assert_eq!(
