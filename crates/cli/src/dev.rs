@@ -65,7 +65,9 @@ pub async fn dev(g: &Global, args: crate::DevArgs) -> anyhow::Result<ExitCode> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::RecommendedWatcher::new(
         move |e: notify::Result<notify::Event>| {
-            if let Ok(e) = e {
+            if let Ok(e) = e
+                && changes_content(&e.kind)
+            {
                 let _ = tx.send(e);
             }
         },
@@ -262,6 +264,20 @@ fn changed_functions(
         },
         prints,
     ))
+}
+
+/// Whether an event is a change of what files hold or which files exist.
+/// Reads are not (a build reads the sources: counting them would rebuild
+/// for ever), nor are changes of metadata alone (access times, modes).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
 }
 
 /// Whether a build whose `watch` list is `watch` must rerun for a change
@@ -537,6 +553,30 @@ mod tests {
             dir,
             &watched
         ));
+    }
+
+    #[test]
+    fn reads_and_metadata_changes_are_not_changes() {
+        use notify::EventKind;
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind,
+            RenameMode,
+        };
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
     }
 
     #[test]
