@@ -41,6 +41,26 @@ impl CodeKind {
     }
 }
 
+/// How a function's response reaches the client (Lambda's function URL
+/// `InvokeMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvokeMode {
+    /// The whole response is produced, then sent. A `text/event-stream`
+    /// response of a wasi:http component, and a Node handler wrapped in
+    /// `awslambda.streamifyResponse`, are streamed all the same.
+    #[default]
+    Buffered,
+    /// A wasi:http component's body is sent as the component writes it.
+    ResponseStream,
+}
+
+impl InvokeMode {
+    pub fn is_buffered(&self) -> bool {
+        *self == InvokeMode::Buffered
+    }
+}
+
 /// A custom HTTP route mapped to a function, like an API gateway route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Route {
@@ -84,11 +104,19 @@ pub struct FunctionVersion {
     /// `index.handler` (Node), or the command to run (exec). None for wasm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// The interpreter version a process runtime is pinned to (`"3.11"`
+    /// for `runtime: python3.11`, `"20"` for `nodejs20.x`); None runs the
+    /// server's default interpreter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
     /// Reachable without a token.
     pub public: bool,
     /// Process runtimes only: the sandbox shares the host's network.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network: bool,
+    /// Whether the response is streamed.
+    #[serde(default, skip_serializing_if = "InvokeMode::is_buffered")]
+    pub invoke_mode: InvokeMode,
     pub limits: Limits,
     /// Concurrency and scale-to-zero settings.
     #[serde(default)]

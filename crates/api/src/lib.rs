@@ -15,7 +15,7 @@ mod unique_map;
 pub mod wire;
 
 pub use error::ErrorCode;
-pub use function::{CodeKind, FunctionVersion, Route};
+pub use function::{CodeKind, FunctionVersion, InvokeMode, Route};
 pub use invocation::{InvocationRecord, UsageRow};
 pub use limits::{Limits, Scaling};
 pub use manifest::{Manifest, ManifestError};

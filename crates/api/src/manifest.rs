@@ -62,20 +62,27 @@ fn default_format() -> u32 {
     1
 }
 
-/// The runtime a function asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The runtime a function asks for, optionally pinned to an interpreter
+/// version with Lambda's names: `python3` (the server's default Python 3),
+/// `python3.11`, `node` (the server's default Node.js), `nodejs20.x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuntimeName {
     /// WebAssembly; component or CGI module is detected from the binary.
     #[default]
     Wasm,
-    /// A Python 3 Lambda-style handler (`handler: app.lambda_handler`).
-    Python3,
-    /// A Node.js Lambda-style handler (`handler: index.handler`).
-    Node,
+    /// A Python 3 Lambda-style handler (`handler: app.lambda_handler`);
+    /// `minor` pins `python3.<minor>`.
+    Python3 { minor: Option<u16> },
+    /// A Node.js Lambda-style handler (`handler: index.handler`); `major`
+    /// pins `nodejs<major>.x`.
+    Node { major: Option<u16> },
     /// Any executable (`handler: ./bin/fn`), in a sandbox.
     Exec,
 }
+
+/// What `runtime:` accepts, for messages.
+pub const RUNTIME_NAMES: &str =
+    "wasm, python3, python3.N (e.g. python3.11), node, nodejsN.x (e.g. nodejs20.x) or exec";
 
 impl RuntimeName {
     /// The code kind a process runtime produces; `None` for wasm, whose
@@ -83,10 +90,98 @@ impl RuntimeName {
     pub fn process_kind(self) -> Option<crate::CodeKind> {
         match self {
             RuntimeName::Wasm => None,
-            RuntimeName::Python3 => Some(crate::CodeKind::Python),
-            RuntimeName::Node => Some(crate::CodeKind::Node),
+            RuntimeName::Python3 { .. } => Some(crate::CodeKind::Python),
+            RuntimeName::Node { .. } => Some(crate::CodeKind::Node),
             RuntimeName::Exec => Some(crate::CodeKind::Exec),
         }
+    }
+
+    /// The interpreter version the function is pinned to (`"3.11"`,
+    /// `"20"`), if any: [`crate::FunctionVersion::runtime_version`].
+    pub fn pinned_version(self) -> Option<String> {
+        match self {
+            RuntimeName::Python3 { minor: Some(m) } => Some(format!("3.{m}")),
+            RuntimeName::Node { major: Some(m) } => Some(m.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The entry point a runtime's handler looks like, for messages.
+    pub fn example_handler(self) -> &'static str {
+        match self {
+            RuntimeName::Python3 { .. } => "app.lambda_handler",
+            RuntimeName::Node { .. } => "index.handler",
+            _ => "./bin/handler",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeName::Wasm => f.write_str("wasm"),
+            RuntimeName::Python3 { minor: None } => f.write_str("python3"),
+            RuntimeName::Python3 { minor: Some(m) } => write!(f, "python3.{m}"),
+            RuntimeName::Node { major: None } => f.write_str("node"),
+            RuntimeName::Node { major: Some(m) } => write!(f, "nodejs{m}.x"),
+            RuntimeName::Exec => f.write_str("exec"),
+        }
+    }
+}
+
+impl std::str::FromStr for RuntimeName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let version = |v: &str| -> Option<u16> {
+            (!v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| v.parse().ok())
+                .flatten()
+        };
+        let parsed = match s {
+            "wasm" => Some(RuntimeName::Wasm),
+            "python3" | "python" => Some(RuntimeName::Python3 { minor: None }),
+            "node" | "nodejs" => Some(RuntimeName::Node { major: None }),
+            "exec" => Some(RuntimeName::Exec),
+            _ => {
+                if let Some(m) = s.strip_prefix("python3.") {
+                    version(m).map(|m| RuntimeName::Python3 { minor: Some(m) })
+                } else if let Some(m) = s.strip_prefix("nodejs") {
+                    m.strip_suffix(".x")
+                        .and_then(version)
+                        .map(|m| RuntimeName::Node { major: Some(m) })
+                } else if let Some(m) = s.strip_prefix("node") {
+                    version(m).map(|m| RuntimeName::Node { major: Some(m) })
+                } else {
+                    None
+                }
+            }
+        };
+        parsed.ok_or_else(|| format!("unknown runtime {s:?}: expected {RUNTIME_NAMES}"))
+    }
+}
+
+impl Serialize for RuntimeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuntimeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Parsed inside the visitor, so that an error carries the line of
+        // the value, not of the mapping around it.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = RuntimeName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a runtime: {RUNTIME_NAMES}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RuntimeName, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 
@@ -110,6 +205,10 @@ pub struct FunctionSpec {
     /// only its own loopback interface.
     #[serde(default)]
     pub network: bool,
+    /// `response_stream` sends a wasi:http component's body as it is
+    /// written; default `buffered` (see [`crate::function::InvokeMode`]).
+    #[serde(default)]
+    pub invoke_mode: crate::function::InvokeMode,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -355,15 +454,8 @@ impl Manifest {
                 }
                 (rt, None) => {
                     return Err(err(format!(
-                        "functions.{name}.handler: runtime {} needs a handler, e.g. {}",
-                        serde_json::to_string(&rt)
-                            .unwrap_or_default()
-                            .trim_matches('"'),
-                        match rt {
-                            RuntimeName::Python3 => "app.lambda_handler",
-                            RuntimeName::Node => "index.handler",
-                            _ => "./bin/handler",
-                        }
+                        "functions.{name}.handler: runtime {rt} needs a handler, e.g. {}",
+                        rt.example_handler()
                     )));
                 }
                 (_, Some(h)) if h.trim().is_empty() || h.len() > 256 => {
@@ -780,6 +872,57 @@ mod tests {
         assert!(e.message.contains("wasm functions have no handler"), "{e}");
         let e = Manifest::parse("functions:\n  r:\n    code: a\n    runtime: ruby\n").unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("python3.N (e.g. python3.11)"), "{e}");
+    }
+
+    #[test]
+    fn runtimes_pin_an_interpreter_version_by_lambda_name() {
+        for (text, want, pinned) in [
+            ("python3", RuntimeName::Python3 { minor: None }, None),
+            (
+                "python3.11",
+                RuntimeName::Python3 { minor: Some(11) },
+                Some("3.11"),
+            ),
+            ("node", RuntimeName::Node { major: None }, None),
+            (
+                "nodejs20.x",
+                RuntimeName::Node { major: Some(20) },
+                Some("20"),
+            ),
+            ("node22", RuntimeName::Node { major: Some(22) }, Some("22")),
+            ("wasm", RuntimeName::Wasm, None),
+            ("exec", RuntimeName::Exec, None),
+        ] {
+            let got: RuntimeName = text.parse().expect(text);
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.pinned_version().as_deref(), pinned, "{text}");
+            // What is written back parses to the same runtime.
+            assert_eq!(got.to_string().parse::<RuntimeName>(), Ok(got), "{text}");
+        }
+        assert_eq!(
+            RuntimeName::Node { major: Some(20) }.to_string(),
+            "nodejs20.x"
+        );
+        for bad in [
+            "python2",
+            "python3.",
+            "python3.x",
+            "nodejs20",
+            "node.js",
+            "python3.1234",
+            "",
+        ] {
+            assert!(bad.parse::<RuntimeName>().is_err(), "{bad:?} parsed");
+        }
+        let m = Manifest::parse(
+            "functions:\n  py:\n    code: src\n    runtime: python3.11\n    handler: app.h\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            m.functions[&FunctionName::new("py").expect("name")].runtime,
+            RuntimeName::Python3 { minor: Some(11) }
+        );
     }
 
     #[test]

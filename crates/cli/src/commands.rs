@@ -28,7 +28,7 @@ pub struct DeployArgs {
     /// The code of a python3/node/exec function: a directory, a .tar or a .zip (with NAME).
     #[arg(long)]
     pub code: Option<PathBuf>,
-    /// Runtime of the function: wasm (default), python3, node or exec.
+    /// Runtime of the function: wasm (default), python3, node or exec; pin an interpreter with python3.11 or nodejs20.x.
     #[arg(long)]
     pub runtime: Option<String>,
     /// Entry point of python3/node/exec functions, e.g. app.lambda_handler.
@@ -396,11 +396,9 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                     "deploying one function from flags needs --wasm PATH or --code PATH",
                 )?;
             let runtime: RuntimeName = match &args.runtime {
-                Some(r) => {
-                    serde_json::from_value(serde_json::Value::String(r.clone())).map_err(|_| {
-                        anyhow::anyhow!("--runtime {r:?}: use wasm, python3, node or exec")
-                    })?
-                }
+                Some(r) => r
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--runtime: {e}"))?,
                 None => RuntimeName::Wasm,
             };
             match (runtime, &args.handler) {
@@ -412,13 +410,8 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                 ),
                 (RuntimeName::Wasm, None) => {}
                 (rt, None) => bail!(
-                    "--runtime {} needs --handler, e.g. --handler {}",
-                    args.runtime.as_deref().unwrap_or_default(),
-                    match rt {
-                        RuntimeName::Python3 => "app.lambda_handler",
-                        RuntimeName::Node => "index.handler",
-                        _ => "./bin/handler",
-                    }
+                    "--runtime {rt} needs --handler, e.g. --handler {}",
+                    rt.example_handler()
                 ),
                 _ => {}
             }
@@ -451,6 +444,7 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                 handler: args.handler.clone(),
                 public: args.public,
                 network: args.network,
+                invoke_mode: Default::default(),
                 limits,
                 scaling: Default::default(),
                 env,
@@ -965,7 +959,12 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                 println!("  latest:  version {}", d.latest_version);
                 if let Some(v) = d.versions.first() {
                     let l = &v.limits;
-                    println!("  kind:    {}", v.kind.as_str());
+                    match &v.runtime_version {
+                        Some(pinned) => {
+                            println!("  kind:    {} (pinned to {pinned})", v.kind.as_str())
+                        }
+                        None => println!("  kind:    {}", v.kind.as_str()),
+                    }
                     println!(
                         "  access:  {}",
                         if v.public {

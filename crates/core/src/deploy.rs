@@ -91,8 +91,10 @@ pub(crate) fn draft_version(
         code_size_bytes,
         kind,
         handler: spec.handler.clone(),
+        runtime_version: spec.runtime.pinned_version(),
         public: spec.public,
         network: spec.network,
+        invoke_mode: spec.invoke_mode,
         limits: spec.limits,
         scaling: spec.scaling,
         env: spec.env_map(),
@@ -245,9 +247,14 @@ impl Platform {
         for item in &mut items {
             if let Some(kind) = item.spec.runtime.process_kind() {
                 let code = std::mem::take(&mut item.code);
-                item.code = self.runtime.build(kind, code).await.map_err(|e| {
-                    Error::new(e.code, format!("functions.{}: {}", item.name, e.message))
-                })?;
+                let pinned = item.spec.runtime.pinned_version();
+                item.code = self
+                    .runtime
+                    .build(kind, pinned.as_deref(), code)
+                    .await
+                    .map_err(|e| {
+                        Error::new(e.code, format!("functions.{}: {}", item.name, e.message))
+                    })?;
             }
         }
         let _guard = self.deploy_lock.lock().await;
@@ -387,6 +394,7 @@ mod tests {
                 handler: None,
                 public: false,
                 network: false,
+                invoke_mode: Default::default(),
                 limits: Default::default(),
                 scaling: Default::default(),
                 env: env

@@ -181,6 +181,8 @@ pub struct Invocation {
     pub id: String,
     pub cold: bool,
     pub result: std::result::Result<FnResponse, InvokeError>,
+    /// The body of a streamed response (whose `result` body is empty).
+    pub body: Option<crate::stream::ResponseStream>,
 }
 
 /// Everything a running Nimbus needs, behind one handle.
@@ -449,8 +451,15 @@ impl Platform {
         all
     }
 
-    /// Runs one invocation of `slot`'s version and records it.
-    pub async fn invoke(&self, slot: &FunctionSlot, req: FnRequest, trigger: &str) -> Invocation {
+    /// Runs one invocation of `slot`'s version and records it. A streamed
+    /// response comes back as its head with [`Invocation::body`]; it is
+    /// recorded, and keeps its concurrency slot, until its body ends.
+    pub async fn invoke(
+        &self,
+        slot: &Arc<FunctionSlot>,
+        req: FnRequest,
+        trigger: &str,
+    ) -> Invocation {
         let id = uuid::Uuid::now_v7().to_string();
         let started_at_ms = now_ms();
         let start = Instant::now();
@@ -459,7 +468,7 @@ impl Platform {
 
         // Admission: the function's own slots first (bounded queue), then the
         // platform-wide cap. Refusals are not invocations: no record, no bill.
-        let _slot_permit = match slot.admit().await {
+        let slot_permit = match slot.admit().await {
             Ok(p) => p,
             Err(e) => {
                 m.throttles.inc();
@@ -467,10 +476,11 @@ impl Platform {
                     id,
                     cold: false,
                     result: Err(e),
+                    body: None,
                 };
             }
         };
-        let Ok(_platform_permit) = self.inflight.clone().try_acquire_owned() else {
+        let Ok(platform_permit) = self.inflight.clone().try_acquire_owned() else {
             m.throttles.inc();
             self.metrics.platform_throttles.inc();
             return Invocation {
@@ -480,18 +490,20 @@ impl Platform {
                     ErrorCode::Throttled,
                     "the platform is at its limit of concurrent invocations; retry later",
                 )),
+                body: None,
             };
         };
-        let _active = ActiveGuard::enter(slot, &self.metrics);
+        let active = ActiveGuard::enter(slot.clone(), self.metrics.clone());
 
         let timeout = Duration::from_millis(v.limits.timeout_ms.get());
         let mut init_us = None;
-        let (result, logs, memory_peak_bytes, cold) = match self.prepared(slot).await {
+        let (result, logs, memory_peak_bytes, cold, stream) = match self.prepared(slot).await {
             Err(e) => (
                 Err(InvokeError::new(e.code, e.message)),
                 Default::default(),
                 None,
                 true,
+                None,
             ),
             Ok((prepared, cold)) => {
                 let ctx = InvokeContext {
@@ -515,7 +527,7 @@ impl Platform {
                             crate::framing::own_framing(&mut r)?;
                             Ok(r)
                         });
-                        (result, o.logs, o.memory_peak_bytes, cold)
+                        (result, o.logs, o.memory_peak_bytes, cold, o.stream)
                     }
                     Err(_) => (
                         Err(InvokeError::new(
@@ -528,66 +540,83 @@ impl Platform {
                         Default::default(),
                         None,
                         cold,
+                        None,
                     ),
                 }
             }
         };
-
-        let duration_us = start.elapsed().as_micros() as u64;
-        let billed_ms = nimbus_api::invocation::billed_ms(duration_us);
-        let mib = v.limits.memory_limit_mib.get();
-        m.invocations.inc();
-        m.observe_duration_us(duration_us);
-        if let Some(us) = init_us {
-            m.observe_init_us(us);
-        }
-        m.billed_ms.inc_by(billed_ms);
-        m.mib_ms.inc_by(billed_ms * u64::from(mib));
-        let (status, error_code, error_message) = match &result {
-            Ok(resp) => match resp.extensions().get::<crate::runtime::FunctionError>() {
-                None => (resp.status().as_u16(), None, None),
-                Some(e) => {
-                    let code = ErrorCode::FunctionError.as_str();
-                    m.error(code);
-                    (
-                        resp.status().as_u16(),
-                        Some(code.to_owned()),
-                        Some(e.message.clone()),
-                    )
-                }
-            },
-            Err(e) => {
-                m.error(e.code.as_str());
-                (
-                    e.code.http_status(),
-                    Some(e.code.as_str().to_owned()),
-                    Some(e.message.clone()),
-                )
-            }
+        let account = Accounting {
+            recorder: self.recorder.clone(),
+            slot: slot.clone(),
+            id: id.clone(),
+            trigger: trigger.to_owned(),
+            started_at_ms,
+            start,
+            cold,
+            init_us,
         };
-        let recorded = self
-            .recorder
-            .record(InvocationRecord {
-                id: id.clone(),
-                namespace: v.namespace.clone(),
-                function: v.name.clone(),
-                version: v.version,
-                trigger: trigger.to_owned(),
-                started_at_ms,
-                duration_us,
-                status,
-                error_code,
-                error_message,
+
+        if let (Ok(head), Some(stream)) = (&result, stream) {
+            // The head goes out now; the record waits for the body's end,
+            // and so do the slot, the platform permit and the active count.
+            let status = head.status().as_u16();
+            let deadline = tokio::time::Instant::from_std(start + timeout + Duration::from_secs(1));
+            tokio::spawn(async move {
+                let end = match tokio::time::timeout_at(deadline, stream.end).await {
+                    Ok(Ok(end)) => end,
+                    Ok(Err(_)) => crate::stream::StreamEnd {
+                        error: Some(InvokeError::new(
+                            ErrorCode::Crashed,
+                            "the function's response stream ended without a result",
+                        )),
+                        ..Default::default()
+                    },
+                    Err(_) => crate::stream::StreamEnd {
+                        error: Some(InvokeError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "the function ran past its timeout of {} ms",
+                                timeout.as_millis()
+                            ),
+                        )),
+                        ..Default::default()
+                    },
+                };
+                let error = end.error.map(|e| (e.code.as_str(), e.message));
+                if !account
+                    .record(status, error, end.logs, end.memory_peak_bytes)
+                    .await
+                {
+                    tracing::error!(
+                        invocation = %account.id,
+                        "the record of a streamed invocation could not be committed"
+                    );
+                }
+                drop((slot_permit, platform_permit, active));
+            });
+            return Invocation {
+                id,
                 cold,
-                init_duration_us: init_us,
-                memory_peak_bytes,
-                memory_limit_mib: mib,
-                billed_ms,
-                stdout: logs.stdout,
-                stderr: logs.stderr,
-                logs_truncated: logs.truncated,
-            })
-            .await;
+                result,
+                body: Some(stream.body),
+            };
+        }
+
+        let (status, error) = match &result {
+            Ok(resp) => match resp.extensions().get::<crate::runtime::FunctionError>() {
+                None => (resp.status().as_u16(), None),
+                Some(e) => (
+                    resp.status().as_u16(),
+                    Some((ErrorCode::FunctionError.as_str(), e.message.clone())),
+                ),
+            },
+            Err(e) => (
+                e.code.http_status(),
+                Some((e.code.as_str(), e.message.clone())),
+            ),
+        };
+        let recorded = account.record(status, error, logs, memory_peak_bytes).await;
+        drop((slot_permit, platform_permit, active));
         // With records durable before the response, an unrecorded
         // invocation is not answered as a success.
         let result = if recorded {
@@ -598,7 +627,12 @@ impl Platform {
                 format!("the record of invocation {id} could not be committed"),
             ))
         };
-        Invocation { id, cold, result }
+        Invocation {
+            id,
+            cold,
+            result,
+            body: None,
+        }
     }
 
     /// The prepared handle of a slot, preparing it (once, even under
@@ -636,14 +670,80 @@ impl Platform {
     }
 }
 
-/// Counts an admitted invocation as active (in-flight) until dropped.
-struct ActiveGuard<'a> {
-    slot: &'a FunctionSlot,
-    metrics: &'a Metrics,
+/// What recording a finished invocation needs.
+struct Accounting {
+    recorder: Recorder,
+    slot: Arc<FunctionSlot>,
+    id: String,
+    trigger: String,
+    started_at_ms: u64,
+    start: Instant,
+    cold: bool,
+    init_us: Option<u64>,
 }
 
-impl<'a> ActiveGuard<'a> {
-    fn enter(slot: &'a FunctionSlot, metrics: &'a Metrics) -> Self {
+impl Accounting {
+    /// Counts the invocation in the metrics and commits its record; false
+    /// when the record could not be committed.
+    async fn record(
+        &self,
+        status: u16,
+        error: Option<(&'static str, String)>,
+        logs: crate::runtime::Logs,
+        memory_peak_bytes: Option<u64>,
+    ) -> bool {
+        let v = &self.slot.version;
+        let m = &self.slot.metrics;
+        let duration_us = self.start.elapsed().as_micros() as u64;
+        let billed_ms = nimbus_api::invocation::billed_ms(duration_us);
+        let mib = v.limits.memory_limit_mib.get();
+        m.invocations.inc();
+        m.observe_duration_us(duration_us);
+        if let Some(us) = self.init_us {
+            m.observe_init_us(us);
+        }
+        m.billed_ms.inc_by(billed_ms);
+        m.mib_ms.inc_by(billed_ms * u64::from(mib));
+        if let Some((code, _)) = &error {
+            m.error(code);
+        }
+        let (error_code, error_message) = match error {
+            Some((code, message)) => (Some(code.to_owned()), Some(message)),
+            None => (None, None),
+        };
+        self.recorder
+            .record(InvocationRecord {
+                id: self.id.clone(),
+                namespace: v.namespace.clone(),
+                function: v.name.clone(),
+                version: v.version,
+                trigger: self.trigger.clone(),
+                started_at_ms: self.started_at_ms,
+                duration_us,
+                status,
+                error_code,
+                error_message,
+                cold: self.cold,
+                init_duration_us: self.init_us,
+                memory_peak_bytes,
+                memory_limit_mib: mib,
+                billed_ms,
+                stdout: logs.stdout,
+                stderr: logs.stderr,
+                logs_truncated: logs.truncated,
+            })
+            .await
+    }
+}
+
+/// Counts an admitted invocation as active (in-flight) until dropped.
+struct ActiveGuard {
+    slot: Arc<FunctionSlot>,
+    metrics: Arc<Metrics>,
+}
+
+impl ActiveGuard {
+    fn enter(slot: Arc<FunctionSlot>, metrics: Arc<Metrics>) -> Self {
         slot.active.fetch_add(1, Relaxed);
         slot.metrics.inflight.inc();
         metrics.platform_inflight.inc();
@@ -651,7 +751,7 @@ impl<'a> ActiveGuard<'a> {
     }
 }
 
-impl Drop for ActiveGuard<'_> {
+impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.slot.last_used_ms.store(now_ms(), Relaxed);
         self.slot.active.fetch_sub(1, Relaxed);

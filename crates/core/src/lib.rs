@@ -29,6 +29,7 @@ pub mod records;
 pub mod routes;
 pub mod runtime;
 pub mod store;
+pub mod stream;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@
 //! A plan checks the manifest as a deploy does (strict parsing, code size,
 //! code kind, environment, route conflicts) but stores nothing and prepares
 //! no code. Each function is compared with its latest version: code (by
-//! digest), kind, handler, access, network, each limit and scaling setting,
+//! digest), kind, handler, pinned interpreter version, access, network, each limit and scaling setting,
 //! each environment variable by name (values are never shown: they may be
 //! secrets) and the routes.
 
@@ -107,11 +107,24 @@ fn changes(old: &FunctionVersion, new: &FunctionVersion) -> Vec<String> {
             new.handler.as_deref().unwrap_or("(none)")
         ));
     }
+    if old.runtime_version != new.runtime_version {
+        out.push(format!(
+            "runtime version: {} → {}",
+            old.runtime_version.as_deref().unwrap_or("(default)"),
+            new.runtime_version.as_deref().unwrap_or("(default)")
+        ));
+    }
     if old.public != new.public {
         out.push(format!(
             "access: {} → {}",
             access(old.public),
             access(new.public)
+        ));
+    }
+    if old.invoke_mode != new.invoke_mode {
+        out.push(format!(
+            "invoke_mode: {:?} → {:?}",
+            old.invoke_mode, new.invoke_mode
         ));
     }
     if old.network != new.network {
@@ -175,8 +188,10 @@ mod tests {
             code_size_bytes: 1,
             kind: nimbus_api::CodeKind::Python,
             handler: Some("app.handler".into()),
+            runtime_version: None,
             public: false,
             network: false,
+            invoke_mode: Default::default(),
             limits: Default::default(),
             scaling: Default::default(),
             env: [

@@ -81,6 +81,10 @@ pub struct Outcome {
     /// this invocation (a process worker's start and module import), in
     /// microseconds; `None` when a warm one served it.
     pub init_us: Option<u64>,
+    /// Set when the response is streamed: `result`'s body is empty, the
+    /// body comes from here, and `logs` and `memory_peak_bytes` are in its
+    /// [`crate::stream::StreamEnd`] instead (see [`crate::stream`]).
+    pub stream: Option<crate::stream::Streaming>,
 }
 
 /// Why code could not be prepared; always the user's fault or a platform limit.
@@ -108,9 +112,15 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Builds code of `kind` before it is stored, at deploy: installs the
     /// dependencies it declares and returns the code with them (this is
-    /// what the version stores and runs). Code that needs nothing comes
-    /// back as it is.
-    async fn build(&self, _kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+    /// what the version stores and runs), with the interpreter the version
+    /// is pinned to (`runtime_version`, as on [`FunctionVersion`]). Code
+    /// that needs nothing comes back as it is.
+    async fn build(
+        &self,
+        _kind: CodeKind,
+        _runtime_version: Option<&str>,
+        code: Vec<u8>,
+    ) -> Result<Vec<u8>, PrepareError> {
         Ok(code)
     }
 
@@ -175,9 +185,14 @@ impl Runtime for RuntimeSet {
         self.wasm.detect(bytes)
     }
 
-    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
+    async fn build(
+        &self,
+        kind: CodeKind,
+        runtime_version: Option<&str>,
+        code: Vec<u8>,
+    ) -> Result<Vec<u8>, PrepareError> {
         match &self.process {
-            Some(p) if !kind.is_wasm() => p.build(kind, code).await,
+            Some(p) if !kind.is_wasm() => p.build(kind, runtime_version, code).await,
             // Without a process runtime, prepare says why.
             _ => Ok(code),
         }

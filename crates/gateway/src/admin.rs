@@ -406,6 +406,7 @@ async fn put_code(
         handler: None,
         public: opts.public.unwrap_or(false),
         network: false,
+        invoke_mode: Default::default(),
         limits,
         scaling,
         env: Default::default(),

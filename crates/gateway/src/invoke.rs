@@ -134,7 +134,7 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
 
 async fn serve(
     g: &Gateway,
-    slot: &FunctionSlot,
+    slot: &Arc<FunctionSlot>,
     req: Request,
     uri: String,
     mut extra_headers: Vec<(String, String)>,
@@ -215,7 +215,11 @@ async fn serve(
     let mut resp = match inv.result {
         Ok(r) => {
             let (parts, body) = r.into_parts();
-            Response::from_parts(parts, Body::from(body)).into_response()
+            let body = match inv.body {
+                Some(stream) => Body::new(stream),
+                None => Body::from(body),
+            };
+            Response::from_parts(parts, body).into_response()
         }
         Err(e) => error_response(e.code, &e.message),
     };

@@ -359,27 +359,6 @@ fn merge(code: &[u8], lang: Lang, deps: &Path, scratch: &Path) -> Result<Vec<u8>
     archive::pack_dir(scratch).map_err(|e| internal("pack the code with its dependencies", e))
 }
 
-/// `<program> --version`, run on the host (it is the sandbox's binary too).
-async fn interpreter_version(program: &Path) -> Result<String, PrepareError> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::process::Command::new(program)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| internal("ask the interpreter its version", "no answer within 10 s"))?
-    .map_err(|e| internal(&format!("run {} --version", program.display()), e))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(text.trim().to_owned())
-}
-
 /// Serialises builds (one at a time on the server: each may use a core
 /// and a GiB for minutes).
 pub(crate) fn build_slots() -> tokio::sync::Semaphore {
@@ -392,6 +371,7 @@ impl ProcessRuntime {
     pub(crate) async fn build_code(
         &self,
         kind: nimbus_api::CodeKind,
+        runtime_version: Option<&str>,
         code: Vec<u8>,
     ) -> Result<Vec<u8>, PrepareError> {
         let lang = match kind {
@@ -410,11 +390,22 @@ impl ProcessRuntime {
             return Ok(code);
         }
         let config = &self.inner.config;
-        let interpreter = match lang {
-            Lang::Python => &config.python,
-            _ => &config.node,
-        };
-        let version = interpreter_version(interpreter).await?;
+        let interpreter = self
+            .inner
+            .interpreters
+            .resolve(lang, runtime_version)
+            .await?;
+        let version = self
+            .inner
+            .interpreters
+            .version_of(&interpreter)
+            .await
+            .ok_or_else(|| {
+                internal(
+                    &format!("ask {} its version", interpreter.display()),
+                    "it did not answer --version",
+                )
+            })?;
         let digest = lock_digest(&plan, &version);
         let builds = config.work_dir.join("builds");
         let cached = builds.join(&digest);
@@ -436,7 +427,8 @@ impl ProcessRuntime {
                     )
                 })?;
             if !cached.is_dir() {
-                self.run_build(lang, &plan, &builds, &cached).await?;
+                self.run_build(lang, &interpreter, &plan, &builds, &cached)
+                    .await?;
             }
         }
         tracing::info!(
@@ -462,6 +454,7 @@ impl ProcessRuntime {
     async fn run_build(
         &self,
         lang: Lang,
+        interpreter: &Path,
         plan: &Plan,
         builds: &Path,
         dest: &Path,
@@ -472,7 +465,7 @@ impl ProcessRuntime {
             .as_ref()
             .map_err(|e| PrepareError::new(ErrorCode::Unavailable, e.clone()))?;
         let dir = builds.join(format!(".tmp-{}", uuid::Uuid::now_v7().simple()));
-        let result = self.build_in(lang, plan, sandbox, &dir).await;
+        let result = self.build_in(lang, interpreter, plan, sandbox, &dir).await;
         let result = result.and_then(|()| {
             match std::fs::rename(dir.join("out"), dest) {
                 Ok(()) => Ok(()),
@@ -489,6 +482,7 @@ impl ProcessRuntime {
     async fn build_in(
         &self,
         lang: Lang,
+        interpreter: &Path,
         plan: &Plan,
         sandbox: &sandbox::Sandbox,
         dir: &Path,
@@ -535,7 +529,7 @@ impl ProcessRuntime {
             Lang::Python => {
                 env.push(("SOURCE_DATE_EPOCH".into(), "315532800".into()));
                 (
-                    config.python.clone(),
+                    interpreter.to_path_buf(),
                     vec![
                         "-m".into(),
                         "pip".into(),
@@ -567,7 +561,7 @@ impl ProcessRuntime {
                 env.push(("npm_config_cache".into(), "/tmp/.npm".into()));
                 env.push(("npm_config_update_notifier".into(), "false".into()));
                 (
-                    config.node.clone(),
+                    interpreter.to_path_buf(),
                     vec![
                         npm.into_os_string(),
                         "ci".into(),

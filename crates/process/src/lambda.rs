@@ -333,6 +333,24 @@ pub(crate) fn response(value: Value, max_body: u64) -> Result<FnResponse, Invoke
     builder.body(Bytes::from(body)).map_err(invalid)
 }
 
+/// The head of a streamed response, from the prelude a streaming handler
+/// sets with `awslambda.HttpResponseStream.from(stream, {statusCode,
+/// headers, cookies})`: as a returned response's, without a body. Without
+/// a content type, Lambda's streaming default `application/octet-stream`.
+pub(crate) fn stream_head(prelude: Value) -> Result<FnResponse, InvokeError> {
+    let Value::Object(mut m) = prelude else {
+        return Err(invalid("the streamed response's prelude must be an object"));
+    };
+    m.entry("statusCode").or_insert(json!(200));
+    m.remove("body");
+    m.remove("isBase64Encoded");
+    let mut head = response(Value::Object(m), 0)?;
+    head.headers_mut()
+        .entry(http::header::CONTENT_TYPE)
+        .or_insert(http::HeaderValue::from_static("application/octet-stream"));
+    Ok(head)
+}
+
 /// The 500 response of a function error.
 pub(crate) fn function_error(error_type: &str, error_message: &str) -> FnResponse {
     let body = json!({"errorType": error_type, "errorMessage": error_message}).to_string();

@@ -51,7 +51,7 @@
 //! | `max_open_files`          | 1024                    | `RLIMIT_NOFILE` |
 //! | `max_file_size_mib`       | 64                      | `RLIMIT_FSIZE` |
 //! | `sandbox_uid`/`gid`       | 65534 (`nobody`)        | the identity inside, and on the host when Nimbus runs as root |
-//! | `python` / `node`         | `/usr/bin/python3` / `/usr/bin/node` | the interpreters (absolute paths under `ro_paths`) |
+//! | `python` / `node`         | `/usr/bin/python3` / `/usr/bin/node` | the default interpreters (absolute paths under `ro_paths`); a manifest may pin another installed version (see [`interpreters`]) |
 //! | `use_cgroups`             | true                    | per-worker memory, pids and cpu cgroups; off falls back to rlimits |
 //! | `cpu_quota_millicores`    | 1000                    | one core per worker at most; the cpu cgroup also makes all of a worker's processes one scheduling group |
 //!
@@ -67,6 +67,7 @@ pub mod archive;
 pub mod build;
 mod cgroup;
 pub mod exec;
+mod interpreters;
 pub mod lambda;
 mod logs;
 pub mod sandbox;
@@ -108,6 +109,7 @@ use nimbus_api::{CodeKind, ErrorCode, FunctionVersion, Limits};
 use nimbus_core::runtime::{
     FnRequest, FnResponse, InvokeContext, InvokeError, Outcome, PrepareError, Prepared, Runtime,
 };
+use nimbus_core::stream::StreamEnd;
 use sandbox::{BwrapFeatures, Sandbox};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -227,6 +229,9 @@ impl Lang {
 #[derive(Debug)]
 pub(crate) struct VersionSpec {
     pub lang: Lang,
+    /// The interpreter of Python and Node versions (the pinned one, or the
+    /// server's default); unused by exec.
+    pub interpreter: PathBuf,
     pub namespace: String,
     pub name: String,
     pub version: u32,
@@ -256,6 +261,8 @@ pub(crate) struct Inner {
     cgroups: Option<cgroup::Cgroups>,
     /// Dependency builds run one at a time.
     builds: tokio::sync::Semaphore,
+    /// The Python and Node.js interpreters versions are pinned to.
+    pub interpreters: interpreters::Interpreters,
 }
 
 impl Inner {
@@ -420,6 +427,11 @@ impl ProcessRuntime {
         }
         Ok(Arc::new(ProcessRuntime {
             inner: Arc::new(Inner {
+                interpreters: interpreters::Interpreters::new(
+                    config.python.clone(),
+                    config.node.clone(),
+                    config.ro_paths.clone(),
+                ),
                 config,
                 sandbox,
                 cgroups,
@@ -633,8 +645,13 @@ impl Runtime for ProcessRuntime {
 
     /// Installs what `requirements.txt` or `package-lock.json` declares
     /// (see [`build`]).
-    async fn build(&self, kind: CodeKind, code: Vec<u8>) -> Result<Vec<u8>, PrepareError> {
-        self.build_code(kind, code).await
+    async fn build(
+        &self,
+        kind: CodeKind,
+        runtime_version: Option<&str>,
+        code: Vec<u8>,
+    ) -> Result<Vec<u8>, PrepareError> {
+        self.build_code(kind, runtime_version, code).await
     }
 
     fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
@@ -681,9 +698,19 @@ impl Runtime for ProcessRuntime {
         .map_err(|e| {
             PrepareError::new(ErrorCode::Internal, format!("unpack task failed: {e}"))
         })??;
+        let interpreter = match lang {
+            Lang::Exec => PathBuf::new(),
+            _ => {
+                self.inner
+                    .interpreters
+                    .resolve(lang, version.runtime_version.as_deref())
+                    .await?
+            }
+        };
         let env = environment(version, &sandbox.code_root(&code_dir));
         let spec = VersionSpec {
             lang,
+            interpreter,
             namespace: version.namespace.clone(),
             name: version.name.clone(),
             version: version.version,
@@ -856,7 +883,8 @@ impl ProcessPrepared {
         req: FnRequest,
         ctx: &InvokeContext,
         cap: &mut logs::Capture,
-    ) -> (Result<FnResponse, InvokeError>, Option<u64>, Option<u64>) {
+        head: Option<worker::HeadSender>,
+    ) -> WorkerRun {
         let generation = self.generation.load(Ordering::SeqCst);
         let mut init_us = None;
         let worker = match self.take_idle() {
@@ -873,16 +901,17 @@ impl ProcessPrepared {
                         cap.note(&format!(
                             "[nimbus] this function's workers keep failing: the next start waits {ms} ms, past this invocation's deadline\n"
                         ));
-                        return (
-                            Err(InvokeError::new(
+                        return WorkerRun {
+                            result: Err(InvokeError::new(
                                 ErrorCode::Unavailable,
                                 format!(
                                     "this function's workers keep failing ({lost} in a row): the next start waits {ms} ms, past this invocation's deadline; its earlier invocations' logs say why"
                                 ),
                             )),
-                            None,
-                            None,
-                        );
+                            memory_peak: None,
+                            init_us: None,
+                            streamed: None,
+                        };
                     }
                     tokio::time::sleep_until(until.into()).await;
                     cap.note(&format!(
@@ -897,12 +926,17 @@ impl ProcessPrepared {
                     }
                     Err(e) => {
                         self.lost_in_a_row.fetch_add(1, Ordering::SeqCst);
-                        return (Err(e), None, Some(started.elapsed().as_micros() as u64));
+                        return WorkerRun {
+                            result: Err(e),
+                            memory_peak: None,
+                            init_us: Some(started.elapsed().as_micros() as u64),
+                            streamed: None,
+                        };
                     }
                 }
             }
         };
-        let invoked = worker.invoke(&self.spec, req, ctx, cap).await;
+        let invoked = worker.invoke(&self.spec, req, ctx, cap, head).await;
         if invoked.worker.is_some() {
             self.lost_in_a_row.store(0, Ordering::SeqCst);
         } else {
@@ -911,13 +945,23 @@ impl ProcessPrepared {
         if let Some(w) = invoked.worker {
             self.park(w, generation);
         }
-        (invoked.result, invoked.memory_peak, init_us)
+        WorkerRun {
+            result: invoked.result,
+            memory_peak: invoked.memory_peak,
+            init_us,
+            streamed: invoked.streamed,
+        }
     }
-}
 
-#[async_trait]
-impl Prepared for ProcessPrepared {
-    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome {
+    /// Runs one invocation to its end. A streaming handler's head goes to
+    /// `head` as soon as it is sent; its body's end is then reported
+    /// through the stream, with the logs.
+    async fn run(
+        &self,
+        req: FnRequest,
+        ctx: InvokeContext,
+        head: Option<worker::HeadSender>,
+    ) -> Outcome {
         let mut cap = logs::Capture::new(self.spec.limits.max_log_bytes.get());
         let permit =
             tokio::time::timeout_at(ctx.deadline.into(), self.slots.clone().acquire_owned()).await;
@@ -935,22 +979,89 @@ impl Prepared for ProcessPrepared {
                     logs: cap.into_logs(),
                     memory_peak_bytes: None,
                     init_us: None,
+                    stream: None,
                 };
             }
         };
-        let (result, memory_peak_bytes, init_us) = match self.spec.lang {
+        let run = match self.spec.lang {
             Lang::Exec => {
-                let (r, peak) = exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await;
-                (r, peak, None)
+                let (result, memory_peak) =
+                    exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await;
+                WorkerRun {
+                    result,
+                    memory_peak,
+                    init_us: None,
+                    streamed: None,
+                }
             }
-            Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, &mut cap).await,
+            Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, &mut cap, head).await,
         };
         drop(permit);
+        let logs = cap.into_logs();
+        if let Some(st) = run.streamed {
+            st.writer.finish(StreamEnd {
+                error: st.error,
+                logs,
+                memory_peak_bytes: run.memory_peak,
+                client_gone: st.client_gone,
+            });
+            return Outcome {
+                result: Err(InvokeError::new(
+                    ErrorCode::Internal,
+                    "the response was streamed",
+                )),
+                logs: Default::default(),
+                memory_peak_bytes: None,
+                init_us: run.init_us,
+                stream: None,
+            };
+        }
         Outcome {
-            result,
-            logs: cap.into_logs(),
-            memory_peak_bytes,
-            init_us,
+            result: run.result,
+            logs,
+            memory_peak_bytes: run.memory_peak,
+            init_us: run.init_us,
+            stream: None,
+        }
+    }
+}
+
+/// What one invocation on a worker (or an exec process) came to.
+struct WorkerRun {
+    result: Result<FnResponse, InvokeError>,
+    memory_peak: Option<u64>,
+    init_us: Option<u64>,
+    streamed: Option<worker::Streamed>,
+}
+
+#[async_trait]
+impl Prepared for ProcessPrepared {
+    async fn invoke(&self, req: FnRequest, ctx: InvokeContext) -> Outcome {
+        // Only a Node handler can stream (`awslambda.streamifyResponse`).
+        let me = match self.spec.lang {
+            Lang::Node => self.me.upgrade(),
+            Lang::Python | Lang::Exec => None,
+        };
+        let Some(me) = me else {
+            return self.run(req, ctx, None).await;
+        };
+        // The run owns what it needs, so that a streamed response's run
+        // can go on in its own task once its head is out.
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let mut run = Box::pin(async move { me.run(req, ctx, Some(head_tx)).await });
+        tokio::select! {
+            biased;
+            Ok((head, stream)) = head_rx => {
+                tokio::spawn(run);
+                Outcome {
+                    result: Ok(head),
+                    logs: Default::default(),
+                    memory_peak_bytes: None,
+                    init_us: None,
+                    stream: Some(stream),
+                }
+            }
+            out = &mut run => out,
         }
     }
 

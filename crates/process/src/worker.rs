@@ -29,7 +29,15 @@
 //!                             "memory_limit_mib", "deadline_ms" (Unix ms), "invoked_function_arn"}}
 //! worker → host  {"ok": <the handler's return value>}
 //!                {"error": {"errorType", "errorMessage", "stackTrace": [...]}}
+//! worker → host  a streaming Node handler (`awslambda.streamifyResponse`), before its
+//!                {"ok"} | {"error"}:
+//!                {"head": {"statusCode", "headers", "cookies"}}   once, before any chunk
+//!                {"chunk": "<base64>"}                             per write
 //! ```
+//!
+//! The head of a streamed response is handed to the caller at once and
+//! each chunk is forwarded as it arrives (see `nimbus_core::stream`); an
+//! `error` after the head cuts the body and is a function error.
 //!
 //! Before each reply the bootstrap flushes the function's output and writes
 //! the log end marker to stdout and stderr (see `logs`), so each
@@ -46,6 +54,7 @@ use crate::{Inner, Lang, VersionSpec};
 use bytes::Bytes;
 use nimbus_api::ErrorCode;
 use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
+use nimbus_core::stream::{StreamWriter, Streaming, Written};
 use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
@@ -87,6 +96,10 @@ enum Message {
     InitError(FnError),
     Ok(Value),
     Error(FnError),
+    /// A streamed response's head (`statusCode`, `headers`, `cookies`).
+    Head(Value),
+    /// A piece of a streamed response's body.
+    Chunk(Bytes),
 }
 
 fn parse_message(line: &[u8]) -> Result<Message, String> {
@@ -105,6 +118,17 @@ fn parse_message(line: &[u8]) -> Result<Message, String> {
     }
     if let Some(e) = m.remove("init_error") {
         return Ok(Message::InitError(fn_error(e)?));
+    }
+    if let Some(chunk) = m.remove("chunk") {
+        use base64::Engine as _;
+        let text = chunk.as_str().ok_or("a chunk must be a base64 string")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("a chunk is not base64: {e}"))?;
+        return Ok(Message::Chunk(Bytes::from(bytes)));
+    }
+    if let Some(head) = m.remove("head") {
+        return Ok(Message::Head(head));
     }
     if let Some(r) = m.remove("ready") {
         return Ok(Message::Ready(
@@ -151,6 +175,20 @@ pub(crate) struct Invoked {
     pub memory_peak: Option<u64>,
     /// The worker, if it may serve another invocation.
     pub worker: Option<Worker>,
+    /// Set when the handler streamed its response (`result` is then
+    /// meaningless): the stream, to be finished with the logs.
+    pub streamed: Option<Streamed>,
+}
+
+/// Where a streaming handler's response goes once its head is out.
+pub(crate) type HeadSender = tokio::sync::oneshot::Sender<(FnResponse, Streaming)>;
+
+/// A streamed response whose body has ended or been cut.
+pub(crate) struct Streamed {
+    pub writer: StreamWriter,
+    /// Why the body was cut short, or the handler's error after its head.
+    pub error: Option<InvokeError>,
+    pub client_gone: bool,
 }
 
 async fn read_opt<R: AsyncRead + Unpin>(
@@ -248,14 +286,14 @@ impl Worker {
         // `ps` shows the loader, not the whole bootstrap.
         let (program, mut args, bootstrap): (_, Vec<OsString>, &str) = match spec.lang {
             Lang::Python => (
-                inner.config.python.clone(),
+                spec.interpreter.clone(),
                 vec!["-I".into(), "-B".into(), "-c".into(), PYTHON_LOADER.into()],
                 PYTHON_BOOTSTRAP,
             ),
             Lang::Node => {
                 let heap_mib = (u64::from(spec.limits.memory_limit_mib.get()) * 4 / 5).max(16);
                 (
-                    inner.config.node.clone(),
+                    spec.interpreter.clone(),
                     vec![
                         format!("--max-old-space-size={heap_mib}").into(),
                         "-e".into(),
@@ -405,6 +443,7 @@ impl Worker {
         req: FnRequest,
         ctx: &InvokeContext,
         cap: &mut Capture,
+        head: Option<HeadSender>,
     ) -> Invoked {
         self.invocations += 1;
         let [s0, s1] = &mut self.scans;
@@ -440,6 +479,7 @@ impl Worker {
                     )),
                     memory_peak: None,
                     worker: Some(self),
+                    streamed: None,
                 };
             }
         };
@@ -452,7 +492,7 @@ impl Worker {
         let reply = self
             .exchange(Some(Bytes::from(line)), ctx.deadline, cap, line_limit)
             .await;
-        let reply = match reply {
+        let mut reply = match reply {
             Ok(r) => r,
             Err(f) => {
                 let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
@@ -470,9 +510,100 @@ impl Worker {
                     result: Err(err),
                     memory_peak: peak,
                     worker: None,
+                    streamed: None,
                 };
             }
         };
+        // A streaming handler (`awslambda.streamifyResponse`): its head
+        // goes out now, then each chunk as it comes, until its result.
+        let mut streamed = None;
+        if let Message::Head(h) = reply {
+            let head_resp = crate::lambda::stream_head(h);
+            let (head_resp, head) = match (head_resp, head) {
+                (Ok(r), Some(head)) => (r, head),
+                (r, _) => {
+                    let e = r.err().unwrap_or_else(|| {
+                        InvokeError::new(
+                            ErrorCode::InvalidResponse,
+                            "the worker sent a streamed response where none can be taken",
+                        )
+                    });
+                    self.retire_after_drain(cap).await;
+                    return Invoked {
+                        result: Err(e),
+                        memory_peak: None,
+                        worker: None,
+                        streamed: None,
+                    };
+                }
+            };
+            let (writer, stream) = StreamWriter::new(max_body);
+            let _ = head.send((head_resp, stream));
+            let mut st = Streamed {
+                writer,
+                error: None,
+                client_gone: false,
+            };
+            let last = loop {
+                let msg = match self.exchange(None, ctx.deadline, cap, line_limit).await {
+                    Ok(Message::Chunk(b)) => b,
+                    Ok(m) => break Ok(m),
+                    Err(f) => break Err(f),
+                };
+                let written =
+                    tokio::time::timeout_at(ctx.deadline.into(), st.writer.write(msg)).await;
+                match written {
+                    Ok(Written::Sent) => {}
+                    Ok(Written::TooLarge) => {
+                        st.error = Some(InvokeError::new(
+                            ErrorCode::ResponseTooLarge,
+                            format!(
+                                "the streamed response body exceeds max_response_body_bytes ({max_body}); the stream was cut after {} bytes",
+                                st.writer.sent_bytes()
+                            ),
+                        ));
+                        break Err(Failure::Protocol(String::new()));
+                    }
+                    Ok(Written::Closed) => {
+                        st.client_gone = true;
+                        break Err(Failure::Protocol(String::new()));
+                    }
+                    Err(_) => break Err(Failure::Timeout),
+                }
+            };
+            match last {
+                Ok(m) => {
+                    reply = m;
+                    streamed = Some(st);
+                }
+                Err(f) => {
+                    // Cut mid-stream: the worker is still writing, so it
+                    // is not reused.
+                    let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
+                    if st.error.is_none() && !st.client_gone {
+                        st.error = Some(
+                            self.fail(
+                                f,
+                                cap,
+                                oom_before,
+                                pids_before,
+                                timeout_ms,
+                                "streaming a response",
+                            )
+                            .await,
+                        );
+                    } else {
+                        self.retire_after_drain(cap).await;
+                    }
+                    return Invoked {
+                        result: Err(InvokeError::new(ErrorCode::Internal, "streamed")),
+                        memory_peak: peak,
+                        worker: None,
+                        streamed: Some(st),
+                    };
+                }
+            }
+        }
         let settled = self.settle_logs(cap).await;
         let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
         let mut healthy = settled;
@@ -492,6 +623,39 @@ impl Worker {
                 wait_exited(&killed, KILL_SETTLE).await;
             }
         }
+        if let Some(st) = &mut streamed {
+            match &reply {
+                Message::Ok(_) => {}
+                Message::Error(e) => {
+                    st.error = Some(InvokeError::new(
+                        ErrorCode::FunctionError,
+                        format!(
+                            "the handler failed after its response began: {}: {}",
+                            e.error_type, e.error_message
+                        ),
+                    ));
+                }
+                _ => {
+                    healthy = false;
+                    st.error = Some(InvokeError::new(
+                        ErrorCode::InvalidResponse,
+                        "the worker broke the protocol while streaming",
+                    ));
+                }
+            }
+            let worker = if healthy {
+                Some(self)
+            } else {
+                self.retire();
+                None
+            };
+            return Invoked {
+                result: Err(InvokeError::new(ErrorCode::Internal, "streamed")),
+                memory_peak: peak,
+                worker,
+                streamed,
+            };
+        }
         let result = match reply {
             Message::Ok(value) => crate::lambda::response(value, max_body),
             Message::Error(e) if e.error_type == "MemoryError" => {
@@ -502,7 +666,7 @@ impl Worker {
                 &e.error_type,
                 &e.error_message,
             )),
-            Message::Ready(_) | Message::InitError(_) => {
+            Message::Ready(_) | Message::InitError(_) | Message::Head(_) | Message::Chunk(_) => {
                 healthy = false;
                 Err(InvokeError::new(
                     ErrorCode::InvalidResponse,
@@ -520,6 +684,7 @@ impl Worker {
             result,
             memory_peak: peak,
             worker,
+            streamed: None,
         }
     }
 

@@ -167,6 +167,7 @@ impl Prepared for CgiPrepared {
             logs: logs_from(Vec::new(), stderr, log_truncated),
             memory_peak_bytes: Some(limiter.peak_bytes as u64),
             init_us: None,
+            stream: None,
         }
     }
 }

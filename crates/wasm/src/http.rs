@@ -12,6 +12,7 @@ use nimbus_api::{ErrorCode, FunctionVersion};
 use nimbus_core::runtime::{
     FnRequest, InvokeContext, InvokeError, Outcome, PrepareError, Prepared,
 };
+use nimbus_core::stream::{StreamEnd, StreamWriter, Streaming, Written};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -312,16 +313,36 @@ impl Prepared for HttpPrepared {
         let timeout_ms = limits.timeout_ms.get();
         let max_body = limits.max_response_body_bytes.get();
 
+        let streamed = !self.version.invoke_mode.is_buffered();
         let result = run(
             &self.pre,
             store,
             proxy,
             req,
-            ctx.deadline.into(),
-            timeout_ms,
-            max_body,
+            Limits {
+                deadline: ctx.deadline.into(),
+                timeout_ms,
+                max_body,
+                streamed,
+            },
+            &logs,
         )
         .await;
+        let result = match result {
+            Ok(Ran::Streamed(head, stream)) => {
+                // The logs, the memory peak and the end come with the
+                // stream's end; a streamed instance is not reused.
+                return Outcome {
+                    result: Ok(head),
+                    logs: Default::default(),
+                    memory_peak_bytes: None,
+                    init_us: None,
+                    stream: Some(stream),
+                };
+            }
+            Ok(Ran::Buffered(resp, peak, reusable)) => Ok((resp, peak, reusable)),
+            Err(e) => Err(e),
+        };
         let (stdout, stderr, truncated) = logs.take();
         let (result, peak) = match result {
             Ok((resp, peak, reusable)) => {
@@ -343,6 +364,7 @@ impl Prepared for HttpPrepared {
             logs: logs_from(stdout, stderr, truncated),
             memory_peak_bytes: peak,
             init_us: None,
+            stream: None,
         }
     }
 
@@ -360,23 +382,60 @@ impl Prepared for HttpPrepared {
 /// A finished instance that may serve another invocation.
 type Reusable = Option<(Store<HttpState>, Proxy)>;
 
-type RunResult = Result<(http::Response<Bytes>, u64, Reusable), (InvokeError, Option<u64>)>;
+/// What an invocation's run came to.
+enum Ran {
+    /// The whole response, the memory peak, and the instance if it may be reused.
+    Buffered(http::Response<Bytes>, u64, Reusable),
+    /// The response's head; its body and end come through the stream.
+    Streamed(http::Response<Bytes>, Streaming),
+}
+
+type RunResult = Result<Ran, (InvokeError, Option<u64>)>;
+
+/// The bounds of one run.
+struct Limits {
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+    max_body: u64,
+    /// The version streams every response (`invoke_mode: response_stream`).
+    streamed: bool,
+}
+
+fn timeout_error(timeout_ms: u64) -> InvokeError {
+    InvokeError::new(
+        ErrorCode::Timeout,
+        format!("the function ran past its timeout of {timeout_ms} ms"),
+    )
+}
+
+/// Whether a response is a stream of server-sent events, which is sent as
+/// it is written whatever the version's invoke mode.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+        })
+}
 
 async fn run(
     pre: &Arc<ProxyPre<HttpState>>,
     mut store: Store<HttpState>,
     instance: Option<Proxy>,
     req: FnRequest,
-    deadline: tokio::time::Instant,
-    timeout_ms: u64,
-    max_body: u64,
+    limits: Limits,
+    logs: &Sink,
 ) -> RunResult {
-    let timeout = || {
-        InvokeError::new(
-            ErrorCode::Timeout,
-            format!("the function ran past its timeout of {timeout_ms} ms"),
-        )
-    };
+    let Limits {
+        deadline,
+        timeout_ms,
+        max_body,
+        streamed,
+    } = limits;
+    let timeout = || timeout_error(timeout_ms);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let setup = (|| -> wasmtime::Result<_> {
         let (parts, body) = req.into_parts();
@@ -425,26 +484,7 @@ async fn run(
         }
     });
 
-    let finish = |done: GuestResult| match done {
-        Ok((Ok(()), l, _)) => (
-            InvokeError::new(
-                ErrorCode::InvalidResponse,
-                "the function returned without sending a response",
-            ),
-            Some(l.peak_bytes as u64),
-        ),
-        Ok((Err(e), l, _)) => (
-            classify(&e, l.denied, timeout_ms),
-            Some(l.peak_bytes as u64),
-        ),
-        Err(msg) => (
-            InvokeError::new(
-                ErrorCode::Crashed,
-                format!("the function's host call failed: {msg}"),
-            ),
-            None,
-        ),
-    };
+    let finish = |done: GuestResult| guest_error(done, timeout_ms);
 
     let head = match tokio::time::timeout_at(deadline, guest.alongside(receiver)).await {
         Err(_) => return Err((timeout(), None)),
@@ -469,6 +509,20 @@ async fn run(
     };
 
     let (parts, body) = head.into_parts();
+    if streamed || is_event_stream(&parts.headers) {
+        let (writer, stream) = StreamWriter::new(max_body);
+        tokio::spawn(pump(
+            guest,
+            body,
+            writer,
+            (deadline, timeout_ms),
+            logs.clone(),
+        ));
+        return Ok(Ran::Streamed(
+            http::Response::from_parts(parts, Bytes::new()),
+            stream,
+        ));
+    }
     let collected =
         tokio::time::timeout_at(deadline, guest.alongside(collect_limited(body, max_body))).await;
     let body = match collected {
@@ -508,7 +562,122 @@ async fn run(
         }
         _ => (0, None),
     };
-    Ok((http::Response::from_parts(parts, body), peak, reusable))
+    Ok(Ran::Buffered(
+        http::Response::from_parts(parts, body),
+        peak,
+        reusable,
+    ))
+}
+
+/// Why a guest that sent no (whole) response failed, and its memory peak.
+fn guest_error(done: GuestResult, timeout_ms: u64) -> (InvokeError, Option<u64>) {
+    match done {
+        Ok((Ok(()), l, _)) => (
+            InvokeError::new(
+                ErrorCode::InvalidResponse,
+                "the function returned without sending a response",
+            ),
+            Some(l.peak_bytes as u64),
+        ),
+        Ok((Err(e), l, _)) => (
+            classify(&e, l.denied, timeout_ms),
+            Some(l.peak_bytes as u64),
+        ),
+        Err(msg) => (
+            InvokeError::new(
+                ErrorCode::Crashed,
+                format!("the function's host call failed: {msg}"),
+            ),
+            None,
+        ),
+    }
+}
+
+/// Drives a guest that streams its body: forwards each chunk to the client
+/// as it is written, within the deadline and `max_response_body_bytes`,
+/// then reports the end with the logs. A client that goes away stops the
+/// guest (it is dropped with its store).
+async fn pump(
+    mut guest: Guest,
+    mut body: HyperOutgoingBody,
+    mut writer: StreamWriter,
+    (deadline, timeout_ms): (tokio::time::Instant, u64),
+    logs: Sink,
+) {
+    let max_body = writer.max_bytes();
+    let mut error = None;
+    let mut client_gone = false;
+    let mut peak = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, guest.alongside(body.frame())).await {
+            Err(_) => {
+                error = Some(timeout_error(timeout_ms));
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(msg))) => {
+                // The body broke off; the guest's own error says why.
+                let (mut e, p) = match tokio::time::timeout_at(deadline, guest.finish()).await {
+                    Ok(done) => guest_error(done, timeout_ms),
+                    Err(_) => (timeout_error(timeout_ms), None),
+                };
+                if e.code == ErrorCode::InvalidResponse {
+                    e = InvokeError::new(
+                        ErrorCode::Crashed,
+                        format!("the response body failed: {msg}"),
+                    );
+                }
+                error = Some(e);
+                peak = p;
+                break;
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match tokio::time::timeout_at(deadline, guest.alongside(writer.write(data))).await {
+            Err(_) => {
+                error = Some(timeout_error(timeout_ms));
+                break;
+            }
+            Ok(Written::Sent) => {}
+            Ok(Written::TooLarge) => {
+                error = Some(InvokeError::new(
+                    ErrorCode::ResponseTooLarge,
+                    format!(
+                        "the streamed response body exceeds max_response_body_bytes ({max_body}); the stream was cut after {} bytes",
+                        writer.sent_bytes()
+                    ),
+                ));
+                break;
+            }
+            Ok(Written::Closed) => {
+                client_gone = true;
+                break;
+            }
+        }
+    }
+    drop(body);
+    if error.is_none() && !client_gone {
+        // Let the guest finish (it may log after its body), within its deadline.
+        match tokio::time::timeout_at(deadline, guest.finish()).await {
+            Ok(Ok((Ok(()), l, _))) => peak = Some(l.peak_bytes as u64),
+            Ok(Ok((Err(e), l, _))) => {
+                tracing::debug!(error = %e, "the function failed after sending its response");
+                peak = Some(l.peak_bytes as u64);
+            }
+            _ => {}
+        }
+    }
+    drop(guest);
+    let (stdout, stderr, truncated) = logs.take();
+    writer.finish(StreamEnd {
+        error,
+        logs: logs_from(stdout, stderr, truncated),
+        memory_peak_bytes: peak,
+        client_gone,
+    });
 }
 
 enum BodyError {

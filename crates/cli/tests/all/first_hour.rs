@@ -372,3 +372,74 @@ async fn contexts_let_the_cli_work_from_any_directory() {
     assert_eq!(rc, 0);
     assert!(out.contains("hello"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_interpreter_version_runs_and_a_missing_one_fails_the_deploy() {
+    let s = TestServer::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "import sys\n\ndef handler(event, context):\n    return {'statusCode': 200, 'body': '%d.%d' % sys.version_info[:2]}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        code.path().join("index.js"),
+        "exports.handler = async () => ({ statusCode: 200, body: process.versions.node.split('.')[0] });\n",
+    )
+    .expect("write");
+    // The versions this machine has (what the CI image installs).
+    let python = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("python3");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let node = std::process::Command::new("/usr/bin/node")
+        .args(["-p", "process.versions.node.split('.')[0]"])
+        .output()
+        .expect("node");
+    let node = String::from_utf8_lossy(&node.stdout).trim().to_owned();
+    let manifest = code.path().join("nimbus.yaml");
+    let write = |py: &str, js: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "functions:\n  py:\n    code: .\n    runtime: {py}\n    handler: app.handler\n    public: true\n  js:\n    code: .\n    runtime: {js}\n    handler: index.handler\n    public: true\n"
+            ),
+        )
+        .expect("manifest");
+    };
+    write(&format!("python{python}"), &format!("nodejs{node}.x"));
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (status, body, _) = s.call("/fn/default/py").await;
+    assert_eq!((status, body.as_str()), (200, python.as_str()));
+    let (status, body, _) = s.call("/fn/default/js").await;
+    assert_eq!((status, body.as_str()), (200, node.as_str()));
+    let (_, out, _) = s.nimbus(&["fn", "show", "py", "-o", "json"]);
+    assert!(
+        out.contains("runtime_version") && out.contains(&format!("\"{python}\"")),
+        "{out}"
+    );
+
+    // A version the server does not have: the deploy fails, naming the
+    // ones it has, and the live versions stay.
+    write("python3.99", &format!("nodejs{node}.x"));
+    let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(err.contains("invalid_manifest"), "{err}");
+    assert!(
+        err.contains("runtime python3.99 is not installed on this server")
+            && err.contains(&format!("python{python} (")),
+        "{err}"
+    );
+    write(&format!("python{python}"), "nodejs99.x");
+    let (rc, _, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("runtime nodejs99.x is not installed")
+            && err.contains(&format!("nodejs{node}.x (")),
+        "{err}"
+    );
+    let (status, body, _) = s.call("/fn/default/py").await;
+    assert_eq!((status, body.as_str()), (200, python.as_str()));
+}

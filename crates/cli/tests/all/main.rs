@@ -18,5 +18,6 @@ mod operations;
 mod persistence;
 mod process;
 mod scaling;
+mod streaming;
 mod templates;
 mod tls;

@@ -7,6 +7,9 @@
 //                   {"init_error": {"errorType", "errorMessage"}}   then the worker exits
 //   host -> worker  {"event": {...}, "context": {...}}
 //   worker -> host  {"ok": <value>} | {"error": {"errorType", "errorMessage", "stackTrace"}}
+//   A streaming handler (awslambda.streamifyResponse) first sends
+//                   {"head": {"statusCode", "headers", "cookies"}} and {"chunk": "<base64>"}
+//                   per write, then its {"ok": null} | {"error": ...}.
 // fd 1 (console.log) and fd 2 are the function's logs; after each invocation
 // both get the end marker "\0nimbus-log-end:<nonce>\0" before the result is sent.
 'use strict';
@@ -59,6 +62,61 @@
     try { message = typeof e === 'string' ? e : JSON.stringify(e); } catch (_) { message = String(e); }
     return { errorType: typeof e, errorMessage: String(message), stackTrace: [] };
   }
+  // Lambda's response streaming: `awslambda.streamifyResponse(handler)`
+  // marks a handler `async (event, responseStream, context)`, and
+  // `awslambda.HttpResponseStream.from(stream, {statusCode, headers,
+  // cookies})` sets the response's head before the first write.
+  const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+  const PRELUDE = Symbol('nimbus.prelude');
+  globalThis.awslambda = {
+    streamifyResponse(handler) {
+      handler[STREAMING] = 'response';
+      return handler;
+    },
+    HttpResponseStream: {
+      from(stream, prelude) {
+        stream[PRELUDE] = prelude || {};
+        return stream;
+      },
+    },
+  };
+  function responseStream() {
+    const { Writable } = require('stream');
+    let headSent = false;
+    let contentType = 'application/octet-stream';
+    const stream = new Writable({
+      write(chunk, encoding, cb) {
+        try {
+          head();
+          const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, encoding);
+          if (buf.length > 0) send({ chunk: buf.toString('base64') });
+          cb();
+        } catch (e) {
+          cb(e);
+        }
+      },
+      final(cb) {
+        try { head(); cb(); } catch (e) { cb(e); }
+      },
+    });
+    function head() {
+      if (headSent) return;
+      headSent = true;
+      const p = stream[PRELUDE] || {};
+      const headers = Object.assign({ 'content-type': contentType }, p.headers || {});
+      send({ head: { statusCode: p.statusCode || 200, headers, cookies: p.cookies || [] } });
+    }
+    stream.setContentType = (t) => { contentType = String(t); };
+    return stream;
+  }
+  async function invokeStreaming(fn, event, context) {
+    const stream = responseStream();
+    await fn(event, stream, context);
+    if (!stream.writableEnded) stream.end();
+    await require('stream').promises.finished(stream);
+    return null;
+  }
+
   function initError(errorType, e) {
     if (e && e.stack) console.error(e.stack);
     endLogs();
@@ -149,7 +207,10 @@
     const msg = JSON.parse(line);
     let reply;
     try {
-      const result = await invoke(fn, msg.event, contextOf(msg.context));
+      const context = contextOf(msg.context);
+      const result = fn[STREAMING]
+        ? await invokeStreaming(fn, msg.event, context)
+        : await invoke(fn, msg.event, context);
       reply = { ok: result === undefined ? null : result };
     } catch (e) {
       const err = errorOf(e);
