@@ -62,6 +62,9 @@ pub struct DeployedFunction {
     pub name: String,
     pub version: u32,
     pub kind: CodeKind,
+    /// The interpreter version the function is pinned to (`3.11`, `20`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
     pub code_digest: String,
     /// Path of the function URL on this server: `/fn/{ns}/{name}`.
     pub url_path: String,

@@ -593,7 +593,10 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
                 f.namespace,
                 f.name,
                 f.version,
-                f.kind.as_str(),
+                match &f.runtime_version {
+                    Some(pinned) => format!("{} {pinned}", f.kind.as_str()),
+                    None => f.kind.as_str().to_owned(),
+                },
                 c.base,
                 f.url_path,
                 if f.public {

@@ -224,6 +224,7 @@ fn deployed_pruned(versions: Vec<FunctionVersion>, pruned: Vec<String>) -> Respo
             name: v.name,
             version: v.version,
             kind: v.kind,
+            runtime_version: v.runtime_version,
             code_digest: v.code_digest,
             routes: v.routes,
             public: v.public,

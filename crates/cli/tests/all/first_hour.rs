@@ -411,6 +411,8 @@ async fn a_pinned_interpreter_version_runs_and_a_missing_one_fails_the_deploy() 
     write(&format!("python{python}"), &format!("nodejs{node}.x"));
     let (rc, out, err) = s.nimbus(&["deploy", "-f", manifest.to_str().expect("path")]);
     assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains(&format!("(python3 {python})")), "{out}");
+    assert!(out.contains(&format!("(node {node})")), "{out}");
     let (status, body, _) = s.call("/fn/default/py").await;
     assert_eq!((status, body.as_str()), (200, python.as_str()));
     let (status, body, _) = s.call("/fn/default/js").await;
