@@ -19,6 +19,7 @@ pub enum Scope {
     SecretsWrite,
     KeysAdmin,
     MetricsRead,
+    AuditRead,
 }
 
 /// Every scope: its name and what it allows.
@@ -55,6 +56,11 @@ pub const SCOPES: &[(Scope, &str, &str)] = &[
         "create, list and revoke keys (within the key's own scopes and namespace)",
     ),
     (Scope::MetricsRead, "metrics:read", "read /metrics"),
+    (
+        Scope::AuditRead,
+        "audit:read",
+        "read the audit log of admin actions (a namespace's key: that namespace's entries)",
+    ),
 ];
 
 impl Scope {

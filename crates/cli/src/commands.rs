@@ -142,6 +142,16 @@ pub struct UsageArgs {
     pub all_namespaces: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Only entries since: 10m, 2h, 1d, an RFC 3339 UTC time, or epoch ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Most entries to show, newest first (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut g = cli.global;
     let uses_server = match cli.command {
@@ -216,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Invoke(args) => invoke(&g, args).await,
         Command::Logs(args) => logs(&g, args).await,
         Command::Usage(args) => usage(&g, args).await,
+        Command::Audit(args) => audit(&g, args).await,
         Command::Fn(cmd) => function(&g, cmd).await,
         Command::Context(cmd) => context(&g, cmd),
         Command::Key(cmd) => crate::keys::run(&g, cmd).await,
@@ -767,6 +778,42 @@ async fn usage(g: &Global, args: UsageArgs) -> anyhow::Result<ExitCode> {
         t["billed_ms"].as_u64().unwrap_or(0),
         t["gb_seconds"].as_f64().unwrap_or(0.0)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(g: &Global, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    let mut q = vec![("limit", args.limit.to_string())];
+    // Only the namespace asked for by flag: a namespace's key sees its
+    // own anyway, and the admin token sees every namespace.
+    if let Some(ns) = &g.namespace_arg {
+        q.push(("namespace", ns.clone()));
+    }
+    if let Some(s) = &args.since {
+        q.push(("since_ms", parse_since(s, now_ms())?.to_string()));
+    }
+    let list: nimbus_api::audit::AuditList = c
+        .send(c.request(Method::GET, "/api/v1/audit").query(&q))
+        .await?;
+    if g.output == Output::Json {
+        print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<22} {:<7} {:<24} ACTION",
+        "TIME (UTC)", "WHO", "STATUS", "ERROR"
+    );
+    for e in &list.entries {
+        println!(
+            "{:<24} {:<22} {:<7} {:<24} {}  {}",
+            format_ms(e.at_ms),
+            e.actor,
+            e.status,
+            e.error_code.as_deref().unwrap_or("-"),
+            e.action,
+            e.path
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

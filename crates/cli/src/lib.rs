@@ -176,6 +176,11 @@ pub enum Command {
         after_help = "Examples:\n  nimbus usage\n  nimbus usage --since 1d --namespace default -o json"
     )]
     Usage(commands::UsageArgs),
+    /// Show the audit log: admin actions, who did them, when, and how they ended.
+    #[command(
+        after_help = "Examples:\n  nimbus audit                       # every namespace (the admin token)\n  nimbus audit --since 1d -n shop\n  nimbus audit --limit 500 -o json"
+    )]
+    Audit(commands::AuditArgs),
     /// List, show and delete functions.
     #[command(
         subcommand,

@@ -14,6 +14,7 @@
 //! - [`bus`]: the event-bus trait later triggers deliver through.
 
 pub mod artifacts;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cgi;

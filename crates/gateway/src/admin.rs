@@ -56,10 +56,100 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/invocations/{id}", get(show_invocation))
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/audit", get(list_audit))
         .route_layer(middleware::from_fn(require_scope))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(gateway, authenticate))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(gateway, audit))
+}
+
+/// Writes the audit entry of each admin request that changes something, or
+/// that was refused for its token or scope (see [`nimbus_core::audit`]).
+async fn audit(State(g): St, req: Request, next: Next) -> Response {
+    use http::Method;
+    let method = req.method().clone();
+    let changes = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let refused = status == 401 || status == 403;
+    if !changes && !refused {
+        return resp;
+    }
+    let actor = match resp.extensions().get::<Principal>() {
+        Some(Principal::Admin) => "admin".to_owned(),
+        Some(Principal::Key { id, .. }) => format!("key:{id}"),
+        _ => "anonymous".to_owned(),
+    };
+    let route = match route {
+        Some(r) if r.starts_with("/api/v1") => r,
+        Some(r) => format!("/api/v1{r}"),
+        None => "(no such endpoint)".to_owned(),
+    };
+    let namespace = route
+        .split('/')
+        .position(|s| s == "{ns}")
+        .and_then(|at| path.split('/').nth(at))
+        .map(str::to_owned);
+    let entry = nimbus_api::audit::AuditEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        at_ms: nimbus_core::time::now_ms(),
+        actor,
+        action: format!("{method} {route}"),
+        // An unmatched path is the client's text: kept, but bounded.
+        path: path.chars().take(512).collect(),
+        namespace,
+        status,
+        error_code: resp
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.as_str().to_owned()),
+    };
+    if status < 400 {
+        // The change is acknowledged only with its entry written.
+        g.audit.record(entry).await;
+    } else {
+        g.audit.record_later(entry);
+    }
+    resp
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    namespace: Option<String>,
+    since_ms: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first; a namespace's key sees that namespace's
+/// entries only.
+async fn list_audit(State(g): St, req: Request) -> Result<Response, ApiError> {
+    let p: AuditParams = parse_query(req.uri().query())?;
+    let namespace = visible_namespace(&principal_of(&req), p.namespace)?;
+    let entries = g
+        .audit
+        .entries(nimbus_core::store::AuditQuery {
+            namespace,
+            since_ms: p.since_ms,
+            limit: p.limit.unwrap_or(100),
+        })
+        .await?;
+    Ok(Json(nimbus_api::audit::AuditList { entries }).into_response())
 }
 
 /// Every admin request carries a principal: the admin token or an API key.
@@ -76,8 +166,11 @@ async fn authenticate(State(g): St, mut req: Request, next: Next) -> Response {
     };
     match g.auth.authenticate(Some(&token)).await {
         Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.run(req).await
+            req.extensions_mut().insert(principal.clone());
+            let mut resp = next.run(req).await;
+            // For the audit log, outside this layer.
+            resp.extensions_mut().insert(principal);
+            resp
         }
         Err(e) => refuse(req, ApiError::from(e)),
     }

@@ -44,6 +44,8 @@ pub fn error_response(code: ErrorCode, message: &str) -> Response {
     let status = http::StatusCode::from_u16(code.http_status())
         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(ErrorBody::new(code, message))).into_response();
+    // For the audit log, which records the code of a refused action.
+    resp.extensions_mut().insert(code);
     if code.is_retryable() {
         resp.headers_mut().insert(
             http::header::RETRY_AFTER,

@@ -44,13 +44,17 @@ pub struct Gateway {
     pub admin_token: String,
     /// Turns bearer tokens into principals: the admin token or API keys.
     pub auth: nimbus_core::auth::Authenticator,
+    /// Every admin action (see [`nimbus_core::audit`]).
+    pub audit: Arc<nimbus_core::audit::AuditLog>,
 }
 
 impl Gateway {
     pub fn new(platform: Arc<Platform>, admin_token: String) -> Gateway {
         let keys: Arc<dyn nimbus_core::store::KeyStore> = platform.store().clone();
+        let audit: Arc<dyn nimbus_core::store::AuditStore> = platform.store().clone();
         Gateway {
             auth: nimbus_core::auth::Authenticator::new(admin_token.clone(), keys),
+            audit: nimbus_core::audit::AuditLog::new(audit),
             platform,
             admin_token,
         }

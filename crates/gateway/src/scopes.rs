@@ -82,6 +82,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("POST", "/api/v1/keys", Scope::KeysAdmin, false),
     ep("GET", "/api/v1/keys", Scope::KeysAdmin, false),
     ep("DELETE", "/api/v1/keys/{id}", Scope::KeysAdmin, false),
+    ep("GET", "/api/v1/audit", Scope::AuditRead, false),
     ep("ANY", "/fn/{ns}/{name}/…", Scope::FunctionsInvoke, true),
 ];
 

@@ -87,9 +87,24 @@ CREATE TABLE api_keys (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: the audit log, one row per admin action with the entry as
+/// JSON in `body`; `seq` orders it, the indexes serve pruning by time and
+/// reads of one namespace.
+const SCHEMA_V4: &str = "
+CREATE TABLE audit_log (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms     INTEGER NOT NULL,
+    namespace TEXT,
+    body      TEXT NOT NULL
+);
+
+CREATE INDEX audit_log_by_time ON audit_log (at_ms);
+CREATE INDEX audit_log_by_namespace ON audit_log (namespace, seq);
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -77,6 +77,73 @@ where
     usage_is_the_sum_of_records_per_hour(open().await).await;
     code_digests_cover_every_version(open().await).await;
     keys_are_stored_listed_and_revoked(open().await).await;
+    audit_entries_are_appended_queried_and_pruned(open().await).await;
+}
+
+fn audit_entry(n: u64, namespace: Option<&str>) -> nimbus_api::audit::AuditEntry {
+    nimbus_api::audit::AuditEntry {
+        id: format!("e{n:03}"),
+        at_ms: 1000 * n,
+        actor: "admin".to_owned(),
+        action: "DELETE /api/v1/namespaces/{ns}/functions/{name}".to_owned(),
+        path: "/api/v1/namespaces/a/functions/f".to_owned(),
+        namespace: namespace.map(str::to_owned),
+        status: if n.is_multiple_of(2) { 204 } else { 403 },
+        error_code: (!n.is_multiple_of(2)).then(|| "forbidden".to_owned()),
+    }
+}
+
+async fn audit_entries_are_appended_queried_and_pruned<S: Store>(s: Arc<S>) {
+    use crate::store::AuditQuery;
+    let all = |limit| AuditQuery {
+        limit,
+        ..Default::default()
+    };
+    assert!(s.audit(all(10)).await.expect("audit").is_empty());
+    s.append_audit(
+        (1..=6)
+            .map(|n| audit_entry(n, Some(if n <= 3 { "a" } else { "b" })))
+            .collect(),
+    )
+    .await
+    .expect("append");
+    s.append_audit(vec![audit_entry(7, None)])
+        .await
+        .expect("append");
+    let got = s.audit(all(100)).await.expect("audit");
+    assert_eq!(
+        got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e007", "e006", "e005", "e004", "e003", "e002", "e001"],
+        "newest first"
+    );
+    assert_eq!(got[1], audit_entry(6, Some("b")), "every field round-trips");
+    let a = s
+        .audit(AuditQuery {
+            namespace: Some("a".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit a");
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|e| e.namespace.as_deref() == Some("a")));
+    let recent = s
+        .audit(AuditQuery {
+            since_ms: Some(5000),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("since");
+    assert_eq!(recent.len(), 3);
+    assert_eq!(s.audit(all(2)).await.expect("limit").len(), 2);
+    // By age (before 2 s: e001), then beyond the newest 4 (e002, e003).
+    assert_eq!(s.prune_audit(2000, 4).await.expect("prune"), 3);
+    let left = s.audit(all(100)).await.expect("audit");
+    assert_eq!(
+        left.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e007", "e006", "e005", "e004"]
+    );
 }
 
 fn api_key(id: &str, created_at_ms: u64) -> ApiKey {

@@ -11,6 +11,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
+use nimbus_api::audit::AuditEntry;
 use nimbus_api::auth::ApiKey;
 use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
 use std::collections::HashSet;
@@ -141,6 +142,32 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn revoke_key(&self, id: &str, at_ms: u64) -> StoreResult<Option<ApiKey>>;
 }
 
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries about this namespace.
+    pub namespace: Option<String>,
+    /// Only entries at or after this time (ms since epoch).
+    pub since_ms: Option<u64>,
+    /// Most entries to return (newest first); backends cap it at
+    /// [`MAX_QUERY_LIMIT`].
+    pub limit: u32,
+}
+
+/// The audit log of admin actions (`nimbus audit`).
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends entries in one transaction.
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()>;
+
+    /// Entries matching `query`, newest first.
+    async fn audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Deletes entries older than `older_than_ms`, then the oldest beyond
+    /// the newest `keep_max`. Returns how many were deleted.
+    async fn prune_audit(&self, older_than_ms: u64, keep_max: u64) -> StoreResult<u64>;
+}
+
 /// A backend that holds every aggregate.
-pub trait Store: FunctionStore + InvocationStore + KeyStore {}
-impl<T: FunctionStore + InvocationStore + KeyStore> Store for T {}
+pub trait Store: FunctionStore + InvocationStore + KeyStore + AuditStore {}
+impl<T: FunctionStore + InvocationStore + KeyStore + AuditStore> Store for T {}

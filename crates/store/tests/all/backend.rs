@@ -380,6 +380,7 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     conn.execute_batch(
         "DROP TABLE usage_hourly;
          DROP TABLE api_keys;
+         DROP TABLE audit_log;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )
@@ -419,6 +420,6 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 3);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(version, 4);
+    assert_eq!(SCHEMA_VERSION, 4);
 }
