@@ -316,7 +316,7 @@ def flood(tmp):
             axum.stop()
         m = re.search(r"Requests/sec:\s+([\d.]+)", wout)
         c = http.client.HTTPConnection("127.0.0.1", Nimbus.PORT, timeout=10)
-        c.request("GET", "/metrics")
+        c.request("GET", "/metrics", headers={"Authorization": f"Bearer {n.token}"})
         metrics = c.getresponse().read().decode()
         throttled = sum(float(l.split()[-1]) for l in metrics.splitlines()
                         if l.startswith('nimbus_throttled_total{namespace="default",function="flood"}'))

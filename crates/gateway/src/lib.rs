@@ -79,21 +79,58 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 /// Prometheus does), the Prometheus text format 0.0.4 otherwise.
 /// Unauthenticated, as Prometheus scrapes usually are: bind to loopback or a
 /// private network.
+/// `/metrics` needs `metrics:read`: the admin token or a key with it sees
+/// every series; a namespace's key sees the series of its namespace only
+/// (the platform-wide ones describe every tenant's load, and are left out).
 async fn metrics(
     axum::extract::State(g): axum::extract::State<Arc<Gateway>>,
     headers: http::HeaderMap,
-) -> impl axum::response::IntoResponse {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let principal = match g.auth.authenticate(bearer(&headers)).await {
+        Ok(p) => p,
+        Err(e) => return error::ApiError::from(e).into_response(),
+    };
+    let own = principal.namespace().map(str::to_owned);
+    if let Err(e) = principal.require(nimbus_api::auth::Scope::MetricsRead, own.as_deref()) {
+        return error::ApiError::from(e).into_response();
+    }
     let accept = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
+    let mut text = g.platform.render_metrics(format);
+    if let Some(ns) = own {
+        text = only_namespace(&text, &ns);
+    }
     (
         [
             (http::header::CONTENT_TYPE, format.content_type()),
             (http::header::VARY, "accept"),
         ],
-        g.platform.render_metrics(format),
+        text,
     )
+        .into_response()
+}
+
+/// The exposition `text` with only the samples labelled `namespace="ns"`
+/// (comment lines, `# EOF` included, are kept).
+fn only_namespace(text: &str, ns: &str) -> String {
+    let label = format!("namespace=\"{ns}\"");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let keep = line.starts_with('#')
+            || line.match_indices(&label).any(|(at, _)| {
+                let before = line[..at].chars().last();
+                let after = line[at + label.len()..].chars().next();
+                matches!(before, Some('{' | ',')) && matches!(after, Some(',' | '}'))
+            });
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
@@ -123,6 +160,15 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_sees_its_own_samples_only() {
+        let text = "# HELP x a\n# TYPE x counter\nx_total{namespace=\"a\",function=\"f\"} 1\nx_total{namespace=\"ab\",function=\"f\"} 2\nx_total{function=\"namespace=\\\"a\\\"\",namespace=\"b\"} 3\nplatform_total 4\n# EOF\n";
+        assert_eq!(
+            only_namespace(text, "a"),
+            "# HELP x a\n# TYPE x counter\nx_total{namespace=\"a\",function=\"f\"} 1\n# EOF\n"
+        );
+    }
 
     #[test]
     fn bearer_tokens() {

@@ -238,7 +238,13 @@ pub fn metric(text: &str, name: &str, function: &str) -> Option<f64> {
 
 /// `GET /metrics` as text.
 pub async fn metrics(s: &TestServer) -> String {
-    let r = s.get("/metrics").await;
+    let r = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("GET /metrics");
     assert_eq!(r.status(), 200);
     r.text().await.expect("metrics")
 }

@@ -353,3 +353,47 @@ async fn the_cli_creates_lists_and_revokes_keys_and_uses_them() {
     assert_ne!(rc, 0);
     assert!(err.contains("unknown scope"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_metrics_read_and_a_namespace_sees_only_its_own_series() {
+    let s = TestServer::start().await;
+    private_function(&s, "team-a", "fa").await;
+    private_function(&s, "team-b", "fb").await;
+    let scrape = |token: Option<String>| {
+        let mut rb = s.http.get(s.url("/metrics"));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        async move {
+            let r = rb.send().await.expect("scrape");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let (status, body) = scrape(None).await;
+    assert_eq!(status, 401, "{body}");
+    let no_scope = key(&s, Some("team-a"), &[Scope::LogsRead]).await;
+    let (status, body) = scrape(Some(no_scope)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("metrics:read"), "{body}");
+
+    let (status, all) = scrape(Some(s.token.clone())).await;
+    assert_eq!(status, 200);
+    assert!(all.contains("namespace=\"team-a\""), "{all}");
+    assert!(all.contains("namespace=\"team-b\""), "{all}");
+    assert!(all.contains("nimbus_platform_inflight"), "{all}");
+
+    let team_a = key(&s, Some("team-a"), &[Scope::MetricsRead]).await;
+    let (status, mine) = scrape(Some(team_a)).await;
+    assert_eq!(status, 200);
+    assert!(
+        mine.contains("nimbus_invocations_total{namespace=\"team-a\",function=\"fa\"} 1"),
+        "{mine}"
+    );
+    assert!(!mine.contains("team-b"), "another tenant's series: {mine}");
+    assert!(
+        mine.lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.contains("namespace=\"team-a\"")),
+        "only team-a's samples: {mine}"
+    );
+}

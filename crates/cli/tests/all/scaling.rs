@@ -197,6 +197,7 @@ async fn scrape(s: &TestServer, accept: &str) -> (String, String) {
     let r = s
         .http
         .get(s.url("/metrics"))
+        .bearer_auth(&s.token)
         .header("accept", accept)
         .send()
         .await
