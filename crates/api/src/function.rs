@@ -61,6 +61,29 @@ impl InvokeMode {
     }
 }
 
+/// A credential found written in a version's code at deploy (never the
+/// credential itself: its first four characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CodeFinding {
+    /// The file in the code (`(module)` for a wasm binary).
+    pub file: String,
+    pub line: u32,
+    /// `aws_access_key_id`, `private_key`, `github_token`, … (see `nimbus_core::inspect`).
+    pub kind: String,
+    /// The first four characters and `…`.
+    pub excerpt: String,
+}
+
+/// A package a version's code depends on, from its lock files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dependency {
+    /// `pypi` or `npm`.
+    pub ecosystem: String,
+    pub name: String,
+    /// The pinned version, or the range asked for when nothing pins it.
+    pub version: String,
+}
+
 /// A custom HTTP route mapped to a function, like an API gateway route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Route {
@@ -123,4 +146,11 @@ pub struct FunctionVersion {
     pub scaling: Scaling,
     pub env: BTreeMap<String, String>,
     pub routes: Vec<Route>,
+    /// Credentials found written in the code at deploy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<CodeFinding>,
+    /// The packages the code depends on (`requirements.txt`,
+    /// `package-lock.json` or `package.json`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
 }

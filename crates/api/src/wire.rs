@@ -70,6 +70,9 @@ pub struct DeployedFunction {
     pub url_path: String,
     pub routes: Vec<Route>,
     pub public: bool,
+    /// Credentials found written in the code (a warning: the deploy went on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::function::CodeFinding>,
 }
 
 /// One function and its latest version.

@@ -619,6 +619,12 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
             for r in &f.routes {
                 println!("  route {r} → {}", f.name);
             }
+            for x in &f.findings {
+                eprintln!(
+                    "warning: functions.{}: {}:{}: a credential ({}, {}) is written in the code; keep credentials out of code (pass them in env from a secret store) and rotate this one",
+                    f.name, x.file, x.line, x.kind, x.excerpt
+                );
+            }
         }
     }
 }
@@ -966,12 +972,19 @@ async fn follow(g: &Global, c: &Client, args: &LogsArgs) -> anyhow::Result<ExitC
 async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
     let c = client(g)?;
     match cmd {
-        FnCommand::List => {
+        FnCommand::List { uses } => {
+            let mut q = Vec::new();
+            if let Some(u) = uses {
+                q.push(("uses", u));
+            }
             let list: FunctionList = c
-                .send(c.request(
-                    Method::GET,
-                    &format!("/api/v1/namespaces/{}/functions", g.namespace),
-                ))
+                .send(
+                    c.request(
+                        Method::GET,
+                        &format!("/api/v1/namespaces/{}/functions", g.namespace),
+                    )
+                    .query(&q),
+                )
                 .await?;
             if g.output == Output::Json {
                 print_json(&list)?;
@@ -1025,6 +1038,18 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                     );
                     if v.network {
                         println!("  network: outgoing allowed");
+                    }
+                    if !v.dependencies.is_empty() {
+                        println!("  dependencies:");
+                        for d in &v.dependencies {
+                            println!("    {} {} {}", d.ecosystem, d.name, d.version);
+                        }
+                    }
+                    for x in &v.findings {
+                        println!(
+                            "  warning: {}:{}: a credential ({}, {}) is written in the code",
+                            x.file, x.line, x.kind, x.excerpt
+                        );
                     }
                     println!(
                         "  limits:  timeout_ms={} memory_limit_mib={} max_request_body_bytes={} max_response_body_bytes={} max_log_bytes={}",

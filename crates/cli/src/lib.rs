@@ -316,8 +316,15 @@ pub enum Shell {
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
     /// List the functions of a namespace.
-    #[command(after_help = "Example:\n  nimbus fn list --namespace default")]
-    List,
+    #[command(
+        after_help = "Examples:\n  nimbus fn list --namespace default\n  nimbus fn list --uses requests@2.31.0   # whose latest version depends on it"
+    )]
+    List {
+        /// Only functions whose latest version depends on this package:
+        /// NAME or NAME@VERSION (PyPI or npm, from the code's lock files).
+        #[arg(long)]
+        uses: Option<String>,
+    },
     /// Show a function: versions, routes, limits.
     #[command(after_help = "Example:\n  nimbus fn show hello")]
     Show { name: String },

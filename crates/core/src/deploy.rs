@@ -99,6 +99,8 @@ pub(crate) fn draft_version(
         scaling: spec.scaling,
         env: spec.env_map(),
         routes: spec.route_list(),
+        findings: Vec::new(),
+        dependencies: Vec::new(),
     }
 }
 
@@ -244,6 +246,34 @@ impl Platform {
         // build may take minutes, and it touches neither the store nor the
         // stored code (its result is stored below, under the lock).
         let mut items = items;
+        // Inspected before the build: the user's own code, not what pip or
+        // npm installs (off the async threads: up to 16 MiB is read).
+        let mut inspections = Vec::with_capacity(items.len());
+        for item in &mut items {
+            let kind = item
+                .spec
+                .runtime
+                .process_kind()
+                .unwrap_or(nimbus_api::CodeKind::WasiHttp);
+            let code = std::mem::take(&mut item.code);
+            let runtime = self.runtime.clone();
+            let (code, inspection) = tokio::task::spawn_blocking(move || {
+                let inspection = runtime.inspect(kind, &code);
+                (code, inspection)
+            })
+            .await
+            .map_err(|e| Error::internal(anyhow::anyhow!(e).context("inspect the code")))?;
+            item.code = code;
+            if !inspection.findings.is_empty() {
+                tracing::warn!(
+                    namespace = %namespace,
+                    function = %item.name,
+                    findings = inspection.findings.len(),
+                    "credentials written in the deployed code"
+                );
+            }
+            inspections.push(inspection);
+        }
         for item in &mut items {
             if let Some(kind) = item.spec.runtime.process_kind() {
                 let code = std::mem::take(&mut item.code);
@@ -260,7 +290,7 @@ impl Platform {
         let _guard = self.deploy_lock.lock().await;
         let mut drafts = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
-        for item in items {
+        for (item, inspection) in items.into_iter().zip(inspections) {
             let name = &item.name;
             let kind = self.code_kind(&item)?;
             // Hashing and an fsync of up to 100 MiB: off the async threads.
@@ -285,7 +315,7 @@ impl Platform {
                     Error::internal(anyhow::Error::from(e).context("read the latest version"))
                 })?
                 .map_or(1, |v| v.version.saturating_add(1));
-            let draft = draft_version(
+            let mut draft = draft_version(
                 namespace,
                 name,
                 &item.spec,
@@ -293,6 +323,8 @@ impl Platform {
                 (digest.clone(), code_size_bytes),
                 number,
             );
+            draft.findings = inspection.findings;
+            draft.dependencies = inspection.dependencies;
             let p = self
                 .runtime
                 .prepare(&draft, &self.artifacts.path(&digest))

@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fair;
 pub mod framing;
+pub mod inspect;
 pub mod live;
 pub mod metrics;
 pub mod plan;

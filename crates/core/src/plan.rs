@@ -200,6 +200,8 @@ mod tests {
             ]
             .into(),
             routes: Vec::new(),
+            findings: Vec::new(),
+            dependencies: Vec::new(),
         }
     }
 

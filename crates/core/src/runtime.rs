@@ -124,6 +124,18 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(code)
     }
 
+    /// Inspects code of `kind` at deploy, before it is built (see
+    /// [`crate::inspect`]): credentials written in it and the packages it
+    /// declares. Default: the code as one file, `(module)`, with no
+    /// dependencies.
+    fn inspect(&self, _kind: CodeKind, code: &[u8]) -> crate::inspect::Inspection {
+        let n = code.len().min(crate::inspect::SCAN_MAX_TOTAL_BYTES);
+        crate::inspect::Inspection {
+            findings: crate::inspect::scan("(module)", &code[..n]),
+            dependencies: Vec::new(),
+        }
+    }
+
     /// Prepares a version: validates and compiles its code (or loads the
     /// compiled form from cache), checks its imports, and pre-links it.
     /// `code_path` is the version's code, identified by `version.code_digest`.
@@ -195,6 +207,13 @@ impl Runtime for RuntimeSet {
             Some(p) if !kind.is_wasm() => p.build(kind, runtime_version, code).await,
             // Without a process runtime, prepare says why.
             _ => Ok(code),
+        }
+    }
+
+    fn inspect(&self, kind: CodeKind, code: &[u8]) -> crate::inspect::Inspection {
+        match &self.process {
+            Some(p) if !kind.is_wasm() => p.inspect(kind, code),
+            _ => self.wasm.inspect(kind, code),
         }
     }
 

@@ -321,6 +321,7 @@ fn deployed_pruned(versions: Vec<FunctionVersion>, pruned: Vec<String>) -> Respo
             code_digest: v.code_digest,
             routes: v.routes,
             public: v.public,
+            findings: v.findings,
         })
         .collect();
     (
@@ -521,11 +522,35 @@ async fn put_code(
     Ok(deployed(versions))
 }
 
-async fn list_functions(State(g): St, Path(ns): Path<String>) -> Result<Response, ApiError> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    /// `NAME` or `NAME@VERSION`: only functions whose latest version
+    /// depends on that package.
+    uses: Option<String>,
+}
+
+async fn list_functions(
+    State(g): St,
+    Path(ns): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
+    let p: ListParams = parse_query(req.uri().query())?;
+    let uses = p.uses.as_deref().map(|u| match u.rsplit_once('@') {
+        // `@scope/pkg` is an npm name, not a version.
+        Some((name, version)) if !name.is_empty() => (name.to_ascii_lowercase(), Some(version)),
+        _ => (u.to_ascii_lowercase(), None),
+    });
     let versions = g.platform.store().list_latest(Some(&ns)).await?;
     let functions = versions
         .into_iter()
+        .filter(|v| match &uses {
+            None => true,
+            Some((name, version)) => v.dependencies.iter().any(|d| {
+                d.name.to_ascii_lowercase() == *name && version.is_none_or(|want| d.version == want)
+            }),
+        })
         .map(|v| FunctionSummary {
             namespace: v.namespace,
             name: v.name,

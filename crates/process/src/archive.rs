@@ -1017,6 +1017,70 @@ pub(crate) fn root_files(
     Ok(found)
 }
 
+/// The text files of an archive worth scanning for credentials, by path:
+/// regular files of at most `max_file_bytes` without a NUL in their first
+/// 8 KiB, outside installed dependencies (`node_modules/`, `*.dist-info/`)
+/// and lock files, until `max_total_bytes` were read. An unreadable archive
+/// gives nothing (prepare reports it).
+pub(crate) fn text_files(
+    bytes: &[u8],
+    max_file_bytes: usize,
+    max_total_bytes: usize,
+) -> Vec<(String, Vec<u8>)> {
+    let converted;
+    let tar_bytes = if is_zip(bytes) {
+        match zip_to_tar(std::io::Cursor::new(bytes), Vec::new()) {
+            Ok(t) => {
+                converted = t;
+                converted.as_slice()
+            }
+            Err(_) => return Vec::new(),
+        }
+    } else {
+        bytes
+    };
+    let mut archive = tar::Archive::new(tar_bytes);
+    let Ok(entries) = archive.entries() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for entry in entries {
+        let Ok(mut entry) = entry else { break };
+        if entry.header().entry_type() != tar::EntryType::Regular
+            || entry.size() > max_file_bytes as u64
+        {
+            continue;
+        }
+        let Some(rel) = entry.path().ok().and_then(|p| clean_relative(&p)) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().into_owned();
+        let skipped = name
+            .split('/')
+            .any(|part| part == "node_modules" || part == ".git" || part.ends_with(".dist-info"))
+            || name.ends_with("package-lock.json")
+            || name.ends_with(".lock");
+        if skipped {
+            continue;
+        }
+        let size = entry.size() as usize;
+        if total + size > max_total_bytes {
+            break;
+        }
+        let mut text = Vec::with_capacity(size);
+        if entry.read_to_end(&mut text).is_err() {
+            continue;
+        }
+        if text[..text.len().min(8192)].contains(&0) {
+            continue;
+        }
+        total += size;
+        out.push((name, text));
+    }
+    out
+}
+
 /// Removes half-unpacked directories left by an interrupted prepare.
 pub(crate) fn remove_leftovers(code_root: &Path) {
     let Ok(entries) = std::fs::read_dir(code_root) else {

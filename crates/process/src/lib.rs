@@ -654,6 +654,45 @@ impl Runtime for ProcessRuntime {
         self.build_code(kind, runtime_version, code).await
     }
 
+    /// Scans the code's text files for credentials, and reads its
+    /// `requirements.txt` or `package-lock.json` / `package.json`.
+    fn inspect(&self, kind: CodeKind, code: &[u8]) -> nimbus_core::inspect::Inspection {
+        use nimbus_core::inspect;
+        let files = archive::text_files(
+            code,
+            inspect::SCAN_MAX_FILE_BYTES,
+            inspect::SCAN_MAX_TOTAL_BYTES,
+        );
+        let mut findings = Vec::new();
+        for (name, text) in &files {
+            findings.extend(inspect::scan(name, text));
+        }
+        findings.truncate(inspect::MAX_FINDINGS);
+        let root = |file: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == file)
+                .map(|(_, t)| t.as_slice())
+        };
+        let dependencies = match kind {
+            CodeKind::Python => root("requirements.txt")
+                .map(|t| inspect::python_requirements(&String::from_utf8_lossy(t)))
+                .unwrap_or_default(),
+            CodeKind::Node => {
+                // The lock file is skipped by the scan: read it on its own.
+                let lock = archive::root_files(code, &["package-lock.json"], 64 << 20)
+                    .ok()
+                    .and_then(|mut m| m.remove("package-lock.json"));
+                inspect::node_packages(lock.as_deref(), root("package.json"))
+            }
+            _ => Vec::new(),
+        };
+        inspect::Inspection {
+            findings,
+            dependencies,
+        }
+    }
+
     fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
         Err(PrepareError::new(
             ErrorCode::InvalidCode,

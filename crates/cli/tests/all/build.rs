@@ -180,6 +180,14 @@ async fn python_requirements_are_installed_cached_and_kept_across_a_restart() {
     assert!(index.hits() > 0, "pip asked the server's index");
     let (status, body) = call(&format!("{}/fn/default/api", server.url)).await;
     assert_eq!((status, body.as_str()), (200, "\"hello from nimbusdemo\""));
+    // The version records what it depends on, and an operator finds it.
+    let (rc, out, err) = server.nimbus(&["fn", "show", "api"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("pypi nimbusdemo 1.0"), "{out}");
+    let (_, out, _) = server.nimbus(&["fn", "list", "--uses", "NimbusDemo@1.0"]);
+    assert!(out.contains("api"), "{out}");
+    let (_, out, _) = server.nimbus(&["fn", "list", "--uses", "nimbusdemo@2.0"]);
+    assert!(!out.contains("api"), "{out}");
 
     // A requirement the index does not have: pip's own words come back.
     let bad = files.path().join("bad");

@@ -445,3 +445,70 @@ async fn a_pinned_interpreter_version_runs_and_a_missing_one_fails_the_deploy() 
     let (status, body, _) = s.call("/fn/default/py").await;
     assert_eq!((status, body.as_str()), (200, python.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_written_in_code_are_warned_about_and_recorded_without_their_value() {
+    let s = TestServer::start().await;
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "import json\n\nAWS_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE'\nclient_secret = \"q8ZfT2vLx9RkWm4Hs7JdNc3Yp6Ab1Ue5\"\n\ndef handler(event, context):\n    return 'ok'\n",
+    )
+    .expect("write");
+    std::fs::create_dir(code.path().join("lib")).expect("mkdir");
+    std::fs::write(
+        code.path().join("lib/keys.pem"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let (rc, out, err) = s.nimbus(&[
+        "deploy",
+        "leaky",
+        "--code",
+        code.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+    ]);
+    // A warning, not a refusal.
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: functions.leaky: app.py:3: a credential (aws_access_key_id, AKIA…)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("app.py:4: a credential (high_entropy_secret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lib/keys.pem:1: a credential (private_key"),
+        "{err}"
+    );
+    let (_, shown, _) = s.nimbus(&["fn", "show", "leaky", "-o", "json"]);
+    assert!(shown.contains("aws_access_key_id"), "{shown}");
+    // The credential itself is in no answer.
+    for text in [&out, &err, &shown] {
+        assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "{text}");
+        assert!(!text.contains("q8ZfT2vLx9RkWm4Hs7JdNc3Yp6Ab1Ue5"), "{text}");
+    }
+    // Clean code: no warning.
+    let clean = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        clean.path().join("app.py"),
+        "def handler(event, context):\n    return 'ok'\n",
+    )
+    .expect("write");
+    let (rc, _, err) = s.nimbus(&[
+        "deploy",
+        "clean",
+        "--code",
+        clean.path().to_str().expect("path"),
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}

@@ -32,6 +32,8 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
             methods: vec!["GET".to_owned()],
             path: format!("/{name}/{{id}}"),
         }],
+        findings: Vec::new(),
+        dependencies: Vec::new(),
     }
 }
 

@@ -133,6 +133,8 @@ impl Fixture {
             scaling: Default::default(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             routes: Vec::new(),
+            findings: Vec::new(),
+            dependencies: Vec::new(),
         };
         self.rt.prepare(&version, &path).await
     }
