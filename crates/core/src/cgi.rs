@@ -1,7 +1,7 @@
 //! CGI/1.1 (RFC 3875) request variables and response parsing, shared by
 //! every runtime that runs CGI-style programs (WASI command modules, exec).
 
-use crate::runtime::{FnResponse, InvokeError};
+use crate::runtime::{FnResponse, RuntimeError};
 use bytes::Bytes;
 use nimbus_api::ErrorCode;
 
@@ -148,15 +148,15 @@ pub fn parse_cgi_response(
     out: &[u8],
     max_body: u64,
     mode: CgiOutput,
-) -> Result<FnResponse, InvokeError> {
+) -> Result<FnResponse, RuntimeError> {
     let too_large = || {
-        InvokeError::new(
+        RuntimeError::new(
             ErrorCode::ResponseTooLarge,
             format!("the response body exceeds max_response_body_bytes ({max_body})"),
         )
     };
     let invalid = |msg: &str| {
-        InvokeError::new(
+        RuntimeError::new(
             ErrorCode::InvalidResponse,
             format!(
                 "{msg}; a CGI function prints headers (at least Content-Type), a blank line, then the body"

@@ -28,7 +28,7 @@ use crate::fair::FairGate;
 use crate::metrics::{Format, FunctionMetrics, Metrics};
 use crate::records::Recorder;
 use crate::routes::{Lookup, RouteTable, Target};
-use crate::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError, Prepared, Runtime};
+use crate::runtime::{FnRequest, FnResponse, InvokeContext, Prepared, Runtime, RuntimeError};
 use crate::store::Store;
 use crate::time::now_ms;
 use nimbus_api::{ErrorCode, FunctionVersion, InvocationRecord};
@@ -139,14 +139,14 @@ impl FunctionSlot {
     }
 
     /// Waits for a concurrency slot within the function's queue bounds.
-    async fn admit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+    async fn admit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, RuntimeError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
         }
         let s = &self.version.scaling;
         let max_queue = s.max_queue.get() as usize;
         let throttled = |why: &str| {
-            InvokeError::new(
+            RuntimeError::new(
                 ErrorCode::Throttled,
                 format!(
                     "{}/{} is at its max_concurrency of {}: {why}; retry later",
@@ -180,7 +180,7 @@ type Key = (String, String);
 pub struct Invocation {
     pub id: String,
     pub cold: bool,
-    pub result: std::result::Result<FnResponse, InvokeError>,
+    pub result: std::result::Result<FnResponse, RuntimeError>,
     /// The body of a streamed response (whose `result` body is empty).
     pub body: Option<crate::stream::ResponseStream>,
 }
@@ -486,7 +486,7 @@ impl Platform {
             return Invocation {
                 id,
                 cold: false,
-                result: Err(InvokeError::new(
+                result: Err(RuntimeError::new(
                     ErrorCode::Throttled,
                     "the platform is at its limit of concurrent invocations; retry later",
                 )),
@@ -499,7 +499,7 @@ impl Platform {
         let mut init_us = None;
         let (result, logs, memory_peak_bytes, cold, stream) = match self.prepared(slot).await {
             Err(e) => (
-                Err(InvokeError::new(e.code, e.message)),
+                Err(RuntimeError::new(e.code, e.message)),
                 Default::default(),
                 None,
                 true,
@@ -530,7 +530,7 @@ impl Platform {
                         (result, o.logs, o.memory_peak_bytes, cold, o.stream)
                     }
                     Err(_) => (
-                        Err(InvokeError::new(
+                        Err(RuntimeError::new(
                             ErrorCode::Timeout,
                             format!(
                                 "the function ran past its timeout of {} ms",
@@ -565,14 +565,14 @@ impl Platform {
                 let end = match tokio::time::timeout_at(deadline, stream.end).await {
                     Ok(Ok(end)) => end,
                     Ok(Err(_)) => crate::stream::StreamEnd {
-                        error: Some(InvokeError::new(
+                        error: Some(RuntimeError::new(
                             ErrorCode::Crashed,
                             "the function's response stream ended without a result",
                         )),
                         ..Default::default()
                     },
                     Err(_) => crate::stream::StreamEnd {
-                        error: Some(InvokeError::new(
+                        error: Some(RuntimeError::new(
                             ErrorCode::Timeout,
                             format!(
                                 "the function ran past its timeout of {} ms",
@@ -622,7 +622,7 @@ impl Platform {
         let result = if recorded {
             result
         } else {
-            Err(InvokeError::new(
+            Err(RuntimeError::new(
                 ErrorCode::Internal,
                 format!("the record of invocation {id} could not be committed"),
             ))

@@ -4,8 +4,9 @@
 //! An internal error never leaves with its cause: its message becomes an
 //! error id ([`redact_internal`]) and the cause chain, host paths and all,
 //! goes to the server log under that id. Every error type with a code
-//! (this one, the runtime's [`crate::runtime::InvokeError`] and
-//! [`crate::runtime::PrepareError`], the gateway's) redacts in its constructor.
+//! (this one at the core boundary, [`crate::runtime::RuntimeError`] at the
+//! runtime boundary, the gateway's `ApiError` at HTTP) redacts in its
+//! constructor.
 
 use nimbus_api::ErrorCode;
 

@@ -13,7 +13,7 @@
 //! Statuses that carry no body (`204`, `304`) are sent without one, and an
 //! interim status (`1xx`) is not a response a function can end with.
 
-use crate::runtime::{FnResponse, InvokeError};
+use crate::runtime::{FnResponse, RuntimeError};
 use bytes::Bytes;
 use nimbus_api::ErrorCode;
 
@@ -35,10 +35,10 @@ fn is_framing(name: &http::HeaderName) -> bool {
 }
 
 /// Makes a function's response safe to frame: see the module docs.
-pub fn own_framing(resp: &mut FnResponse) -> Result<(), InvokeError> {
+pub fn own_framing(resp: &mut FnResponse) -> Result<(), RuntimeError> {
     let status = resp.status();
     if status.is_informational() {
-        return Err(InvokeError::new(
+        return Err(RuntimeError::new(
             ErrorCode::InvalidResponse,
             format!(
                 "the function returned status {}, an interim status that cannot end a response; return a status from 200 to 599",

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Limits are enforced inside the runtime (epoch deadlines, resource
-//! limiters, cgroups) and reported as typed [`InvokeError`]s, never panics.
+//! limiters, cgroups) and reported as typed [`RuntimeError`]s, never panics.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,17 +33,19 @@ pub struct InvokeContext {
     pub deadline: Instant,
 }
 
-/// Why an invocation failed.
+/// Why a runtime failed: code that could not be prepared (the user's
+/// fault or a platform limit), or an invocation that failed. One type for
+/// the runtime boundary; its code decides the HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
-pub struct InvokeError {
+pub struct RuntimeError {
     pub code: ErrorCode,
     pub message: String,
 }
 
-impl InvokeError {
+impl RuntimeError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        InvokeError {
+        RuntimeError {
             code,
             message: crate::error::redact(code, message.into()),
         }
@@ -73,7 +75,7 @@ pub const LOG_TRUNCATED_MARKER: &str = "\n[nimbus: log output truncated at max_l
 /// Everything an invocation produced.
 #[derive(Debug)]
 pub struct Outcome {
-    pub result: Result<FnResponse, InvokeError>,
+    pub result: Result<FnResponse, RuntimeError>,
     pub logs: Logs,
     /// Highest linear memory size reached, in bytes, if the runtime knows it.
     pub memory_peak_bytes: Option<u64>,
@@ -87,28 +89,11 @@ pub struct Outcome {
     pub stream: Option<crate::stream::Streaming>,
 }
 
-/// Why code could not be prepared; always the user's fault or a platform limit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct PrepareError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl PrepareError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        PrepareError {
-            code,
-            message: crate::error::redact(code, message.into()),
-        }
-    }
-}
-
 /// A runtime: turns code into something invocable.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Detects what kind of code `bytes` are, rejecting what this runtime cannot run.
-    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError>;
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, RuntimeError>;
 
     /// Builds code of `kind` before it is stored, at deploy: installs the
     /// dependencies it declares and returns the code with them (this is
@@ -120,7 +105,7 @@ pub trait Runtime: Send + Sync + 'static {
         _kind: CodeKind,
         _runtime_version: Option<&str>,
         code: Vec<u8>,
-    ) -> Result<Vec<u8>, PrepareError> {
+    ) -> Result<Vec<u8>, RuntimeError> {
         Ok(code)
     }
 
@@ -143,7 +128,7 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         version: &FunctionVersion,
         code_path: &Path,
-    ) -> Result<Arc<dyn Prepared>, PrepareError>;
+    ) -> Result<Arc<dyn Prepared>, RuntimeError>;
 
     /// Digests of the code this runtime keeps derived files for on disk
     /// (compiled modules, unpacked archives).
@@ -167,7 +152,7 @@ pub trait Prepared: Send + Sync + 'static {
     /// What it started may be kept for the first invocation. An `Err`
     /// refuses the deploy. Not called when a stored version is prepared
     /// again after a restart or a scale to zero.
-    async fn verify(&self) -> Result<(), PrepareError> {
+    async fn verify(&self) -> Result<(), RuntimeError> {
         Ok(())
     }
 
@@ -193,7 +178,7 @@ pub struct RuntimeSet {
 
 #[async_trait]
 impl Runtime for RuntimeSet {
-    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, RuntimeError> {
         self.wasm.detect(bytes)
     }
 
@@ -202,7 +187,7 @@ impl Runtime for RuntimeSet {
         kind: CodeKind,
         runtime_version: Option<&str>,
         code: Vec<u8>,
-    ) -> Result<Vec<u8>, PrepareError> {
+    ) -> Result<Vec<u8>, RuntimeError> {
         match &self.process {
             Some(p) if !kind.is_wasm() => p.build(kind, runtime_version, code).await,
             // Without a process runtime, prepare says why.
@@ -221,13 +206,13 @@ impl Runtime for RuntimeSet {
         &self,
         version: &FunctionVersion,
         code_path: &Path,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         if version.kind.is_wasm() {
             return self.wasm.prepare(version, code_path).await;
         }
         match &self.process {
             Some(p) => p.prepare(version, code_path).await,
-            None => Err(PrepareError::new(
+            None => Err(RuntimeError::new(
                 ErrorCode::InvalidCode,
                 format!(
                     "this server cannot run {} functions: its process runtime is unavailable (see the server log)",

@@ -20,7 +20,7 @@
 //! one that looks whole. A client that goes away drops the receiver; the
 //! runtime stops the function.
 
-use crate::runtime::{InvokeError, Logs};
+use crate::runtime::{Logs, RuntimeError};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,7 +35,7 @@ pub const STREAM_CHANNEL_CHUNKS: usize = 16;
 #[derive(Debug, Default)]
 pub struct StreamEnd {
     /// Why the body was cut short; None when it ended as the function meant.
-    pub error: Option<InvokeError>,
+    pub error: Option<RuntimeError>,
     pub logs: Logs,
     pub memory_peak_bytes: Option<u64>,
     /// The client went away before the body ended (the function was stopped).
@@ -54,7 +54,7 @@ pub struct Streaming {
 pub struct StreamWriter {
     tx: mpsc::Sender<Bytes>,
     /// Set before the channel closes when the body is cut short.
-    cut: Option<oneshot::Sender<InvokeError>>,
+    cut: Option<oneshot::Sender<RuntimeError>>,
     end: Option<oneshot::Sender<StreamEnd>>,
     sent_bytes: u64,
     max_bytes: u64,
@@ -134,7 +134,7 @@ impl Drop for StreamWriter {
         // A writer dropped without `finish` (a runtime bug or a panic):
         // cut the body, and say so.
         if let Some(tx) = self.end.take() {
-            let e = InvokeError::new(
+            let e = RuntimeError::new(
                 nimbus_api::ErrorCode::Crashed,
                 "the function's response stream ended without a result",
             );
@@ -153,17 +153,17 @@ impl Drop for StreamWriter {
 #[derive(Debug)]
 pub struct ResponseStream {
     rx: mpsc::Receiver<Bytes>,
-    cut: oneshot::Receiver<InvokeError>,
+    cut: oneshot::Receiver<RuntimeError>,
 }
 
 impl http_body::Body for ResponseStream {
     type Data = Bytes;
-    type Error = InvokeError;
+    type Error = RuntimeError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, InvokeError>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, RuntimeError>>> {
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(http_body::Frame::data(chunk)))),
@@ -180,7 +180,7 @@ mod tests {
     use http_body::Body as _;
     use nimbus_api::ErrorCode;
 
-    async fn next(body: &mut ResponseStream) -> Option<Result<Bytes, InvokeError>> {
+    async fn next(body: &mut ResponseStream) -> Option<Result<Bytes, RuntimeError>> {
         std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
             .await
             .map(|r| r.map(|f| f.into_data().expect("data")))
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(w.write(Bytes::from_static(b"def")).await, Written::TooLarge);
         assert_eq!(w.sent_bytes(), 3);
         w.finish(StreamEnd {
-            error: Some(InvokeError::new(ErrorCode::ResponseTooLarge, "too large")),
+            error: Some(RuntimeError::new(ErrorCode::ResponseTooLarge, "too large")),
             ..Default::default()
         });
         assert_eq!(next(&mut s.body).await.expect("1").expect("ok"), "abc");

@@ -43,7 +43,7 @@
 //! Error messages name the archive entry, never a path on the host.
 
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::PrepareError;
+use nimbus_core::runtime::RuntimeError;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -60,17 +60,17 @@ pub const MAX_LINK_TARGET_BYTES: usize = 4095;
 /// kernel's own limit, `MAXSYMLINKS`).
 pub const MAX_LINK_DEPTH: usize = 40;
 
-fn invalid(msg: impl Into<String>) -> PrepareError {
-    PrepareError::new(ErrorCode::InvalidCode, msg)
+fn invalid(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(ErrorCode::InvalidCode, msg)
 }
 
-fn internal(msg: impl Into<String>) -> PrepareError {
-    PrepareError::new(ErrorCode::Internal, msg)
+fn internal(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(ErrorCode::Internal, msg)
 }
 
 /// A failure on a host path: the path goes to the log, the message (which
 /// reaches the client) says only what failed.
-fn host_error(what: &str, path: &Path, e: std::io::Error) -> PrepareError {
+fn host_error(what: &str, path: &Path, e: std::io::Error) -> RuntimeError {
     tracing::error!(path = %path.display(), error = %e, "{what}");
     internal(format!("{what}: {e}"))
 }
@@ -163,7 +163,7 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 /// zip nor a tar archive (`prefix`: at least its first 512 bytes, when it
 /// has them): a tar reader would only say that a header field is not a
 /// number.
-fn check_kind(prefix: &[u8]) -> Result<(), PrepareError> {
+fn check_kind(prefix: &[u8]) -> Result<(), RuntimeError> {
     // POSIX and GNU tar headers carry "ustar" at offset 257; old v7 archives
     // do not, but have a valid octal checksum: leave those to the reader.
     let tar = prefix.get(257..262) == Some(b"ustar".as_slice());
@@ -208,7 +208,7 @@ pub fn is_zip(prefix: &[u8]) -> bool {
 /// symbolic links (Unix mode `S_IFLNK`, the target as content). At most
 /// [`MAX_FILES`] entries and [`MAX_UNPACKED_BYTES`] of content, counted
 /// while decompressing rather than trusted from the headers.
-pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Result<W, PrepareError> {
+pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Result<W, RuntimeError> {
     let mut zip =
         zip::ZipArchive::new(reader).map_err(|e| invalid(format!("not a zip archive: {e}")))?;
     if zip.len() > MAX_FILES {
@@ -276,7 +276,7 @@ pub fn zip_to_tar<R: Read + std::io::Seek, W: Write>(reader: R, out: W) -> Resul
 
 /// Checks that `bytes` is a tar or zip archive Nimbus can unpack as process
 /// code.
-pub fn validate_archive(bytes: &[u8]) -> Result<(), PrepareError> {
+pub fn validate_archive(bytes: &[u8]) -> Result<(), RuntimeError> {
     check_kind(bytes)?;
     if is_zip(bytes) {
         let tar = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
@@ -321,7 +321,7 @@ enum Kind {
 fn check_entry<R: Read>(
     entry: &tar::Entry<'_, R>,
     bounds: &mut Bounds,
-) -> Result<Kind, PrepareError> {
+) -> Result<Kind, RuntimeError> {
     let header = entry.header();
     let ty = header.entry_type();
     if matches!(
@@ -438,7 +438,7 @@ fn clean_relative(path: &Path) -> Option<PathBuf> {
 
 /// Creates `rel`'s parent directories under `root`, refusing to go through
 /// anything that is not a real directory.
-fn ensure_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+fn ensure_parents(root: &Path, rel: &Path) -> Result<(), RuntimeError> {
     let Some(parent) = rel.parent() else {
         return Ok(());
     };
@@ -451,7 +451,7 @@ fn ensure_parents(root: &Path, rel: &Path) -> Result<(), PrepareError> {
 }
 
 /// Makes `root/rel` a directory unless it is one.
-fn ensure_dir(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+fn ensure_dir(root: &Path, rel: &Path) -> Result<(), RuntimeError> {
     let path = root.join(rel);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.is_dir() => Ok(()),
@@ -465,7 +465,7 @@ fn ensure_dir(root: &Path, rel: &Path) -> Result<(), PrepareError> {
     }
 }
 
-fn conflict(rel: &Path) -> PrepareError {
+fn conflict(rel: &Path) -> RuntimeError {
     invalid(format!(
         "{} is both a directory and a file or link in the code archive; keep only one of them",
         rel.display()
@@ -473,7 +473,7 @@ fn conflict(rel: &Path) -> PrepareError {
 }
 
 /// Makes room for a new file or link at `root/rel` (later entries win).
-fn clear_slot(root: &Path, rel: &Path) -> Result<(), PrepareError> {
+fn clear_slot(root: &Path, rel: &Path) -> Result<(), RuntimeError> {
     let path = root.join(rel);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.is_dir() => Err(conflict(rel)),
@@ -489,7 +489,7 @@ pub(crate) fn unpack_once(
     archive: &Path,
     code_root: &Path,
     digest: &str,
-) -> Result<PathBuf, PrepareError> {
+) -> Result<PathBuf, RuntimeError> {
     if digest.is_empty() || digest.len() > 128 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid(format!("invalid code digest {digest:?}")));
     }
@@ -547,7 +547,7 @@ pub(crate) fn unpack_once(
 /// checked against the tree unpacked so far before it is written; symbolic
 /// links are written last, once all of them resolve inside (see the module
 /// docs). On an error `dest` is left for the caller to remove.
-pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), PrepareError> {
+pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), RuntimeError> {
     let mut archive = tar::Archive::new(reader);
     let mut bounds = Bounds::default();
     let mut tree = Tree::new();
@@ -626,7 +626,7 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), PrepareError
     Ok(())
 }
 
-fn hardlink_missing(rel: &Path, target: &Path) -> PrepareError {
+fn hardlink_missing(rel: &Path, target: &Path) -> RuntimeError {
     invalid(format!(
         "hard link {} points to {}, which is not in the archive before it",
         rel.display(),
@@ -634,7 +634,7 @@ fn hardlink_missing(rel: &Path, target: &Path) -> PrepareError {
     ))
 }
 
-fn hardlink_not_file(rel: &Path) -> PrepareError {
+fn hardlink_not_file(rel: &Path) -> RuntimeError {
     invalid(format!(
         "hard link {} must point to a regular file",
         rel.display()
@@ -701,7 +701,7 @@ impl Tree {
     }
 
     /// The directory that holds `rel`, creating missing ones.
-    fn parent_dir(&mut self, rel: &Path) -> Result<usize, PrepareError> {
+    fn parent_dir(&mut self, rel: &Path) -> Result<usize, RuntimeError> {
         let mut dir = ROOT;
         for c in rel.parent().into_iter().flat_map(Path::components) {
             let name = c.as_os_str();
@@ -715,7 +715,7 @@ impl Tree {
     }
 
     /// Records a checked entry, refusing what [`unpack`] would refuse.
-    fn add(&mut self, kind: &Kind) -> Result<(), PrepareError> {
+    fn add(&mut self, kind: &Kind) -> Result<(), RuntimeError> {
         let (rel, new) = match kind {
             Kind::Skip => return Ok(()),
             Kind::Dir(rel) => (rel, NodeKind::Dir),
@@ -774,7 +774,7 @@ impl Tree {
     }
 
     /// Resolves every link (see the module docs).
-    fn check_links(&self) -> Result<(), PrepareError> {
+    fn check_links(&self) -> Result<(), RuntimeError> {
         let mut resolver = Resolver {
             tree: self,
             done: HashMap::new(),
@@ -803,7 +803,7 @@ impl Tree {
 
     /// The message for a link that failed to resolve; `chain` holds the
     /// links being followed, the archive's entry first.
-    fn link_error(&self, e: LinkError, chain: &[usize]) -> PrepareError {
+    fn link_error(&self, e: LinkError, chain: &[usize]) -> RuntimeError {
         let Some((&top, inner)) = chain.split_first() else {
             return internal("resolving the symbolic links of the code archive failed");
         };
@@ -954,7 +954,7 @@ impl Resolver<'_> {
 
 /// Unpacks code held in memory (a tar or a zip) into the empty directory
 /// `dest`, with the same checks as [`unpack_once`].
-pub(crate) fn unpack_bytes(bytes: &[u8], dest: &Path) -> Result<(), PrepareError> {
+pub(crate) fn unpack_bytes(bytes: &[u8], dest: &Path) -> Result<(), RuntimeError> {
     check_kind(&bytes[..bytes.len().min(512)])?;
     if is_zip(bytes) {
         let tar = zip_to_tar(std::io::Cursor::new(bytes), Vec::new())?;
@@ -971,7 +971,7 @@ pub(crate) fn root_files(
     bytes: &[u8],
     names: &[&str],
     max_bytes: u64,
-) -> Result<HashMap<String, Vec<u8>>, PrepareError> {
+) -> Result<HashMap<String, Vec<u8>>, RuntimeError> {
     check_kind(&bytes[..bytes.len().min(512)])?;
     let converted;
     let tar_bytes = if is_zip(bytes) {

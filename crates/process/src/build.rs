@@ -46,7 +46,7 @@
 
 use crate::{Lang, ProcessRuntime, archive, sandbox};
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::PrepareError;
+use nimbus_core::runtime::RuntimeError;
 use sha2::Digest as _;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -137,20 +137,20 @@ enum Plan {
     Node { package: Vec<u8>, lock: Vec<u8> },
 }
 
-fn refused(message: impl Into<String>) -> PrepareError {
-    PrepareError::new(ErrorCode::InvalidCode, message)
+fn refused(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(ErrorCode::InvalidCode, message)
 }
 
-fn failed(message: impl Into<String>) -> PrepareError {
-    PrepareError::new(ErrorCode::BuildFailed, message)
+fn failed(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(ErrorCode::BuildFailed, message)
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> PrepareError {
-    PrepareError::new(ErrorCode::Internal, format!("{what}: {e}"))
+fn internal(what: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
 /// Reads the plan from the files at the top of the code.
-fn plan(lang: Lang, code: &[u8]) -> Result<Plan, PrepareError> {
+fn plan(lang: Lang, code: &[u8]) -> Result<Plan, RuntimeError> {
     match lang {
         Lang::Exec => Ok(Plan::Nothing),
         Lang::Python => {
@@ -328,7 +328,7 @@ fn overlay(src: &Path, dst: &Path, keep_existing: bool) -> std::io::Result<()> {
 }
 
 /// The code with the installed tree `deps`, packed again.
-fn merge(code: &[u8], lang: Lang, deps: &Path, scratch: &Path) -> Result<Vec<u8>, PrepareError> {
+fn merge(code: &[u8], lang: Lang, deps: &Path, scratch: &Path) -> Result<Vec<u8>, RuntimeError> {
     std::fs::create_dir_all(scratch).map_err(|e| internal("create a merge directory", e))?;
     archive::unpack_bytes(code, scratch)?;
     let merged = match lang {
@@ -373,7 +373,7 @@ impl ProcessRuntime {
         kind: nimbus_api::CodeKind,
         runtime_version: Option<&str>,
         code: Vec<u8>,
-    ) -> Result<Vec<u8>, PrepareError> {
+    ) -> Result<Vec<u8>, RuntimeError> {
         let lang = match kind {
             nimbus_api::CodeKind::Python => Lang::Python,
             nimbus_api::CodeKind::Node => Lang::Node,
@@ -418,7 +418,7 @@ impl ProcessRuntime {
                 .ok()
                 .and_then(Result::ok)
                 .ok_or_else(|| {
-                    PrepareError::new(
+                    RuntimeError::new(
                         ErrorCode::Unavailable,
                         format!(
                             "another deploy's dependency build kept the build slot for build_timeout_ms ({} ms); retry later",
@@ -458,12 +458,12 @@ impl ProcessRuntime {
         plan: &Plan,
         builds: &Path,
         dest: &Path,
-    ) -> Result<(), PrepareError> {
+    ) -> Result<(), RuntimeError> {
         let sandbox = self
             .inner
             .sandbox
             .as_ref()
-            .map_err(|e| PrepareError::new(ErrorCode::Unavailable, e.clone()))?;
+            .map_err(|e| RuntimeError::new(ErrorCode::Unavailable, e.clone()))?;
         let dir = builds.join(format!(".tmp-{}", uuid::Uuid::now_v7().simple()));
         let result = self.build_in(lang, interpreter, plan, sandbox, &dir).await;
         let result = result.and_then(|()| {
@@ -486,7 +486,7 @@ impl ProcessRuntime {
         plan: &Plan,
         sandbox: &sandbox::Sandbox,
         dir: &Path,
-    ) -> Result<(), PrepareError> {
+    ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let config = &inner.config;
         let out = dir.join("out");
@@ -550,7 +550,7 @@ impl ProcessRuntime {
             }
             _ => {
                 let npm = std::fs::canonicalize(&config.npm).map_err(|e| {
-                    PrepareError::new(
+                    RuntimeError::new(
                         ErrorCode::Unavailable,
                         format!(
                             "this server cannot install Node dependencies: npm ({}) is not there ({e}); install npm on the server",
@@ -698,7 +698,7 @@ impl ProcessRuntime {
     }
 }
 
-fn too_large(tool: &str, bytes: u64, limit_mib: u64) -> PrepareError {
+fn too_large(tool: &str, bytes: u64, limit_mib: u64) -> RuntimeError {
     failed(format!(
         "{tool} wrote more than max_build_output_mib ({limit_mib} MiB; {} MiB or more) while \
          installing the dependencies; trim them, or raise --max-build-output-mib",

@@ -22,7 +22,7 @@ use crate::sandbox::Launch;
 use crate::{Inner, VersionSpec};
 use nimbus_api::ErrorCode;
 use nimbus_core::cgi::{CgiOutput, cgi_env, parse_cgi_response};
-use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
+use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, RuntimeError};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -37,9 +37,9 @@ pub(crate) async fn invoke(
     req: FnRequest,
     ctx: &InvokeContext,
     cap: &mut Capture,
-) -> (Result<FnResponse, InvokeError>, Option<u64>) {
+) -> (Result<FnResponse, RuntimeError>, Option<u64>) {
     let internal = |what: &str, e: std::io::Error| {
-        InvokeError::new(ErrorCode::Internal, format!("{what}: {e}"))
+        RuntimeError::new(ErrorCode::Internal, format!("{what}: {e}"))
     };
     let sandbox = match inner.sandbox() {
         Ok(s) => s,
@@ -191,7 +191,7 @@ pub(crate) async fn invoke(
         tokio::task::spawn_blocking(move || cg.destroy_blocking());
     }
     let result = if timed_out {
-        Err(InvokeError::new(
+        Err(RuntimeError::new(
             ErrorCode::Timeout,
             format!(
                 "the function ran past its timeout of {} ms",
@@ -199,23 +199,23 @@ pub(crate) async fn invoke(
             ),
         ))
     } else if too_large {
-        Err(InvokeError::new(
+        Err(RuntimeError::new(
             ErrorCode::ResponseTooLarge,
             format!("the response body exceeds max_response_body_bytes ({max_body})"),
         ))
     } else if oom {
-        Err(InvokeError::new(
+        Err(RuntimeError::new(
             ErrorCode::MemoryLimit,
             "the function tried to use more memory than its memory_limit_mib",
         ))
     } else {
         match status {
             Some(s) if s.success() => parse_cgi_response(&out, max_body, CgiOutput::OrRaw),
-            Some(s) => Err(InvokeError::new(
+            Some(s) => Err(RuntimeError::new(
                 ErrorCode::Crashed,
                 format!("the function {s}"),
             )),
-            None => Err(InvokeError::new(
+            None => Err(RuntimeError::new(
                 ErrorCode::Crashed,
                 "the function did not exit",
             )),

@@ -21,7 +21,7 @@
 
 use crate::Lang;
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::PrepareError;
+use nimbus_core::runtime::RuntimeError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -59,7 +59,7 @@ impl Interpreters {
 
     /// The interpreter of `lang` pinned to `pinned` (`"3.11"`, `"20"`), or
     /// the default one when nothing is pinned.
-    pub async fn resolve(&self, lang: Lang, pinned: Option<&str>) -> Result<PathBuf, PrepareError> {
+    pub async fn resolve(&self, lang: Lang, pinned: Option<&str>) -> Result<PathBuf, RuntimeError> {
         let default = self.default_for(lang).to_path_buf();
         let Some(pinned) = pinned else {
             return Ok(default);
@@ -84,7 +84,7 @@ impl Interpreters {
             Lang::Python => (format!("python{pinned}"), format!("python{pinned}")),
             _ => (format!("nodejs{pinned}.x"), format!("node{pinned}")),
         };
-        Err(PrepareError::new(
+        Err(RuntimeError::new(
             ErrorCode::InvalidManifest,
             format!(
                 "runtime {asked} is not installed on this server; it has: {have}. Pin one of \

@@ -33,7 +33,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::{FnRequest, FnResponse, InvokeError};
+use nimbus_core::runtime::{FnRequest, FnResponse, RuntimeError};
 use serde_json::{Map, Value, json};
 
 /// The header carrying the client's address, set by the gateway.
@@ -220,15 +220,15 @@ fn clf_time(ms: u64) -> String {
     )
 }
 
-fn invalid(msg: impl std::fmt::Display) -> InvokeError {
-    InvokeError::new(
+fn invalid(msg: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::InvalidResponse,
         format!("the function returned an invalid response: {msg}"),
     )
 }
 
-fn too_large(max: u64) -> InvokeError {
-    InvokeError::new(
+fn too_large(max: u64) -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::ResponseTooLarge,
         format!("the response body exceeds max_response_body_bytes ({max})"),
     )
@@ -244,7 +244,7 @@ fn header_text(v: &Value) -> Option<String> {
 }
 
 /// Turns a handler's return value into a response.
-pub(crate) fn response(value: Value, max_body: u64) -> Result<FnResponse, InvokeError> {
+pub(crate) fn response(value: Value, max_body: u64) -> Result<FnResponse, RuntimeError> {
     let structured = matches!(&value, Value::Object(m) if m.contains_key("statusCode"));
     if !structured {
         let body = serde_json::to_vec(&value).map_err(invalid)?;
@@ -289,7 +289,7 @@ pub(crate) fn response(value: Value, max_body: u64) -> Result<FnResponse, Invoke
         if name == http::header::CONTENT_TYPE {
             has_content_type = true;
         }
-        Ok::<_, InvokeError>(builder.header(name, value))
+        Ok::<_, RuntimeError>(builder.header(name, value))
     };
     match m.get("headers") {
         Some(Value::Object(h)) => {
@@ -337,7 +337,7 @@ pub(crate) fn response(value: Value, max_body: u64) -> Result<FnResponse, Invoke
 /// sets with `awslambda.HttpResponseStream.from(stream, {statusCode,
 /// headers, cookies})`: as a returned response's, without a body. Without
 /// a content type, Lambda's streaming default `application/octet-stream`.
-pub(crate) fn stream_head(prelude: Value) -> Result<FnResponse, InvokeError> {
+pub(crate) fn stream_head(prelude: Value) -> Result<FnResponse, RuntimeError> {
     let Value::Object(mut m) = prelude else {
         return Err(invalid("the streamed response's prelude must be an object"));
     };

@@ -27,7 +27,7 @@
 //! for both). A handler that raises is a *function error*: the invocation
 //! succeeds with HTTP 500 and a `{"errorType", "errorMessage"}` JSON body,
 //! and the stack trace is in the invocation's stderr log. Runtime failures
-//! are [`InvokeError`]s: `timeout`, `memory_limit`, `crashed` (the worker
+//! are [`RuntimeError`]s: `timeout`, `memory_limit`, `crashed` (the worker
 //! died), `invalid_response` (the protocol or the response was broken),
 //! `response_too_large`, `capacity` (all workers of the version were busy
 //! until the deadline).
@@ -82,14 +82,14 @@ pub use build::BuildConfig;
 /// parsers that are private to this crate. Not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use nimbus_core::runtime::{FnResponse, InvokeError, PrepareError};
+    use nimbus_core::runtime::{FnResponse, RuntimeError};
     use std::path::{Path, PathBuf};
 
     /// [`crate::lambda`]'s reading of a handler's return value.
     pub fn lambda_response(
         value: serde_json::Value,
         max_body: u64,
-    ) -> Result<FnResponse, InvokeError> {
+    ) -> Result<FnResponse, RuntimeError> {
         crate::lambda::response(value, max_body)
     }
 
@@ -99,7 +99,7 @@ pub mod fuzzing {
         archive: &Path,
         code_root: &Path,
         digest: &str,
-    ) -> Result<PathBuf, PrepareError> {
+    ) -> Result<PathBuf, RuntimeError> {
         crate::archive::unpack_once(archive, code_root, digest)
     }
 }
@@ -107,7 +107,7 @@ pub mod fuzzing {
 use async_trait::async_trait;
 use nimbus_api::{CodeKind, ErrorCode, FunctionVersion, Limits};
 use nimbus_core::runtime::{
-    FnRequest, FnResponse, InvokeContext, InvokeError, Outcome, PrepareError, Prepared, Runtime,
+    FnRequest, FnResponse, InvokeContext, Outcome, Prepared, Runtime, RuntimeError,
 };
 use nimbus_core::stream::StreamEnd;
 use sandbox::{BwrapFeatures, Sandbox};
@@ -266,16 +266,16 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub fn sandbox(&self) -> Result<&Sandbox, InvokeError> {
+    pub fn sandbox(&self) -> Result<&Sandbox, RuntimeError> {
         self.sandbox
             .as_ref()
-            .map_err(|e| InvokeError::new(ErrorCode::Internal, e.clone()))
+            .map_err(|e| RuntimeError::new(ErrorCode::Internal, e.clone()))
     }
 
     pub fn worker_cgroup(
         &self,
         memory_bytes: u64,
-    ) -> Result<Option<cgroup::WorkerCgroup>, InvokeError> {
+    ) -> Result<Option<cgroup::WorkerCgroup>, RuntimeError> {
         let Some(cgroups) = &self.cgroups else {
             return Ok(None);
         };
@@ -287,7 +287,7 @@ impl Inner {
             )
             .map(Some)
             .map_err(|e| {
-                InvokeError::new(
+                RuntimeError::new(
                     ErrorCode::Internal,
                     format!("create the worker's cgroup: {e}"),
                 )
@@ -485,8 +485,8 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
     }
 }
 
-fn bad_handler(msg: impl Into<String>) -> PrepareError {
-    PrepareError::new(ErrorCode::InvalidCode, msg)
+fn bad_handler(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(ErrorCode::InvalidCode, msg)
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -503,7 +503,7 @@ fn file_inside(dir: &Path, rel: &Path) -> Option<PathBuf> {
 }
 
 /// Checks the handler against the unpacked code; returns it normalised.
-fn validate_handler(lang: Lang, handler: Option<&str>, dir: &Path) -> Result<String, PrepareError> {
+fn validate_handler(lang: Lang, handler: Option<&str>, dir: &Path) -> Result<String, RuntimeError> {
     match lang {
         Lang::Python => {
             let h = handler.unwrap_or("app.lambda_handler");
@@ -650,7 +650,7 @@ impl Runtime for ProcessRuntime {
         kind: CodeKind,
         runtime_version: Option<&str>,
         code: Vec<u8>,
-    ) -> Result<Vec<u8>, PrepareError> {
+    ) -> Result<Vec<u8>, RuntimeError> {
         self.build_code(kind, runtime_version, code).await
     }
 
@@ -693,8 +693,8 @@ impl Runtime for ProcessRuntime {
         }
     }
 
-    fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, PrepareError> {
-        Err(PrepareError::new(
+    fn detect(&self, _bytes: &[u8]) -> Result<CodeKind, RuntimeError> {
+        Err(RuntimeError::new(
             ErrorCode::InvalidCode,
             "process code kinds (python3, node, exec) come from the manifest's runtime, not from \
              the code; check the archive with nimbus_process::validate_archive",
@@ -705,13 +705,13 @@ impl Runtime for ProcessRuntime {
         &self,
         version: &FunctionVersion,
         code_path: &Path,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         let lang = match version.kind {
             CodeKind::Python => Lang::Python,
             CodeKind::Node => Lang::Node,
             CodeKind::Exec => Lang::Exec,
             other => {
-                return Err(PrepareError::new(
+                return Err(RuntimeError::new(
                     ErrorCode::InvalidCode,
                     format!("the process runtime cannot run {} code", other.as_str()),
                 ));
@@ -723,7 +723,7 @@ impl Runtime for ProcessRuntime {
             .as_ref()
             // Not an internal error: the operator's machine lacks the
             // sandbox, and the message says how to install it.
-            .map_err(|e| PrepareError::new(ErrorCode::Unavailable, e.clone()))?;
+            .map_err(|e| RuntimeError::new(ErrorCode::Unavailable, e.clone()))?;
         let code_root = self.inner.config.work_dir.join("code");
         let digest = version.code_digest.clone();
         let archive_path = code_path.to_path_buf();
@@ -731,11 +731,11 @@ impl Runtime for ProcessRuntime {
         let (code_dir, handler) = tokio::task::spawn_blocking(move || {
             let dir = archive::unpack_once(&archive_path, &code_root, &digest)?;
             let handler = validate_handler(lang, handler.as_deref(), &dir)?;
-            Ok::<_, PrepareError>((dir, handler))
+            Ok::<_, RuntimeError>((dir, handler))
         })
         .await
         .map_err(|e| {
-            PrepareError::new(ErrorCode::Internal, format!("unpack task failed: {e}"))
+            RuntimeError::new(ErrorCode::Internal, format!("unpack task failed: {e}"))
         })??;
         let interpreter = match lang {
             Lang::Exec => PathBuf::new(),
@@ -941,7 +941,7 @@ impl ProcessPrepared {
                             "[nimbus] this function's workers keep failing: the next start waits {ms} ms, past this invocation's deadline\n"
                         ));
                         return WorkerRun {
-                            result: Err(InvokeError::new(
+                            result: Err(RuntimeError::new(
                                 ErrorCode::Unavailable,
                                 format!(
                                     "this function's workers keep failing ({lost} in a row): the next start waits {ms} ms, past this invocation's deadline; its earlier invocations' logs say why"
@@ -1008,7 +1008,7 @@ impl ProcessPrepared {
             Ok(Ok(p)) => p,
             _ => {
                 return Outcome {
-                    result: Err(InvokeError::new(
+                    result: Err(RuntimeError::new(
                         ErrorCode::Capacity,
                         format!(
                             "all {} workers of this version stayed busy until the deadline",
@@ -1045,7 +1045,7 @@ impl ProcessPrepared {
                 client_gone: st.client_gone,
             });
             return Outcome {
-                result: Err(InvokeError::new(
+                result: Err(RuntimeError::new(
                     ErrorCode::Internal,
                     "the response was streamed",
                 )),
@@ -1067,7 +1067,7 @@ impl ProcessPrepared {
 
 /// What one invocation on a worker (or an exec process) came to.
 struct WorkerRun {
-    result: Result<FnResponse, InvokeError>,
+    result: Result<FnResponse, RuntimeError>,
     memory_peak: Option<u64>,
     init_us: Option<u64>,
     streamed: Option<worker::Streamed>,
@@ -1106,7 +1106,7 @@ impl Prepared for ProcessPrepared {
 
     /// Starts one worker to check that the handler initialises, and keeps
     /// it warm (see [`verify`]).
-    async fn verify(&self) -> Result<(), PrepareError> {
+    async fn verify(&self) -> Result<(), RuntimeError> {
         self.check_init().await
     }
 

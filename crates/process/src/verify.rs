@@ -15,7 +15,7 @@
 use crate::worker::Worker;
 use crate::{Lang, ProcessPrepared, logs};
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::PrepareError;
+use nimbus_core::runtime::RuntimeError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ const QUOTED_OUTPUT_BYTES: usize = 2_048;
 impl ProcessPrepared {
     /// Starts one worker and keeps it idle, or says why the handler does
     /// not initialise.
-    pub(crate) async fn check_init(&self) -> Result<(), PrepareError> {
+    pub(crate) async fn check_init(&self) -> Result<(), RuntimeError> {
         if self.spec.lang == Lang::Exec {
             return Ok(());
         }
@@ -66,14 +66,14 @@ impl ProcessPrepared {
                             .to_owned(),
                     ),
                     (None, code @ (ErrorCode::Internal | ErrorCode::Unavailable)) => {
-                        return Err(PrepareError::new(
+                        return Err(RuntimeError::new(
                             code,
                             format!("start a worker to check the handler: {}", e.error.message),
                         ));
                     }
                     (None, _) => (ErrorCode::InvalidCode, e.error.message),
                 };
-                Err(PrepareError::new(
+                Err(RuntimeError::new(
                     code,
                     format!(
                         "{what}. The {} handler {handler:?} is started at deploy: its module must import without errors and define the handler; fix the code and deploy again{output}",

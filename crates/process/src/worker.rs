@@ -53,7 +53,7 @@ use crate::sandbox::Launch;
 use crate::{Inner, Lang, VersionSpec};
 use bytes::Bytes;
 use nimbus_api::ErrorCode;
-use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, InvokeError};
+use nimbus_core::runtime::{FnRequest, FnResponse, InvokeContext, RuntimeError};
 use nimbus_core::stream::{StreamWriter, Streaming, Written};
 use serde_json::{Value, json};
 use std::ffi::OsString;
@@ -171,7 +171,7 @@ pub(crate) struct Worker {
 
 /// What an invocation on a worker produced.
 pub(crate) struct Invoked {
-    pub result: Result<FnResponse, InvokeError>,
+    pub result: Result<FnResponse, RuntimeError>,
     pub memory_peak: Option<u64>,
     /// The worker, if it may serve another invocation.
     pub worker: Option<Worker>,
@@ -187,7 +187,7 @@ pub(crate) type HeadSender = tokio::sync::oneshot::Sender<(FnResponse, Streaming
 pub(crate) struct Streamed {
     pub writer: StreamWriter,
     /// Why the body was cut short, or the handler's error after its head.
-    pub error: Option<InvokeError>,
+    pub error: Option<RuntimeError>,
     pub client_gone: bool,
 }
 
@@ -201,15 +201,15 @@ async fn read_opt<R: AsyncRead + Unpin>(
     }
 }
 
-fn timeout_error(timeout_ms: u64) -> InvokeError {
-    InvokeError::new(
+fn timeout_error(timeout_ms: u64) -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::Timeout,
         format!("the function ran past its timeout of {timeout_ms} ms"),
     )
 }
 
-fn memory_error() -> InvokeError {
-    InvokeError::new(
+fn memory_error() -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::MemoryLimit,
         "the function tried to use more memory than its memory_limit_mib",
     )
@@ -224,14 +224,14 @@ fn now_ms() -> u64 {
 
 /// Why a worker did not start.
 pub(crate) struct StartError {
-    pub error: InvokeError,
+    pub error: RuntimeError,
     /// The handler's own report (`init_error`): its module did not import
     /// or does not define the handler. `(errorType, errorMessage)`.
     pub init_error: Option<(String, String)>,
 }
 
-impl From<InvokeError> for StartError {
-    fn from(error: InvokeError) -> Self {
+impl From<RuntimeError> for StartError {
+    fn from(error: RuntimeError) -> Self {
         StartError {
             error,
             init_error: None,
@@ -247,7 +247,7 @@ impl Worker {
         spec: &VersionSpec,
         deadline: Instant,
         cap: &mut Capture,
-    ) -> Result<Worker, InvokeError> {
+    ) -> Result<Worker, RuntimeError> {
         Self::start(inner, spec, deadline, cap)
             .await
             .map_err(|e| e.error)
@@ -262,7 +262,7 @@ impl Worker {
     ) -> Result<Worker, StartError> {
         let started = Instant::now();
         let internal = |what: &str, e: std::io::Error| {
-            InvokeError::new(ErrorCode::Internal, format!("{what}: {e}"))
+            RuntimeError::new(ErrorCode::Internal, format!("{what}: {e}"))
         };
         let sandbox = inner.sandbox()?;
         let cgroup = inner.worker_cgroup(spec.limits.memory_limit_bytes())?;
@@ -303,7 +303,7 @@ impl Worker {
                 )
             }
             Lang::Exec => {
-                return Err(InvokeError::new(
+                return Err(RuntimeError::new(
                     ErrorCode::Internal,
                     "exec functions do not use warm workers",
                 )
@@ -387,7 +387,7 @@ impl Worker {
             Ok(Message::InitError(e)) => {
                 worker.retire_after_drain(cap).await;
                 Err(StartError {
-                    error: InvokeError::new(
+                    error: RuntimeError::new(
                         ErrorCode::Crashed,
                         format!(
                             "the function failed to initialise: {}: {}",
@@ -399,7 +399,7 @@ impl Worker {
             }
             Ok(_) => {
                 worker.retire_after_drain(cap).await;
-                Err(InvokeError::new(
+                Err(RuntimeError::new(
                     ErrorCode::InvalidResponse,
                     "the worker broke the protocol while initialising",
                 )
@@ -473,7 +473,7 @@ impl Worker {
             Ok(l) => l,
             Err(e) => {
                 return Invoked {
-                    result: Err(InvokeError::new(
+                    result: Err(RuntimeError::new(
                         ErrorCode::Internal,
                         format!("encode the event: {e}"),
                     )),
@@ -523,7 +523,7 @@ impl Worker {
                 (Ok(r), Some(head)) => (r, head),
                 (r, _) => {
                     let e = r.err().unwrap_or_else(|| {
-                        InvokeError::new(
+                        RuntimeError::new(
                             ErrorCode::InvalidResponse,
                             "the worker sent a streamed response where none can be taken",
                         )
@@ -555,7 +555,7 @@ impl Worker {
                 match written {
                     Ok(Written::Sent) => {}
                     Ok(Written::TooLarge) => {
-                        st.error = Some(InvokeError::new(
+                        st.error = Some(RuntimeError::new(
                             ErrorCode::ResponseTooLarge,
                             format!(
                                 "the streamed response body exceeds max_response_body_bytes ({max_body}); the stream was cut after {} bytes",
@@ -596,7 +596,7 @@ impl Worker {
                         self.retire_after_drain(cap).await;
                     }
                     return Invoked {
-                        result: Err(InvokeError::new(ErrorCode::Internal, "streamed")),
+                        result: Err(RuntimeError::new(ErrorCode::Internal, "streamed")),
                         memory_peak: peak,
                         worker: None,
                         streamed: Some(st),
@@ -627,7 +627,7 @@ impl Worker {
             match &reply {
                 Message::Ok(_) => {}
                 Message::Error(e) => {
-                    st.error = Some(InvokeError::new(
+                    st.error = Some(RuntimeError::new(
                         ErrorCode::FunctionError,
                         format!(
                             "the handler failed after its response began: {}: {}",
@@ -637,7 +637,7 @@ impl Worker {
                 }
                 _ => {
                     healthy = false;
-                    st.error = Some(InvokeError::new(
+                    st.error = Some(RuntimeError::new(
                         ErrorCode::InvalidResponse,
                         "the worker broke the protocol while streaming",
                     ));
@@ -650,7 +650,7 @@ impl Worker {
                 None
             };
             return Invoked {
-                result: Err(InvokeError::new(ErrorCode::Internal, "streamed")),
+                result: Err(RuntimeError::new(ErrorCode::Internal, "streamed")),
                 memory_peak: peak,
                 worker,
                 streamed,
@@ -668,7 +668,7 @@ impl Worker {
             )),
             Message::Ready(_) | Message::InitError(_) | Message::Head(_) | Message::Chunk(_) => {
                 healthy = false;
-                Err(InvokeError::new(
+                Err(RuntimeError::new(
                     ErrorCode::InvalidResponse,
                     "the worker broke the protocol",
                 ))
@@ -830,7 +830,7 @@ impl Worker {
         pids_before: u64,
         timeout_ms: u64,
         phase: &str,
-    ) -> InvokeError {
+    ) -> RuntimeError {
         // A worker that closed its pipe is usually exiting on its own: let
         // it, so that its own exit status (not our SIGKILL) is reported.
         let mut status = None;
@@ -854,11 +854,11 @@ impl Worker {
         self.retire();
         match failure {
             Failure::Timeout => timeout_error(timeout_ms),
-            Failure::TooLarge => InvokeError::new(
+            Failure::TooLarge => RuntimeError::new(
                 ErrorCode::ResponseTooLarge,
                 "the response exceeds max_response_body_bytes",
             ),
-            Failure::Protocol(msg) => InvokeError::new(
+            Failure::Protocol(msg) => RuntimeError::new(
                 ErrorCode::InvalidResponse,
                 format!("the worker broke the protocol while {phase}: {msg}"),
             ),
@@ -872,7 +872,7 @@ impl Worker {
                 } else {
                     ""
                 };
-                InvokeError::new(
+                RuntimeError::new(
                     ErrorCode::Crashed,
                     format!("the worker process exited while {phase} ({how}{extra})"),
                 )

@@ -9,9 +9,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use nimbus_api::{ErrorCode, FunctionVersion};
 use nimbus_core::cgi::{CgiOutput, cgi_env, parse_cgi_response};
-use nimbus_core::runtime::{
-    FnRequest, InvokeContext, InvokeError, Outcome, PrepareError, Prepared,
-};
+use nimbus_core::runtime::{FnRequest, InvokeContext, Outcome, Prepared, RuntimeError};
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
@@ -58,18 +56,18 @@ pub(crate) fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Module
 pub(crate) fn link(
     rt: &WasmRuntime,
     module: Module,
-) -> Result<InstancePre<CgiState>, PrepareError> {
+) -> Result<InstancePre<CgiState>, RuntimeError> {
     let has_start = module
         .exports()
         .any(|e| e.name() == "_start" && e.ty().func().is_some());
     if !has_start {
-        return Err(PrepareError::new(
+        return Err(RuntimeError::new(
             ErrorCode::InvalidCode,
             "the module is not a WASI command (it exports no _start function); build a binary, not a library",
         ));
     }
     let pre = rt.cgi_linker.instantiate_pre(&module).map_err(|e| {
-        PrepareError::new(
+        RuntimeError::new(
             ErrorCode::UnsupportedImport,
             format!("the module needs an import Nimbus does not provide: {e:#}"),
         )
@@ -141,13 +139,13 @@ impl Prepared for CgiPrepared {
         let (_, stderr, log_truncated) = logs.take();
         let (stdout, _, response_overflow) = response.take();
         let result = match run_result {
-            Err(_) => Err(InvokeError::new(
+            Err(_) => Err(RuntimeError::new(
                 ErrorCode::Timeout,
                 format!("the function ran past its timeout of {timeout_ms} ms"),
             )),
             Ok(r) => match exit_status(r) {
                 Err(e) => Err(classify(&e, limiter.denied, timeout_ms)),
-                Ok(0) if response_overflow => Err(InvokeError::new(
+                Ok(0) if response_overflow => Err(RuntimeError::new(
                     ErrorCode::ResponseTooLarge,
                     format!("the response body exceeds max_response_body_bytes ({max_body})"),
                 )),
@@ -156,7 +154,7 @@ impl Prepared for CgiPrepared {
                     let _ = code;
                     Err(crate::memory_error())
                 }
-                Ok(code) => Err(InvokeError::new(
+                Ok(code) => Err(RuntimeError::new(
                     ErrorCode::Crashed,
                     format!("the function exited with status {code}"),
                 )),

@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use nimbus_api::{ErrorCode, FunctionVersion};
-use nimbus_core::runtime::{
-    FnRequest, InvokeContext, InvokeError, Outcome, PrepareError, Prepared,
-};
+use nimbus_core::runtime::{FnRequest, InvokeContext, Outcome, Prepared, RuntimeError};
 use nimbus_core::stream::{StreamEnd, StreamWriter, Streaming, Written};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -110,15 +108,15 @@ pub(crate) fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Compon
 pub(crate) fn link(
     rt: &WasmRuntime,
     component: Component,
-) -> Result<ProxyPre<HttpState>, PrepareError> {
+) -> Result<ProxyPre<HttpState>, RuntimeError> {
     let instance_pre = rt.http_linker.instantiate_pre(&component).map_err(|e| {
-        PrepareError::new(
+        RuntimeError::new(
             ErrorCode::UnsupportedImport,
             format!("the component needs an import Nimbus does not provide: {e:#}"),
         )
     })?;
     let pre = ProxyPre::new(instance_pre).map_err(|e| {
-        PrepareError::new(
+        RuntimeError::new(
             ErrorCode::InvalidCode,
             format!("the component does not export wasi:http/incoming-handler: {e:#}"),
         )
@@ -390,7 +388,7 @@ enum Ran {
     Streamed(http::Response<Bytes>, Streaming),
 }
 
-type RunResult = Result<Ran, (InvokeError, Option<u64>)>;
+type RunResult = Result<Ran, (RuntimeError, Option<u64>)>;
 
 /// The bounds of one run.
 struct Limits {
@@ -401,8 +399,8 @@ struct Limits {
     streamed: bool,
 }
 
-fn timeout_error(timeout_ms: u64) -> InvokeError {
-    InvokeError::new(
+fn timeout_error(timeout_ms: u64) -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::Timeout,
         format!("the function ran past its timeout of {timeout_ms} ms"),
     )
@@ -451,7 +449,7 @@ async fn run(
         Ok(x) => x,
         Err(e) => {
             return Err((
-                InvokeError::new(
+                RuntimeError::new(
                     ErrorCode::BadRequest,
                     format!("the request cannot be passed to the function: {e:#}"),
                 ),
@@ -491,7 +489,7 @@ async fn run(
         Ok(Ok(Ok(resp))) => resp,
         Ok(Ok(Err(code))) => {
             return Err((
-                InvokeError::new(
+                RuntimeError::new(
                     ErrorCode::InvalidResponse,
                     format!("the function answered with an error: {code:?}"),
                 ),
@@ -530,7 +528,7 @@ async fn run(
         Ok(Ok(b)) => b,
         Ok(Err(BodyError::TooLarge)) => {
             return Err((
-                InvokeError::new(
+                RuntimeError::new(
                     ErrorCode::ResponseTooLarge,
                     format!("the response body exceeds max_response_body_bytes ({max_body})"),
                 ),
@@ -545,7 +543,7 @@ async fn run(
             };
             let (mut e, peak) = finish(r);
             if e.code == ErrorCode::InvalidResponse {
-                e = InvokeError::new(
+                e = RuntimeError::new(
                     ErrorCode::Crashed,
                     format!("the response body failed: {msg}"),
                 );
@@ -570,10 +568,10 @@ async fn run(
 }
 
 /// Why a guest that sent no (whole) response failed, and its memory peak.
-fn guest_error(done: GuestResult, timeout_ms: u64) -> (InvokeError, Option<u64>) {
+fn guest_error(done: GuestResult, timeout_ms: u64) -> (RuntimeError, Option<u64>) {
     match done {
         Ok((Ok(()), l, _)) => (
-            InvokeError::new(
+            RuntimeError::new(
                 ErrorCode::InvalidResponse,
                 "the function returned without sending a response",
             ),
@@ -584,7 +582,7 @@ fn guest_error(done: GuestResult, timeout_ms: u64) -> (InvokeError, Option<u64>)
             Some(l.peak_bytes as u64),
         ),
         Err(msg) => (
-            InvokeError::new(
+            RuntimeError::new(
                 ErrorCode::Crashed,
                 format!("the function's host call failed: {msg}"),
             ),
@@ -623,7 +621,7 @@ async fn pump(
                     Err(_) => (timeout_error(timeout_ms), None),
                 };
                 if e.code == ErrorCode::InvalidResponse {
-                    e = InvokeError::new(
+                    e = RuntimeError::new(
                         ErrorCode::Crashed,
                         format!("the response body failed: {msg}"),
                     );
@@ -643,7 +641,7 @@ async fn pump(
             }
             Ok(Written::Sent) => {}
             Ok(Written::TooLarge) => {
-                error = Some(InvokeError::new(
+                error = Some(RuntimeError::new(
                     ErrorCode::ResponseTooLarge,
                     format!(
                         "the streamed response body exceeds max_response_body_bytes ({max_body}); the stream was cut after {} bytes",

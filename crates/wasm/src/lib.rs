@@ -29,9 +29,7 @@ mod limiter;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use nimbus_api::{CodeKind, ErrorCode, FunctionVersion};
-use nimbus_core::runtime::{
-    InvokeError, LOG_TRUNCATED_MARKER, Logs, PrepareError, Prepared, Runtime,
-};
+use nimbus_core::runtime::{LOG_TRUNCATED_MARKER, Logs, Prepared, Runtime, RuntimeError};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -259,7 +257,7 @@ impl WasmRuntime {
         code_path: &Path,
         deserialize: fn(&Engine, &Path) -> anyhow::Result<T>,
         compile: fn(&Engine, &[u8]) -> Compiled<T>,
-    ) -> Result<T, PrepareError> {
+    ) -> Result<T, RuntimeError> {
         let cached = self.cache_path(&version.code_digest, version.kind);
         if cached.exists() {
             match deserialize(&self.engine, &cached) {
@@ -271,7 +269,7 @@ impl WasmRuntime {
             }
         }
         let bytes = std::fs::read(code_path).map_err(|e| {
-            PrepareError::new(
+            RuntimeError::new(
                 ErrorCode::Internal,
                 format!("read the code {}: {e}", code_path.display()),
             )
@@ -280,9 +278,9 @@ impl WasmRuntime {
         let (t, serialized) = tokio::task::spawn_blocking(move || compile(&engine, &bytes))
             .await
             .map_err(|e| {
-                PrepareError::new(ErrorCode::Internal, format!("compile task failed: {e}"))
+                RuntimeError::new(ErrorCode::Internal, format!("compile task failed: {e}"))
             })?
-            .map_err(|e| PrepareError::new(ErrorCode::InvalidCode, format!("compile: {e:#}")))?;
+            .map_err(|e| RuntimeError::new(ErrorCode::InvalidCode, format!("compile: {e:#}")))?;
         if let Err(e) = nimbus_core::artifacts::write_atomically(&cached, &serialized) {
             tracing::warn!(error = %e, "failed to write the compile cache");
         }
@@ -313,9 +311,9 @@ impl Runtime for WasmRuntime {
         }
     }
 
-    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, PrepareError> {
+    fn detect(&self, bytes: &[u8]) -> Result<CodeKind, RuntimeError> {
         if bytes.len() < 8 || bytes[..4] != WASM_MAGIC {
-            return Err(PrepareError::new(
+            return Err(RuntimeError::new(
                 ErrorCode::InvalidCode,
                 "not a WebAssembly binary (expected the \\0asm magic number)",
             ));
@@ -324,7 +322,7 @@ impl Runtime for WasmRuntime {
         match version {
             COMPONENT_VERSION => Ok(CodeKind::WasiHttp),
             CORE_MODULE_VERSION => Ok(CodeKind::WasiCgi),
-            other => Err(PrepareError::new(
+            other => Err(RuntimeError::new(
                 ErrorCode::InvalidCode,
                 format!("unsupported WebAssembly binary version {other:02x?}"),
             )),
@@ -335,7 +333,7 @@ impl Runtime for WasmRuntime {
         &self,
         version: &FunctionVersion,
         code_path: &Path,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         let digest = &version.code_digest;
         match version.kind {
             CodeKind::WasiHttp => {
@@ -350,7 +348,7 @@ impl Runtime for WasmRuntime {
                 Ok(http::prepared(pre, version, &self.idle_budget))
             }
             CodeKind::WasiCgi if version.scaling.max_invocations_per_instance.get() > 1 => {
-                Err(PrepareError::new(
+                Err(RuntimeError::new(
                     ErrorCode::InvalidCode,
                     "scaling.max_invocations_per_instance above 1 needs a wasi:http component; \
                      a CGI-style module runs its _start once, so each invocation needs a fresh instance",
@@ -367,7 +365,7 @@ impl Runtime for WasmRuntime {
                 remember(&self.cgi_linked, digest, &pre);
                 Ok(cgi::prepared(pre, version))
             }
-            other => Err(PrepareError::new(
+            other => Err(RuntimeError::new(
                 ErrorCode::InvalidCode,
                 format!("the wasm runtime cannot run {} code", other.as_str()),
             )),
@@ -389,10 +387,10 @@ fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: Instant) {
 }
 
 /// Classifies a failed call into a stable error.
-fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> InvokeError {
+fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> RuntimeError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
         if *trap == Trap::Interrupt {
-            return InvokeError::new(
+            return RuntimeError::new(
                 ErrorCode::Timeout,
                 format!("the function ran past its timeout of {timeout_ms} ms"),
             );
@@ -414,7 +412,7 @@ fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> Invo
         } else {
             what.to_owned()
         };
-        return InvokeError::new(ErrorCode::Trap, format!("the function trapped: {detail}"));
+        return RuntimeError::new(ErrorCode::Trap, format!("the function trapped: {detail}"));
     }
     if memory_denied {
         return memory_error();
@@ -423,16 +421,16 @@ fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> Invo
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
-        return InvokeError::new(
+        return RuntimeError::new(
             ErrorCode::Capacity,
             "no free wasm instance slot; retry later",
         );
     }
-    InvokeError::new(ErrorCode::Crashed, format!("the function failed: {err:#}"))
+    RuntimeError::new(ErrorCode::Crashed, format!("the function failed: {err:#}"))
 }
 
-fn memory_error() -> InvokeError {
-    InvokeError::new(
+fn memory_error() -> RuntimeError {
+    RuntimeError::new(
         ErrorCode::MemoryLimit,
         "the function tried to use more memory than its memory_limit_mib",
     )

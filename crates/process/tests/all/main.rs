@@ -11,7 +11,7 @@ mod sandbox;
 
 use bytes::Bytes;
 use nimbus_api::{CodeKind, FunctionVersion, Limits};
-use nimbus_core::runtime::{InvokeContext, Outcome, PrepareError, Prepared, Runtime};
+use nimbus_core::runtime::{InvokeContext, Outcome, Prepared, Runtime, RuntimeError};
 use nimbus_process::{ProcessConfig, ProcessRuntime, pack_dir};
 use sha2::Digest as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -55,7 +55,7 @@ impl Fixture {
         handler: Option<&str>,
         files: &[(&str, &str)],
         limits: Limits,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         self.prepare_archive(kind, handler, &pack(files), limits)
             .await
     }
@@ -67,7 +67,7 @@ impl Fixture {
         handler: Option<&str>,
         files: &[(&str, &str)],
         limits: Limits,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         self.prepare_version(kind, handler, &pack(files), limits, true)
             .await
     }
@@ -78,7 +78,7 @@ impl Fixture {
         handler: Option<&str>,
         tar: &[u8],
         limits: Limits,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         self.prepare_version(kind, handler, tar, limits, false)
             .await
     }
@@ -112,7 +112,7 @@ impl Fixture {
         tar: &[u8],
         limits: Limits,
         network: bool,
-    ) -> Result<Arc<dyn Prepared>, PrepareError> {
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         let digest = hex::encode(sha2::Sha256::digest(tar));
         let path = self.dir.path().join(format!("{digest}.tar"));
         std::fs::write(&path, tar).expect("write archive");
