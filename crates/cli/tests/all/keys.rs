@@ -397,3 +397,31 @@ async fn metrics_need_metrics_read_and_a_namespace_sees_only_its_own_series() {
         "only team-a's samples: {mine}"
     );
 }
+
+#[test]
+fn a_created_key_and_a_revocation_survive_kill_9() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = crate::common::ServeProcess::start(data.path(), &[], None);
+    let token_of = |out: &str| {
+        out.split_whitespace()
+            .find(|w| w.starts_with("nk_"))
+            .unwrap_or_else(|| panic!("no token in {out}"))
+            .to_owned()
+    };
+    let (rc, out, err) = server.nimbus(&["key", "create", "kept", "--scope", "functions:read"]);
+    assert_eq!(rc, 0, "{err}");
+    let kept = token_of(&out);
+    let (rc, out, err) = server.nimbus(&["key", "create", "gone", "--scope", "functions:read"]);
+    assert_eq!(rc, 0, "{err}");
+    let gone = token_of(&out);
+    let (rc, _, err) = server.nimbus(&["key", "revoke", &gone[3..19]]);
+    assert_eq!(rc, 0, "{err}");
+    server.kill9();
+
+    let server = crate::common::ServeProcess::start(data.path(), &[], None);
+    let (rc, _, err) = crate::common::run_nimbus(&server.url, &kept, &["fn", "list"]);
+    assert_eq!(rc, 0, "the acknowledged key works after kill -9: {err}");
+    let (rc, _, err) = crate::common::run_nimbus(&server.url, &gone, &["fn", "list"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("unauthorized"), "the revocation held: {err}");
+}
