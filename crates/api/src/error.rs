@@ -32,6 +32,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A custom route is already taken by another function.
     RouteConflict,
+    /// A namespace quota (functions, code bytes) would be exceeded.
+    QuotaExceeded,
     /// The request body exceeds the function's `max_request_body_bytes`.
     PayloadTooLarge,
     /// The client did not send its request body in time (`body_read_timeout_ms`).
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RouteConflict => "route_conflict",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::ResponseTooLarge => "response_too_large",
@@ -107,7 +110,7 @@ impl ErrorCode {
             | ErrorCode::BuildFailed
             | ErrorCode::InvalidName => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::QuotaExceeded => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,

@@ -288,6 +288,12 @@ impl Platform {
             }
         }
         let _guard = self.deploy_lock.lock().await;
+        let sizes: Vec<(&str, u64)> = items
+            .iter()
+            .map(|i| (i.name.as_str(), i.code.len() as u64))
+            .collect();
+        self.check_quotas(namespace, &sizes).await?;
+        drop(sizes);
         let mut drafts = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
         for (item, inspection) in items.into_iter().zip(inspections) {
@@ -374,6 +380,45 @@ impl Platform {
 
     /// The kind of an item's code, within [`MAX_CODE_BYTES`]: from the
     /// manifest's runtime, or detected from a wasm binary.
+    /// Refuses a deploy of `items` (name, code bytes) that would take the
+    /// namespace past its quotas of functions or code bytes; the functions
+    /// it replaces count with their new code.
+    async fn check_quotas(&self, namespace: &Namespace, items: &[(&str, u64)]) -> Result<()> {
+        let (max_functions, max_code_bytes) = self.quotas;
+        let current = self
+            .store
+            .list_latest(Some(namespace.as_str()))
+            .await
+            .map_err(|e| Error::internal(anyhow::Error::from(e).context("list the namespace")))?;
+        let kept = current
+            .iter()
+            .filter(|v| !items.iter().any(|(n, _)| *n == v.name));
+        let (kept_count, kept_bytes) = kept.fold((0u64, 0u64), |(c, b), v| {
+            (c + 1, b.saturating_add(v.code_size_bytes))
+        });
+        let functions = kept_count + items.len() as u64;
+        let code_bytes = items
+            .iter()
+            .fold(kept_bytes, |b, (_, size)| b.saturating_add(*size));
+        if functions > max_functions {
+            return Err(Error::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "namespace {namespace} would hold {functions} functions, over its quota max_functions_per_namespace of {max_functions}; delete functions (nimbus fn delete) or deploy to another namespace"
+                ),
+            ));
+        }
+        if code_bytes > max_code_bytes {
+            return Err(Error::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "namespace {namespace} would hold {code_bytes} bytes of code, over its quota max_code_bytes_per_namespace of {max_code_bytes}; delete functions or make their code smaller"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn code_kind(&self, item: &DeployItem) -> Result<nimbus_api::CodeKind> {
         let name = &item.name;
         if item.code.len() > MAX_CODE_BYTES {

@@ -59,6 +59,11 @@ pub struct DispatchConfig {
     /// (10 minutes): code is removed at the second pass that finds it
     /// unused, so 10 to 20 minutes after its function was deleted.
     pub code_gc_interval_ms: u64,
+    /// Most functions one namespace may hold. Default 1000.
+    pub max_functions_per_namespace: u64,
+    /// Most code (the latest version of each function, in stored bytes)
+    /// one namespace may hold. Default 10 GiB.
+    pub max_code_bytes_per_namespace: u64,
 }
 
 impl Default for DispatchConfig {
@@ -69,6 +74,8 @@ impl Default for DispatchConfig {
             cpu_slots: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             cpu_wait_ms: 50,
             code_gc_interval_ms: 600_000,
+            max_functions_per_namespace: 1000,
+            max_code_bytes_per_namespace: 10 << 30,
         }
     }
 }
@@ -199,6 +206,8 @@ pub struct Platform {
     metrics: Arc<Metrics>,
     /// Code found unused by the last [`Platform::collect_code`] pass.
     unused_code: std::sync::Mutex<HashSet<String>>,
+    /// Per-namespace quotas checked at deploy: (functions, code bytes).
+    pub(crate) quotas: (u64, u64),
 }
 
 impl Platform {
@@ -223,6 +232,10 @@ impl Platform {
             cpu_gate: FairGate::new(config.cpu_slots, Duration::from_millis(config.cpu_wait_ms)),
             metrics: Arc::new(Metrics::default()),
             unused_code: std::sync::Mutex::new(HashSet::new()),
+            quotas: (
+                config.max_functions_per_namespace,
+                config.max_code_bytes_per_namespace,
+            ),
         });
         let latest = platform
             .store

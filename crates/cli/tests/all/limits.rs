@@ -208,3 +208,70 @@ async fn hostile_guests_do_not_block_others() {
         l.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_quotas_refuse_a_deploy_past_them_and_count_replacements_once() {
+    let hello = crate::common::guest_bytes("hello").len() as u64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(dir.path());
+    config.dispatch.max_functions_per_namespace = 2;
+    config.dispatch.max_code_bytes_per_namespace = hello * 5 / 2;
+    let s = TestServer::start_with(dir, config).await;
+    let deploy = |ns: &'static str, name: &'static str| {
+        let s = &s;
+        async move {
+            let manifest = format!("functions:\n  {name}:\n    code: hello.wasm\n");
+            let r = s
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/namespaces/{ns}/deployments"),
+                )
+                .json(&serde_json::json!({
+                    "manifest": manifest,
+                    "artifacts": { "hello.wasm": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::common::guest_bytes("hello")) },
+                }))
+                .send()
+                .await
+                .expect("deploy");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    assert_eq!(deploy("team-a", "one").await.0, 201);
+    assert_eq!(deploy("team-a", "two").await.0, 201);
+    // A new version of a function it has: still two functions.
+    assert_eq!(deploy("team-a", "one").await.0, 201);
+    let (status, body) = deploy("team-a", "three").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(crate::common::error_code(&body), "quota_exceeded");
+    assert!(body.contains("max_functions_per_namespace of 2"), "{body}");
+    // Another namespace has its own quota.
+    assert_eq!(deploy("team-b", "three").await.0, 201);
+
+    // Code bytes: two hellos fit in 2.5, a third does not (the count quota
+    // is raised out of the way on a second server).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(dir.path());
+    config.dispatch.max_code_bytes_per_namespace = hello * 5 / 2;
+    let s2 = TestServer::start_with(dir, config).await;
+    let s = &s2;
+    let deploy = |name: &'static str| async move {
+        let r = s
+            .admin(reqwest::Method::POST, "/namespaces/default/deployments")
+            .json(&serde_json::json!({
+                "manifest": format!("functions:\n  {name}:\n    code: hello.wasm\n"),
+                "artifacts": { "hello.wasm": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::common::guest_bytes("hello")) },
+            }))
+            .send()
+            .await
+            .expect("deploy");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    assert_eq!(deploy("a").await.0, 201);
+    assert_eq!(deploy("b").await.0, 201);
+    let (status, body) = deploy("c").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("max_code_bytes_per_namespace"), "{body}");
+    // Nothing of the refused deploy was kept.
+    let (status, _, _) = s.call("/fn/default/c").await;
+    assert_eq!(status, 404);
+}
