@@ -508,7 +508,8 @@ impl Platform {
         };
         let active = ActiveGuard::enter(slot.clone(), self.metrics.clone());
 
-        let timeout = Duration::from_millis(v.limits.timeout_ms.get());
+        let timeout_ms = v.limits.timeout_ms.get();
+        let timeout = Duration::from_millis(timeout_ms);
         let mut init_us = None;
         let (result, logs, memory_peak_bytes, cold, stream) = match self.prepared(slot).await {
             Err(e) => (
@@ -543,13 +544,7 @@ impl Platform {
                         (result, o.logs, o.memory_peak_bytes, cold, o.stream)
                     }
                     Err(_) => (
-                        Err(RuntimeError::new(
-                            ErrorCode::Timeout,
-                            format!(
-                                "the function ran past its timeout of {} ms",
-                                timeout.as_millis()
-                            ),
-                        )),
+                        Err(RuntimeError::timeout(timeout_ms)),
                         Default::default(),
                         None,
                         cold,
@@ -585,23 +580,18 @@ impl Platform {
                         ..Default::default()
                     },
                     Err(_) => crate::stream::StreamEnd {
-                        error: Some(RuntimeError::new(
-                            ErrorCode::Timeout,
-                            format!(
-                                "the function ran past its timeout of {} ms",
-                                timeout.as_millis()
-                            ),
-                        )),
+                        error: Some(RuntimeError::timeout(timeout_ms)),
                         ..Default::default()
                     },
                 };
                 let error = end.error.map(|e| (e.code.as_str(), e.message));
+                let id = account.id.clone();
                 if !account
                     .record(status, error, end.logs, end.memory_peak_bytes)
                     .await
                 {
                     tracing::error!(
-                        invocation = %account.id,
+                        invocation = %id,
                         "the record of a streamed invocation could not be committed"
                     );
                 }
@@ -699,7 +689,7 @@ impl Accounting {
     /// Counts the invocation in the metrics and commits its record; false
     /// when the record could not be committed.
     async fn record(
-        &self,
+        self,
         status: u16,
         error: Option<(&'static str, String)>,
         logs: crate::runtime::Logs,
@@ -726,11 +716,11 @@ impl Accounting {
         };
         self.recorder
             .record(InvocationRecord {
-                id: self.id.clone(),
+                id: self.id,
                 namespace: v.namespace.clone(),
                 function: v.name.clone(),
                 version: v.version,
-                trigger: self.trigger.clone(),
+                trigger: self.trigger,
                 started_at_ms: self.started_at_ms,
                 duration_us,
                 status,

@@ -50,6 +50,15 @@ impl RuntimeError {
             message: crate::error::redact(code, message.into()),
         }
     }
+
+    /// The invocation ran past its `timeout_ms`: the one message every
+    /// runtime and the dispatcher give.
+    pub fn timeout(timeout_ms: u64) -> Self {
+        RuntimeError::new(
+            ErrorCode::Timeout,
+            format!("the function ran past its timeout of {timeout_ms} ms"),
+        )
+    }
 }
 
 /// Marks a response (as an extension) that reports a function error, such

@@ -191,13 +191,7 @@ pub(crate) async fn invoke(
         tokio::task::spawn_blocking(move || cg.destroy_blocking());
     }
     let result = if timed_out {
-        Err(RuntimeError::new(
-            ErrorCode::Timeout,
-            format!(
-                "the function ran past its timeout of {} ms",
-                spec.limits.timeout_ms.get()
-            ),
-        ))
+        Err(RuntimeError::timeout(spec.limits.timeout_ms.get()))
     } else if too_large {
         Err(RuntimeError::new(
             ErrorCode::ResponseTooLarge,

@@ -201,13 +201,6 @@ async fn read_opt<R: AsyncRead + Unpin>(
     }
 }
 
-fn timeout_error(timeout_ms: u64) -> RuntimeError {
-    RuntimeError::new(
-        ErrorCode::Timeout,
-        format!("the function ran past its timeout of {timeout_ms} ms"),
-    )
-}
-
 fn memory_error() -> RuntimeError {
     RuntimeError::new(
         ErrorCode::MemoryLimit,
@@ -544,11 +537,13 @@ impl Worker {
                 error: None,
                 client_gone: false,
             };
+            // Ok: the handler's result; Err(Some): the worker failed;
+            // Err(None): the stream was stopped here (too large, client gone).
             let last = loop {
                 let msg = match self.exchange(None, ctx.deadline, cap, line_limit).await {
                     Ok(Message::Chunk(b)) => b,
                     Ok(m) => break Ok(m),
-                    Err(f) => break Err(f),
+                    Err(f) => break Err(Some(f)),
                 };
                 let written =
                     tokio::time::timeout_at(ctx.deadline.into(), st.writer.write(msg)).await;
@@ -562,13 +557,13 @@ impl Worker {
                                 st.writer.sent_bytes()
                             ),
                         ));
-                        break Err(Failure::Protocol(String::new()));
+                        break Err(None);
                     }
                     Ok(Written::Closed) => {
                         st.client_gone = true;
-                        break Err(Failure::Protocol(String::new()));
+                        break Err(None);
                     }
-                    Err(_) => break Err(Failure::Timeout),
+                    Err(_) => break Err(Some(Failure::Timeout)),
                 }
             };
             match last {
@@ -576,24 +571,25 @@ impl Worker {
                     reply = m;
                     streamed = Some(st);
                 }
-                Err(f) => {
+                Err(failure) => {
                     // Cut mid-stream: the worker is still writing, so it
                     // is not reused.
                     let peak = self.cgroup.as_ref().and_then(|c| c.memory_peak());
-                    if st.error.is_none() && !st.client_gone {
-                        st.error = Some(
-                            self.fail(
-                                f,
-                                cap,
-                                oom_before,
-                                pids_before,
-                                timeout_ms,
-                                "streaming a response",
-                            )
-                            .await,
-                        );
-                    } else {
-                        self.retire_after_drain(cap).await;
+                    match failure {
+                        Some(f) => {
+                            st.error = Some(
+                                self.fail(
+                                    f,
+                                    cap,
+                                    oom_before,
+                                    pids_before,
+                                    timeout_ms,
+                                    "streaming a response",
+                                )
+                                .await,
+                            );
+                        }
+                        None => self.retire_after_drain(cap).await,
                     }
                     return Invoked {
                         result: Err(RuntimeError::new(ErrorCode::Internal, "streamed")),
@@ -853,7 +849,7 @@ impl Worker {
         let heap_oom = cap.stderr_contains("heap out of memory");
         self.retire();
         match failure {
-            Failure::Timeout => timeout_error(timeout_ms),
+            Failure::Timeout => RuntimeError::timeout(timeout_ms),
             Failure::TooLarge => RuntimeError::new(
                 ErrorCode::ResponseTooLarge,
                 "the response exceeds max_response_body_bytes",

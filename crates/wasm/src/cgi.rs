@@ -139,10 +139,7 @@ impl Prepared for CgiPrepared {
         let (_, stderr, log_truncated) = logs.take();
         let (stdout, _, response_overflow) = response.take();
         let result = match run_result {
-            Err(_) => Err(RuntimeError::new(
-                ErrorCode::Timeout,
-                format!("the function ran past its timeout of {timeout_ms} ms"),
-            )),
+            Err(_) => Err(RuntimeError::timeout(timeout_ms)),
             Ok(r) => match exit_status(r) {
                 Err(e) => Err(classify(&e, limiter.denied, timeout_ms)),
                 Ok(0) if response_overflow => Err(RuntimeError::new(

@@ -399,13 +399,6 @@ struct Limits {
     streamed: bool,
 }
 
-fn timeout_error(timeout_ms: u64) -> RuntimeError {
-    RuntimeError::new(
-        ErrorCode::Timeout,
-        format!("the function ran past its timeout of {timeout_ms} ms"),
-    )
-}
-
 /// Whether a response is a stream of server-sent events, which is sent as
 /// it is written whatever the version's invoke mode.
 fn is_event_stream(headers: &http::HeaderMap) -> bool {
@@ -433,7 +426,7 @@ async fn run(
         max_body,
         streamed,
     } = limits;
-    let timeout = || timeout_error(timeout_ms);
+    let timeout = || RuntimeError::timeout(timeout_ms);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let setup = (|| -> wasmtime::Result<_> {
         let (parts, body) = req.into_parts();
@@ -536,35 +529,53 @@ async fn run(
             ));
         }
         Ok(Err(BodyError::Failed(msg))) => {
-            // The body broke off; the guest's own error says why.
-            let r = match tokio::time::timeout_at(deadline, guest.finish()).await {
-                Ok(r) => r,
-                Err(_) => return Err((timeout(), None)),
-            };
-            let (mut e, peak) = finish(r);
-            if e.code == ErrorCode::InvalidResponse {
-                e = RuntimeError::new(
-                    ErrorCode::Crashed,
-                    format!("the response body failed: {msg}"),
-                );
-            }
-            return Err((e, peak));
+            return Err(body_failed(&mut guest, deadline, timeout_ms, &msg).await);
         }
     };
-    // Let the guest finish (it may log after sending the body), within its deadline.
-    let (peak, reusable) = match tokio::time::timeout_at(deadline, guest.finish()).await {
-        Ok(Ok((Ok(()), l, reusable))) => (l.peak_bytes as u64, reusable),
-        Ok(Ok((Err(e), l, _))) => {
-            tracing::debug!(error = %e, "the function failed after sending its response");
-            (l.peak_bytes as u64, None)
-        }
-        _ => (0, None),
-    };
+    let (peak, reusable) = finish_after_body(&mut guest, deadline).await;
     Ok(Ran::Buffered(
         http::Response::from_parts(parts, body),
-        peak,
+        peak.unwrap_or(0),
         reusable,
     ))
+}
+
+/// Why a body broke off, and the memory peak: the guest's own error, run
+/// to its end within the deadline.
+async fn body_failed(
+    guest: &mut Guest,
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+    msg: &str,
+) -> (RuntimeError, Option<u64>) {
+    let (mut e, peak) = match tokio::time::timeout_at(deadline, guest.finish()).await {
+        Ok(done) => guest_error(done, timeout_ms),
+        Err(_) => (RuntimeError::timeout(timeout_ms), None),
+    };
+    if e.code == ErrorCode::InvalidResponse {
+        e = RuntimeError::new(
+            ErrorCode::Crashed,
+            format!("the response body failed: {msg}"),
+        );
+    }
+    (e, peak)
+}
+
+/// Lets a guest whose body is complete finish (it may log after it),
+/// within its deadline: its memory peak, and its instance if it ended
+/// cleanly.
+async fn finish_after_body(
+    guest: &mut Guest,
+    deadline: tokio::time::Instant,
+) -> (Option<u64>, Reusable) {
+    match tokio::time::timeout_at(deadline, guest.finish()).await {
+        Ok(Ok((Ok(()), l, reusable))) => (Some(l.peak_bytes as u64), reusable),
+        Ok(Ok((Err(e), l, _))) => {
+            tracing::debug!(error = %e, "the function failed after sending its response");
+            (Some(l.peak_bytes as u64), None)
+        }
+        _ => (None, None),
+    }
 }
 
 /// Why a guest that sent no (whole) response failed, and its memory peak.
@@ -609,23 +620,13 @@ async fn pump(
     loop {
         let frame = match tokio::time::timeout_at(deadline, guest.alongside(body.frame())).await {
             Err(_) => {
-                error = Some(timeout_error(timeout_ms));
+                error = Some(RuntimeError::timeout(timeout_ms));
                 break;
             }
             Ok(None) => break,
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(msg))) => {
-                // The body broke off; the guest's own error says why.
-                let (mut e, p) = match tokio::time::timeout_at(deadline, guest.finish()).await {
-                    Ok(done) => guest_error(done, timeout_ms),
-                    Err(_) => (timeout_error(timeout_ms), None),
-                };
-                if e.code == ErrorCode::InvalidResponse {
-                    e = RuntimeError::new(
-                        ErrorCode::Crashed,
-                        format!("the response body failed: {msg}"),
-                    );
-                }
+                let (e, p) = body_failed(&mut guest, deadline, timeout_ms, &msg.to_string()).await;
                 error = Some(e);
                 peak = p;
                 break;
@@ -636,7 +637,7 @@ async fn pump(
         };
         match tokio::time::timeout_at(deadline, guest.alongside(writer.write(data))).await {
             Err(_) => {
-                error = Some(timeout_error(timeout_ms));
+                error = Some(RuntimeError::timeout(timeout_ms));
                 break;
             }
             Ok(Written::Sent) => {}
@@ -658,15 +659,7 @@ async fn pump(
     }
     drop(body);
     if error.is_none() && !client_gone {
-        // Let the guest finish (it may log after its body), within its deadline.
-        match tokio::time::timeout_at(deadline, guest.finish()).await {
-            Ok(Ok((Ok(()), l, _))) => peak = Some(l.peak_bytes as u64),
-            Ok(Ok((Err(e), l, _))) => {
-                tracing::debug!(error = %e, "the function failed after sending its response");
-                peak = Some(l.peak_bytes as u64);
-            }
-            _ => {}
-        }
+        peak = finish_after_body(&mut guest, deadline).await.0;
     }
     drop(guest);
     let (stdout, stderr, truncated) = logs.take();

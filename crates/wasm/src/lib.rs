@@ -390,10 +390,7 @@ fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: Instant) {
 fn classify(err: &wasmtime::Error, memory_denied: bool, timeout_ms: u64) -> RuntimeError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
         if *trap == Trap::Interrupt {
-            return RuntimeError::new(
-                ErrorCode::Timeout,
-                format!("the function ran past its timeout of {timeout_ms} ms"),
-            );
+            return RuntimeError::timeout(timeout_ms);
         }
         if memory_denied {
             return memory_error();
