@@ -32,6 +32,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A custom route is already taken by another function.
     RouteConflict,
+    /// The change conflicts with the current state (a secret still granted
+    /// to functions cannot be deleted).
+    Conflict,
     /// A namespace quota (functions, code bytes) would be exceeded.
     QuotaExceeded,
     /// The request body exceeds the function's `max_request_body_bytes`.
@@ -79,6 +82,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RouteConflict => "route_conflict",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -114,7 +118,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::RouteConflict => 409,
+            ErrorCode::RouteConflict | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => 413,
             ErrorCode::Throttled => 429,
             ErrorCode::Internal | ErrorCode::FunctionError => 500,

@@ -146,6 +146,9 @@ pub struct FunctionVersion {
     pub scaling: Scaling,
     pub env: BTreeMap<String, String>,
     pub routes: Vec<Route>,
+    /// What the version may reach (secrets, outbound hosts).
+    #[serde(default, skip_serializing_if = "crate::grants::Grants::is_empty")]
+    pub grants: crate::grants::Grants,
     /// Credentials found written in the code at deploy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<CodeFinding>,

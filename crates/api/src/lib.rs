@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod function;
+pub mod grants;
 pub mod invocation;
 pub mod limits;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod wire;
 
 pub use error::ErrorCode;
 pub use function::{CodeKind, FunctionVersion, InvokeMode, Route};
+pub use grants::Grants;
 pub use invocation::{InvocationRecord, UsageRow};
 pub use limits::{Limits, Scaling};
 pub use manifest::{Manifest, ManifestError};

@@ -7,6 +7,8 @@
 //! | `max_request_body_bytes`  | 6 291 456 | 0 – 104 857 600   | 6 MiB, Lambda's synchronous payload limit          |
 //! | `max_response_body_bytes` | 6 291 456 | 0 – 104 857 600   | same                                              |
 //! | `max_log_bytes`           | 262 144   | 0 – 16 777 216    | 256 KiB of stdout+stderr per invocation; the rest is cut with a marker |
+//! | `max_outbound_requests`   | 50        | 0 – 10 000        | outgoing requests per invocation (wasm, through `grants.outbound`); Workers allow 50 subrequests on their free plan |
+//! | `max_outbound_response_bytes` | 16 777 216 | 0 – 1 073 741 824 | response bodies an invocation's outgoing requests may read, in all |
 //!
 //! Values out of bounds are rejected while the manifest is parsed, with the
 //! line they are on.
@@ -153,6 +155,22 @@ bounded!(
     16 * 1024 * 1024,
     256 * 1024
 );
+bounded!(
+    OutboundRequests,
+    u32,
+    "max_outbound_requests",
+    0,
+    10_000,
+    50
+);
+bounded!(
+    OutboundResponseBytes,
+    u64,
+    "max_outbound_response_bytes",
+    0,
+    1024 * 1024 * 1024,
+    16 * 1024 * 1024
+);
 bounded!(MaxConcurrency, u32, "max_concurrency", 1, 10_000, 100);
 bounded!(MaxQueue, u32, "max_queue", 0, 100_000, 100);
 bounded!(QueueTimeoutMs, u64, "queue_timeout_ms", 0, 900_000, 1_000);
@@ -203,6 +221,8 @@ pub struct Limits {
     pub max_request_body_bytes: RequestBodyBytes,
     pub max_response_body_bytes: ResponseBodyBytes,
     pub max_log_bytes: LogBytes,
+    pub max_outbound_requests: OutboundRequests,
+    pub max_outbound_response_bytes: OutboundResponseBytes,
 }
 
 impl Limits {
@@ -224,6 +244,8 @@ mod tests {
         assert_eq!(l.max_request_body_bytes.get(), 6 * 1024 * 1024);
         assert_eq!(l.max_response_body_bytes.get(), 6 * 1024 * 1024);
         assert_eq!(l.max_log_bytes.get(), 256 * 1024);
+        assert_eq!(l.max_outbound_requests.get(), 50);
+        assert_eq!(l.max_outbound_response_bytes.get(), 16 * 1024 * 1024);
         assert_eq!(l.memory_limit_bytes(), 128 * 1024 * 1024);
     }
 

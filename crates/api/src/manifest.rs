@@ -17,6 +17,7 @@
 //! column they were found at.
 
 use crate::function::Route;
+use crate::grants::Grants;
 use crate::limits::{Limits, Scaling};
 use crate::names::{EnvName, FunctionName};
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,10 @@ pub struct FunctionSpec {
     pub env: BTreeMap<EnvName, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// What the function may reach: secrets by name, outbound hosts
+    /// (see [`crate::grants`]).
+    #[serde(default, skip_serializing_if = "Grants::is_empty")]
+    pub grants: Grants,
     /// How to build the code from its sources, for `nimbus build` and
     /// `nimbus dev`. The server ignores it: it deploys the built `code`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -468,6 +473,21 @@ impl Manifest {
             if f.routes.len() > MAX_ROUTES_PER_FUNCTION {
                 return Err(err(format!(
                     "functions.{name}.routes: at most {MAX_ROUTES_PER_FUNCTION} routes"
+                )));
+            }
+            f.grants
+                .validate()
+                .map_err(|e| err(format!("functions.{name}.{e}")))?;
+            if let Some(s) = f.grants.secrets.iter().find(|s| f.env.contains_key(*s)) {
+                return Err(err(format!(
+                    "functions.{name}.grants.secrets: {} is also set in env; a granted secret becomes the environment variable of its name, so remove one of them",
+                    s.as_str()
+                )));
+            }
+            if f.runtime != RuntimeName::Wasm && !f.grants.outbound.is_empty() {
+                return Err(err(format!(
+                    "functions.{name}.grants.outbound: outbound rules are enforced for wasm components; a {} function reaches the network with network: true (every host) or not at all",
+                    f.runtime
                 )));
             }
             let env_bytes: usize = f.env.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();

@@ -70,6 +70,9 @@ pub struct DeployedFunction {
     pub url_path: String,
     pub routes: Vec<Route>,
     pub public: bool,
+    /// What the version may reach.
+    #[serde(default, skip_serializing_if = "crate::grants::Grants::is_empty")]
+    pub grants: crate::grants::Grants,
     /// Credentials found written in the code (a warning: the deploy went on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<crate::function::CodeFinding>,
@@ -112,4 +115,22 @@ pub struct InvocationList {
 pub struct ServerInfo {
     pub url: String,
     pub pid: u32,
+}
+
+/// One secret as the API shows it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub namespace: String,
+    pub name: String,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// The namespace's functions whose latest version is granted it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+/// `GET /api/v1/namespaces/{ns}/secrets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretList {
+    pub secrets: Vec<SecretInfo>,
 }

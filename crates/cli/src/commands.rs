@@ -52,6 +52,14 @@ pub struct DeployArgs {
     /// Custom route like "GET /hello/{who}" (repeatable).
     #[arg(long = "route")]
     pub routes: Vec<String>,
+    /// Grant a secret of the namespace, read as the environment variable
+    /// of its name (repeatable).
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Let a wasm component send requests to scheme://host[:port], e.g.
+    /// https://api.example.com (repeatable).
+    #[arg(long = "outbound")]
+    pub outbound: Vec<String>,
     /// Print what the deploy would change (created, updated with each
     /// difference, unchanged, deleted with --prune) and change nothing.
     #[arg(long)]
@@ -77,6 +85,8 @@ impl DeployArgs {
             memory_limit_mib: None,
             env: Vec::new(),
             routes: Vec::new(),
+            secrets: Vec::new(),
+            outbound: Vec::new(),
             plan: false,
             prune: false,
         }
@@ -189,6 +199,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             build_timeout_ms,
             max_build_output_mib,
+            secrets_key_file,
+            secrets_previous_key_file,
         } => {
             let log_format = match log_format {
                 crate::LogFormat::Text => nimbus_server::LogFormat::Text,
@@ -216,6 +228,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             config.build.timeout_ms = build_timeout_ms;
             config.build.max_output_mib = max_build_output_mib;
+            config.secrets_key = match (std::env::var("NIMBUS_SECRETS_KEY"), secrets_key_file) {
+                (Ok(value), _) if !value.trim().is_empty() => {
+                    nimbus_server::SecretKeySource::Value(value)
+                }
+                (_, Some(path)) => nimbus_server::SecretKeySource::File(path),
+                _ => nimbus_server::SecretKeySource::DataDir,
+            };
+            config.secrets_previous_key_file = secrets_previous_key_file;
             nimbus_server::serve(config, log_format).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -230,6 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fn(cmd) => function(&g, cmd).await,
         Command::Context(cmd) => context(&g, cmd),
         Command::Key(cmd) => crate::keys::run(&g, cmd).await,
+        Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
         Command::Completions { shell } => {
             let shell = match shell {
                 crate::Shell::Bash => clap_complete::Shell::Bash,
@@ -460,6 +481,21 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                 scaling: Default::default(),
                 env,
                 routes,
+                grants: nimbus_api::Grants {
+                    secrets: args
+                        .secrets
+                        .iter()
+                        .map(|n| {
+                            nimbus_api::names::EnvName::try_from(n.clone())
+                                .map_err(|e| anyhow::anyhow!("--secret: {e}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                    outbound: args
+                        .outbound
+                        .iter()
+                        .map(|r| r.parse().map_err(|e| anyhow::anyhow!("--outbound: {e}")))
+                        .collect::<anyhow::Result<_>>()?,
+                },
                 build: None,
             };
             let manifest = Manifest {
@@ -618,6 +654,18 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
             );
             for r in &f.routes {
                 println!("  route {r} → {}", f.name);
+            }
+            for s in &f.grants.secrets {
+                println!("  grant secret {}", s.as_str());
+            }
+            for r in &f.grants.outbound {
+                println!("  grant outbound {r}");
+            }
+            for w in f.grants.wildcards() {
+                eprintln!(
+                    "warning: functions.{}: the grant {w} allows more than one host or port; name each one the function needs",
+                    f.name
+                );
             }
             for x in &f.findings {
                 eprintln!(
@@ -1038,6 +1086,12 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                     );
                     if v.network {
                         println!("  network: outgoing allowed");
+                    }
+                    for s in &v.grants.secrets {
+                        println!("  grant:   secret {}", s.as_str());
+                    }
+                    for r in &v.grants.outbound {
+                        println!("  grant:   outbound {r}");
                     }
                     if !v.dependencies.is_empty() {
                         println!("  dependencies:");

@@ -15,6 +15,7 @@ mod contexts;
 mod dev;
 mod init;
 mod keys;
+mod secrets;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -139,6 +140,15 @@ pub enum Command {
         /// Most MiB a deploy's dependency install may write.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
         max_build_output_mib: u64,
+        /// The key that seals secrets: a file of mode 0600 holding 32 bytes
+        /// as base64. Default: DATA_DIR/secrets.key, created on first start.
+        /// NIMBUS_SECRETS_KEY (the base64 value itself) takes precedence.
+        #[arg(long, env = "NIMBUS_SECRETS_KEY_FILE")]
+        secrets_key_file: Option<PathBuf>,
+        /// The key secrets were sealed with before a rotation: at start
+        /// they are sealed again with the current key.
+        #[arg(long)]
+        secrets_previous_key_file: Option<PathBuf>,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(
@@ -194,6 +204,13 @@ pub enum Command {
         after_help = "Examples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read --expires-in 90d\n  nimbus key list\n  nimbus key revoke 3f2a9c0e1b7d4a65"
     )]
     Key(KeyCommand),
+    /// Set, list and delete secrets: values functions are granted by name
+    /// (grants.secrets), sealed at rest, never shown again.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | nimbus secret set DB_PASSWORD\n  nimbus secret set TLS_KEY --from-file key.pem -n shop\n  nimbus secret list\n  nimbus secret delete DB_PASSWORD"
+    )]
+    Secret(SecretCommand),
     /// Name servers, tokens and namespaces once, and switch between them.
     #[command(
         subcommand,
@@ -250,6 +267,27 @@ pub struct DevArgs {
 }
 
 /// `nimbus key …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret from stdin (one trailing newline is dropped) or a file.
+    #[command(
+        after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | nimbus secret set DB_PASSWORD\n  nimbus secret set TLS_KEY --from-file key.pem -n shop"
+    )]
+    Set {
+        /// The secret's name: the environment variable a granted function reads.
+        name: String,
+        /// Read the value from this file (as it is) instead of stdin.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// List the namespace's secrets (names, dates and the functions granted them).
+    #[command(after_help = "Examples:\n  nimbus secret list\n  nimbus secret list -n shop -o json")]
+    List,
+    /// Delete a secret no function is granted.
+    #[command(after_help = "Examples:\n  nimbus secret delete DB_PASSWORD -n shop")]
+    Delete { name: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key; its token is printed once and never again.

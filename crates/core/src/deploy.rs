@@ -13,9 +13,11 @@
 //!
 //! Deploys are serialised so two of them cannot race on routes or numbering.
 
+use crate::auth::Principal;
 use crate::dispatch::Platform;
 use crate::error::{Error, Result};
 use base64::Engine as _;
+use nimbus_api::auth::Scope;
 use nimbus_api::manifest::{FunctionSpec, Manifest};
 use nimbus_api::wire::DeployRequest;
 use nimbus_api::{ErrorCode, FunctionName, FunctionVersion, Namespace};
@@ -99,6 +101,7 @@ pub(crate) fn draft_version(
         scaling: spec.scaling,
         env: spec.env_map(),
         routes: spec.route_list(),
+        grants: spec.grants.clone(),
         findings: Vec::new(),
         dependencies: Vec::new(),
     }
@@ -112,6 +115,25 @@ pub struct DeployItem {
 }
 
 impl DeployItem {
+    /// A principal deploys only grants within its own scopes: a function
+    /// granted secrets can read them, so deploying one needs
+    /// `secrets:write` in the namespace.
+    pub(crate) fn check_grants(&self, by: &Principal, namespace: &Namespace) -> Result<()> {
+        if !self.spec.grants.secrets.is_empty()
+            && !by.allows(Scope::SecretsWrite, Some(namespace.as_str()))
+        {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "functions.{}.grants.secrets: a function granted secrets can read them, so deploying it needs the scope {} in namespace {namespace}, which this key lacks",
+                    self.name,
+                    Scope::SecretsWrite
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks what the manifest parser checks but a spec built in code could
     /// miss: a function's environment must be able to reach its process.
     pub(crate) fn check(&self) -> Result<()> {
@@ -131,23 +153,25 @@ impl Platform {
     /// Deploys every function of a manifest, with code sent alongside.
     pub async fn deploy_manifest(
         &self,
+        by: &Principal,
         namespace: &Namespace,
         req: DeployRequest,
     ) -> Result<Vec<FunctionVersion>> {
         let items = decode_manifest(req).await?;
-        self.deploy(namespace, items).await
+        self.deploy(by, namespace, items).await
     }
 
     /// Deploys a manifest, then deletes the namespace's functions it does
     /// not list (`--prune`). Returns the versions and the deleted names.
     pub async fn deploy_manifest_pruning(
         &self,
+        by: &Principal,
         namespace: &Namespace,
         req: DeployRequest,
     ) -> Result<(Vec<FunctionVersion>, Vec<String>)> {
         let items = decode_manifest(req).await?;
         let keep: Vec<String> = items.iter().map(|i| i.name.to_string()).collect();
-        let versions = self.deploy(namespace, items).await?;
+        let versions = self.deploy(by, namespace, items).await?;
         let mut pruned = Vec::new();
         for name in self.function_names(namespace).await? {
             if !keep.contains(&name) {
@@ -220,9 +244,11 @@ pub(crate) async fn decode_manifest(req: DeployRequest) -> Result<Vec<DeployItem
 }
 
 impl Platform {
-    /// Deploys functions, all or nothing. Returns the created versions in order.
+    /// Deploys functions, all or nothing, for `by`. Returns the created
+    /// versions in order.
     pub async fn deploy(
         &self,
+        by: &Principal,
         namespace: &Namespace,
         items: Vec<DeployItem>,
     ) -> Result<Vec<FunctionVersion>> {
@@ -231,6 +257,7 @@ impl Platform {
         }
         for item in &items {
             item.check()?;
+            item.check_grants(by, namespace)?;
             if item.code.len() > MAX_CODE_BYTES {
                 return Err(Error::new(
                     ErrorCode::PayloadTooLarge,
@@ -332,11 +359,11 @@ impl Platform {
             draft.findings = inspection.findings;
             draft.dependencies = inspection.dependencies;
             let p = self
-                .runtime
-                .prepare(&draft, &self.artifacts.path(&digest))
+                .prepare_version(&draft)
                 .await
                 .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
-            p.verify()
+            p.prepared
+                .verify()
                 .await
                 .map_err(|e| Error::new(e.code, format!("functions.{name}: {}", e.message)))?;
             drafts.push(draft);
@@ -356,12 +383,9 @@ impl Platform {
             let p = if v.version == draft_number {
                 p
             } else {
-                self.runtime
-                    .prepare(v, &self.artifacts.path(&v.code_digest))
-                    .await
-                    .map_err(|e| {
-                        Error::new(e.code, format!("functions.{}: {}", v.name, e.message))
-                    })?
+                self.prepare_version(v).await.map_err(|e| {
+                    Error::new(e.code, format!("functions.{}: {}", v.name, e.message))
+                })?
             };
             ready.push((v.clone(), p));
         }
@@ -484,6 +508,7 @@ mod tests {
                     })
                     .collect(),
                 routes: Vec::new(),
+                grants: Default::default(),
                 build: None,
             },
             code: Vec::new(),

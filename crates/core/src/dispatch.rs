@@ -64,6 +64,9 @@ pub struct DispatchConfig {
     /// Most code (the latest version of each function, in stored bytes)
     /// one namespace may hold. Default 10 GiB.
     pub max_code_bytes_per_namespace: u64,
+    /// The keys that seal secrets ([`crate::secrets`]); without them the
+    /// server keeps no secrets. Default none.
+    pub secret_keys: Option<Arc<crate::secrets::SecretKeys>>,
 }
 
 impl Default for DispatchConfig {
@@ -76,15 +79,24 @@ impl Default for DispatchConfig {
             code_gc_interval_ms: 600_000,
             max_functions_per_namespace: 1000,
             max_code_bytes_per_namespace: 10 << 30,
+            secret_keys: None,
         }
     }
+}
+
+/// A prepared version and what to redact from its logs (the values of the
+/// secrets it was prepared with).
+#[derive(Clone)]
+pub(crate) struct Ready {
+    pub prepared: Arc<dyn Prepared>,
+    pub redactor: Arc<crate::secrets::Redactor>,
 }
 
 /// One function: its latest version, its prepared code while warm, and its
 /// concurrency gate.
 pub struct FunctionSlot {
     pub version: FunctionVersion,
-    prepared: Mutex<Option<Arc<dyn Prepared>>>,
+    prepared: Mutex<Option<Ready>>,
     /// Single-flight preparation: concurrent cold callers prepare once.
     prepare_lock: tokio::sync::Mutex<()>,
     slots: Arc<Semaphore>,
@@ -98,7 +110,7 @@ pub struct FunctionSlot {
 impl FunctionSlot {
     fn new(
         version: FunctionVersion,
-        prepared: Option<Arc<dyn Prepared>>,
+        prepared: Option<Ready>,
         metrics: Arc<FunctionMetrics>,
     ) -> Arc<Self> {
         let max = version.scaling.max_concurrency.get() as usize;
@@ -114,7 +126,7 @@ impl FunctionSlot {
         })
     }
 
-    fn current(&self) -> Option<Arc<dyn Prepared>> {
+    fn current(&self) -> Option<Ready> {
         self.prepared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -137,8 +149,8 @@ impl FunctionSlot {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         match taken {
-            Some(p) => {
-                p.release();
+            Some(r) => {
+                r.prepared.release();
                 true
             }
             None => false,
@@ -208,6 +220,10 @@ pub struct Platform {
     unused_code: std::sync::Mutex<HashSet<String>>,
     /// Per-namespace quotas checked at deploy: (functions, code bytes).
     pub(crate) quotas: (u64, u64),
+    pub(crate) secret_keys: Option<Arc<crate::secrets::SecretKeys>>,
+    /// Bumped by every secret change: a preparation that read secrets
+    /// before a change is not kept.
+    secrets_generation: AtomicU64,
 }
 
 impl Platform {
@@ -236,6 +252,8 @@ impl Platform {
                 config.max_functions_per_namespace,
                 config.max_code_bytes_per_namespace,
             ),
+            secret_keys: config.secret_keys.clone(),
+            secrets_generation: AtomicU64::new(0),
         });
         let latest = platform
             .store
@@ -368,7 +386,7 @@ impl Platform {
         self.metrics.render(format, &|ns, name| {
             map.get(&(ns.to_owned(), name.to_owned()))
                 .and_then(|s| s.current())
-                .map(|p| p.idle_instances())
+                .map(|r| r.prepared.idle_instances())
         })
     }
 
@@ -422,7 +440,7 @@ impl Platform {
     }
 
     /// Makes freshly deployed, prepared versions live.
-    pub(crate) fn install(&self, deployed: Vec<(FunctionVersion, Arc<dyn Prepared>)>) {
+    pub(crate) fn install(&self, deployed: Vec<(FunctionVersion, Ready)>) {
         let mut old = Vec::new();
         {
             let mut map = write(&self.functions);
@@ -511,6 +529,7 @@ impl Platform {
         let timeout_ms = v.limits.timeout_ms.get();
         let timeout = Duration::from_millis(timeout_ms);
         let mut init_us = None;
+        let mut redactor = Arc::default();
         let (result, logs, memory_peak_bytes, cold, stream) = match self.prepared(slot).await {
             Err(e) => (
                 Err(RuntimeError::new(e.code, e.message)),
@@ -519,7 +538,9 @@ impl Platform {
                 true,
                 None,
             ),
-            Ok((prepared, cold)) => {
+            Ok((ready, cold)) => {
+                let prepared = ready.prepared;
+                redactor = ready.redactor;
                 let ctx = InvokeContext {
                     invocation_id: id.clone(),
                     deadline: start + timeout,
@@ -562,6 +583,7 @@ impl Platform {
             start,
             cold,
             init_us,
+            redactor,
         };
 
         if let (Ok(head), Some(stream)) = (&result, stream) {
@@ -640,7 +662,7 @@ impl Platform {
 
     /// The prepared handle of a slot, preparing it (once, even under
     /// concurrent callers) if it is cold. Returns whether this call prepared it.
-    async fn prepared(&self, slot: &FunctionSlot) -> Result<(Arc<dyn Prepared>, bool)> {
+    async fn prepared(&self, slot: &FunctionSlot) -> Result<(Ready, bool)> {
         if let Some(p) = slot.current() {
             return Ok((p, false));
         }
@@ -649,27 +671,62 @@ impl Platform {
             return Ok((p, false));
         }
         let started = Instant::now();
-        let path = self.artifacts.path(&slot.version.code_digest);
-        let p = self
-            .runtime
-            .prepare(&slot.version, &path)
-            .await
-            .map_err(|e| {
-                tracing::error!(
-                    function = %slot.version.name,
-                    error = %e,
-                    "failed to prepare a deployed version"
-                );
-                Error::new(
-                    ErrorCode::Internal,
-                    format!("prepare the deployed code: {}", e.message),
-                )
-            })?;
+        let generation = self
+            .secrets_generation
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let p = self.prepare_version(&slot.version).await.map_err(|e| {
+            tracing::error!(
+                function = %slot.version.name,
+                error = %e,
+                "failed to prepare a deployed version"
+            );
+            Error::new(
+                ErrorCode::Internal,
+                format!("prepare the deployed code: {}", e.message),
+            )
+        })?;
         slot.metrics.cold_starts.inc();
         slot.metrics
             .observe_cold_start_us(started.elapsed().as_micros() as u64);
-        *slot.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+        // Prepared with secrets that changed meanwhile: serve this call,
+        // keep nothing.
+        if self
+            .secrets_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == generation
+        {
+            *slot.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+        }
         Ok((p, true))
+    }
+
+    /// Prepares `version` with the secrets it is granted.
+    pub(crate) async fn prepare_version(
+        &self,
+        version: &FunctionVersion,
+    ) -> std::result::Result<Ready, RuntimeError> {
+        let resolved = self.resolve_secrets(version).await?;
+        let path = self.artifacts.path(&version.code_digest);
+        let prepared = self
+            .runtime
+            .prepare(resolved.version.as_ref().unwrap_or(version), &path)
+            .await?;
+        Ok(Ready {
+            prepared,
+            redactor: resolved.redactor,
+        })
+    }
+
+    /// Releases the prepared versions of `namespace` granted secret `name`,
+    /// so their next call prepares again with its new value.
+    pub(crate) fn secret_changed(&self, namespace: &str, name: &str) {
+        self.secrets_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for slot in self.slots() {
+            if slot.version.namespace == namespace && slot.version.grants.has_secret(name) {
+                slot.release();
+            }
+        }
     }
 }
 
@@ -683,6 +740,8 @@ struct Accounting {
     start: Instant,
     cold: bool,
     init_us: Option<u64>,
+    /// Replaces granted secret values in the logs and the error.
+    redactor: Arc<crate::secrets::Redactor>,
 }
 
 impl Accounting {
@@ -714,6 +773,16 @@ impl Accounting {
             Some((code, message)) => (Some(code.to_owned()), Some(message)),
             None => (None, None),
         };
+        let r = &self.redactor;
+        let (stdout, stderr, error_message) = if r.is_empty() {
+            (logs.stdout, logs.stderr, error_message)
+        } else {
+            (
+                r.redact(logs.stdout),
+                r.redact(logs.stderr),
+                error_message.map(|m| r.redact(m)),
+            )
+        };
         self.recorder
             .record(InvocationRecord {
                 id: self.id,
@@ -731,8 +800,8 @@ impl Accounting {
                 memory_peak_bytes,
                 memory_limit_mib: mib,
                 billed_ms,
-                stdout: logs.stdout,
-                stderr: logs.stderr,
+                stdout,
+                stderr,
                 logs_truncated: logs.truncated,
             })
             .await

@@ -30,6 +30,7 @@ pub mod plan;
 pub mod records;
 pub mod routes;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod stream;
 pub mod time;

@@ -6,7 +6,7 @@
 //! no code. Each function is compared with its latest version: code (by
 //! digest), kind, handler, pinned interpreter version, access, network, each limit and scaling setting,
 //! each environment variable by name (values are never shown: they may be
-//! secrets) and the routes.
+//! secrets), the routes and the grants.
 
 use crate::deploy::{DeployItem, decode_manifest, draft_version};
 use crate::dispatch::Platform;
@@ -152,6 +152,19 @@ fn changes(old: &FunctionVersion, new: &FunctionVersion) -> Vec<String> {
             out.push(format!("routes: - {r}"));
         }
     }
+    let (og, ng) = (&old.grants, &new.grants);
+    for s in ng.secrets.iter().filter(|s| !og.secrets.contains(s)) {
+        out.push(format!("grants.secrets: + {}", s.as_str()));
+    }
+    for s in og.secrets.iter().filter(|s| !ng.secrets.contains(s)) {
+        out.push(format!("grants.secrets: - {}", s.as_str()));
+    }
+    for r in ng.outbound.iter().filter(|r| !og.outbound.contains(r)) {
+        out.push(format!("grants.outbound: + {r}"));
+    }
+    for r in og.outbound.iter().filter(|r| !ng.outbound.contains(r)) {
+        out.push(format!("grants.outbound: - {r}"));
+    }
     out
 }
 
@@ -200,6 +213,7 @@ mod tests {
             ]
             .into(),
             routes: Vec::new(),
+            grants: Default::default(),
             findings: Vec::new(),
             dependencies: Vec::new(),
         }

@@ -57,6 +57,11 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", axum::routing::delete(revoke_key))
         .route("/audit", get(list_audit))
+        .route("/namespaces/{ns}/secrets", get(list_secrets))
+        .route(
+            "/namespaces/{ns}/secrets/{name}",
+            put(set_secret).delete(delete_secret),
+        )
         .route_layer(middleware::from_fn(require_scope))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -281,6 +286,40 @@ async fn revoke_key(
     Ok(Json(key.info()).into_response())
 }
 
+/// The body of `PUT …/secrets/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretValue {
+    value: String,
+}
+
+async fn set_secret(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let (_, body) = admin_body(req).await?;
+    let SecretValue { value } = parse_json(&body)?;
+    let info = g.platform.set_secret(&ns, &name, &value).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn list_secrets(State(g): St, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let secrets = g.platform.list_secrets(&ns).await?;
+    Ok(Json(nimbus_api::wire::SecretList { secrets }).into_response())
+}
+
+async fn delete_secret(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    g.platform.delete_secret(&ns, &name).await?;
+    Ok(http::StatusCode::NO_CONTENT.into_response())
+}
+
 async fn not_found() -> Response {
     error_response(ErrorCode::NotFound, "no such admin API route")
 }
@@ -321,6 +360,7 @@ fn deployed_pruned(versions: Vec<FunctionVersion>, pruned: Vec<String>) -> Respo
             code_digest: v.code_digest,
             routes: v.routes,
             public: v.public,
+            grants: v.grants,
             findings: v.findings,
         })
         .collect();
@@ -396,6 +436,7 @@ struct DeployOptions {
 
 async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
+    let by = principal_of(&req);
     let (parts, body) = admin_body(req).await?;
     let opts: DeployOptions = parse_query(parts.uri.query())?;
     // Up to 140 MiB of JSON: parsed off the async threads.
@@ -413,10 +454,10 @@ async fn deploy(State(g): St, Path(ns): Path<String>, req: Request) -> Result<Re
         return Ok(Json(DeployPlan { plan }).into_response());
     }
     if prune {
-        let (versions, pruned) = g.platform.deploy_manifest_pruning(&ns, req).await?;
+        let (versions, pruned) = g.platform.deploy_manifest_pruning(&by, &ns, req).await?;
         return Ok(deployed_pruned(versions, pruned));
     }
-    let versions = g.platform.deploy_manifest(&ns, req).await?;
+    let versions = g.platform.deploy_manifest(&by, &ns, req).await?;
     Ok(deployed(versions))
 }
 
@@ -491,6 +532,7 @@ async fn put_code(
     // The body is read before the query is checked: a client still sending
     // its upload when an early error closed the connection would see a
     // broken pipe instead of the error.
+    let by = principal_of(&req);
     let (parts, body) = admin_body(req).await?;
     let opts: CodeOptions = parse_query(parts.uri.query())?;
     let limits = limits_from(&opts).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
@@ -506,11 +548,13 @@ async fn put_code(
         scaling,
         env: Default::default(),
         routes: Vec::new(),
+        grants: Default::default(),
         build: None,
     };
     let versions = g
         .platform
         .deploy(
+            &by,
             &ns,
             vec![DeployItem {
                 name,

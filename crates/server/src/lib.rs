@@ -7,6 +7,7 @@
 //! ```text
 //! DIR                      mode 0700: only the user running Nimbus enters it
 //! DIR/admin-token          the admin token (created on first start, mode 0600)
+//! DIR/secrets.key          the key that seals secrets (created on first start, mode 0600)
 //! DIR/server.json          where the running server listens (for the CLI)
 //! DIR/nimbus.db            the embedded store (SQLite, WAL)
 //! DIR/code/<sha256>.bin    deployed code, content-addressed
@@ -61,6 +62,35 @@ pub struct ServerConfig {
     /// default the server's own `PIP_*`, `NPM_CONFIG_*`, proxy and CA
     /// variables).
     pub build: BuildConfig,
+    /// The key that seals secrets: a file (`--secrets-key-file`, default
+    /// `DIR/secrets.key`, created on first start) or, when set, the
+    /// base64 value of `NIMBUS_SECRETS_KEY`.
+    pub secrets_key: SecretKeySource,
+    /// The key secrets were sealed with before a rotation
+    /// (`--secrets-previous-key-file`): they are sealed again with the
+    /// current key at start.
+    pub secrets_previous_key_file: Option<PathBuf>,
+}
+
+/// Where the secret key comes from.
+#[derive(Clone)]
+pub enum SecretKeySource {
+    /// `DIR/secrets.key`, created on first start.
+    DataDir,
+    /// A key file of mode 0600.
+    File(PathBuf),
+    /// The key itself, base64 (`NIMBUS_SECRETS_KEY`).
+    Value(String),
+}
+
+impl std::fmt::Debug for SecretKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretKeySource::DataDir => f.write_str("DataDir"),
+            SecretKeySource::File(p) => write!(f, "File({})", p.display()),
+            SecretKeySource::Value(_) => f.write_str("Value(…)"),
+        }
+    }
 }
 
 /// The certificate and key files of `--tls-cert` and `--tls-key`.
@@ -101,6 +131,8 @@ impl ServerConfig {
                 env: nimbus_process::build::registry_env(std::env::vars_os()),
                 ..BuildConfig::default()
             },
+            secrets_key: SecretKeySource::DataDir,
+            secrets_previous_key_file: None,
         }
     }
 }
@@ -188,6 +220,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         None => admin_token(dir)?,
     };
 
+    let secret_keys = secret_keys(dir, &config)?;
+
     let db = dir.join("nimbus.db");
     private::create_private_file(&db)?;
     let store = SqliteStore::open(&db).context("open the store")?;
@@ -212,9 +246,18 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let runtime = Arc::new(RuntimeSet { wasm, process });
     let recorder = Recorder::start(store.clone(), config.records.clone());
-    let platform = Platform::open(store, runtime, artifacts, recorder, config.dispatch.clone())
+    let mut dispatch = config.dispatch.clone();
+    dispatch.secret_keys = Some(secret_keys);
+    let platform = Platform::open(store, runtime, artifacts, recorder, dispatch)
         .await
         .context("load the deployed functions")?;
+    let rotated = platform
+        .rotate_secrets()
+        .await
+        .context("seal the secrets again with the current key")?;
+    if rotated > 0 {
+        tracing::info!(rotated, "sealed secrets again with the current key");
+    }
 
     let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone()));
     let app = nimbus_gateway::router(gateway);
@@ -260,6 +303,37 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         grace: Duration::from_millis(config.shutdown_grace_ms),
         data_dir: config.data_dir.clone(),
     })
+}
+
+/// The secret keys `config` names.
+fn secret_keys(
+    dir: &Path,
+    config: &ServerConfig,
+) -> anyhow::Result<Arc<nimbus_core::secrets::SecretKeys>> {
+    use nimbus_core::secrets::{SecretKey, SecretKeys};
+    let current = match &config.secrets_key {
+        SecretKeySource::DataDir => {
+            let path = dir.join("secrets.key");
+            let (key, created) = SecretKey::read_or_create_file(&path)?;
+            if created {
+                tracing::info!(path = %path.display(), "created the key that seals secrets; keep a copy of it: without it no secret can be read");
+            }
+            key
+        }
+        SecretKeySource::File(path) => SecretKey::read_file(path)?,
+        SecretKeySource::Value(text) => SecretKey::from_base64(text).map_err(|e| {
+            anyhow::anyhow!(
+                "NIMBUS_SECRETS_KEY must be {} bytes as base64 ({e}); make one with `head -c 32 /dev/urandom | base64`",
+                nimbus_core::secrets::SECRET_KEY_BYTES
+            )
+        })?,
+    };
+    let previous = config
+        .secrets_previous_key_file
+        .as_deref()
+        .map(SecretKey::read_file)
+        .transpose()?;
+    Ok(Arc::new(SecretKeys { current, previous }))
 }
 
 /// Checks an admin token given on the command line or in the environment.

@@ -35,6 +35,7 @@ mod error;
 mod keys;
 mod readers;
 pub mod schema;
+mod secrets;
 mod writer;
 
 pub use writer::WriterStats;

@@ -102,9 +102,26 @@ CREATE INDEX audit_log_by_time ON audit_log (at_ms);
 CREATE INDEX audit_log_by_namespace ON audit_log (namespace, seq);
 ";
 
+/// Version 5: secrets, sealed (ChaCha20-Poly1305) by the server before
+/// they reach the store: `key_id` names the key that sealed the row,
+/// `nonce` and `ciphertext` are what opening it needs with that key. No
+/// value is ever stored in clear.
+const SCHEMA_V5: &str = "
+CREATE TABLE secrets (
+    namespace     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    key_id        TEXT    NOT NULL,
+    nonce         BLOB    NOT NULL,
+    ciphertext    BLOB    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -71,7 +71,8 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl SinkStream {
-    fn append(&self, bytes: &[u8]) {
+    /// Appends `bytes` within the sink's limit.
+    pub(crate) fn append(&self, bytes: &[u8]) {
         let mut s = lock(&self.state);
         let used = s.bufs[0].len() + s.bufs[1].len();
         let room = s.limit_bytes.saturating_sub(used);

@@ -20,14 +20,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Per-invocation store data.
 pub struct HttpState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutgoing,
+    hooks: crate::outbound::Outbound,
     limiter: MemoryLimiter,
 }
 
@@ -47,30 +47,6 @@ impl WasiHttpView for HttpState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outgoing HTTP is not granted to functions (no network by default).
-struct DenyOutgoing;
-
-impl WasiHttpHooks for DenyOutgoing {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -132,6 +108,7 @@ pub(crate) fn prepared(
     let max_uses = version.scaling.max_invocations_per_instance.get();
     Arc::new(HttpPrepared {
         pre,
+        outbound: version.grants.outbound.clone().into(),
         version: version.clone(),
         reuse: (max_uses > 1).then(|| Reuse {
             max_uses,
@@ -149,6 +126,8 @@ struct HttpPrepared {
     /// Shared by every version with the same code.
     pre: Arc<ProxyPre<HttpState>>,
     version: FunctionVersion,
+    /// The hosts the version may send requests to (`grants.outbound`).
+    outbound: Arc<[nimbus_api::grants::OutboundRule]>,
     /// Instances kept between invocations; `None` when every invocation
     /// gets a fresh one (`max_invocations_per_instance: 1`, the default).
     reuse: Option<Reuse>,
@@ -263,8 +242,17 @@ impl Drop for Reuse {
 }
 
 impl HttpPrepared {
+    /// A fresh outbound budget for one invocation.
+    fn outbound_budget(&self) -> Arc<crate::outbound::Budget> {
+        let l = &self.version.limits;
+        crate::outbound::Budget::new(
+            l.max_outbound_requests.get(),
+            l.max_outbound_response_bytes.get(),
+        )
+    }
+
     /// A fresh store for one instance, with its log sink.
-    fn new_store(&self) -> (Store<HttpState>, Sink) {
+    fn new_store(&self, deadline: std::time::Instant) -> (Store<HttpState>, Sink) {
         let limits = &self.version.limits;
         let logs = Sink::new(limits.max_log_bytes.get() as usize);
         let mut wasi = WasiCtxBuilder::new();
@@ -282,7 +270,12 @@ impl HttpPrepared {
                 wasi: wasi.build(),
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                hooks: DenyOutgoing,
+                hooks: crate::outbound::Outbound::new(
+                    self.outbound.clone(),
+                    self.outbound_budget(),
+                    deadline.into(),
+                    logs.stderr(),
+                ),
                 limiter: MemoryLimiter::new(limits.memory_limit_bytes()),
             },
         );
@@ -299,11 +292,14 @@ impl Prepared for HttpPrepared {
             Some(mut w) => {
                 // What the previous invocation left behind that is
                 // about it, not about the instance.
-                w.store.data_mut().limiter.denied = false;
+                let data = w.store.data_mut();
+                data.limiter.denied = false;
+                data.hooks.budget = self.outbound_budget();
+                data.hooks.deadline = ctx.deadline.into();
                 (w.store, Some(w.proxy), w.logs, w.served)
             }
             None => {
-                let (store, logs) = self.new_store();
+                let (store, logs) = self.new_store(ctx.deadline);
                 (store, None, logs, 0)
             }
         };

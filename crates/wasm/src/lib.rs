@@ -25,6 +25,7 @@ mod capture;
 mod cgi;
 mod http;
 mod limiter;
+mod outbound;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -354,6 +355,11 @@ impl Runtime for WasmRuntime {
                      a CGI-style module runs its _start once, so each invocation needs a fresh instance",
                 ))
             }
+            CodeKind::WasiCgi if !version.grants.outbound.is_empty() => Err(RuntimeError::new(
+                ErrorCode::InvalidManifest,
+                "grants.outbound: a CGI-style module (WASI preview 1) has no way to send requests; \
+                 outbound grants are for wasi:http components (build for wasm32-wasip2 or with the proxy adapter)",
+            )),
             CodeKind::WasiCgi => {
                 if let Some(pre) = shared(&self.cgi_linked, digest) {
                     return Ok(cgi::prepared(pre, version));

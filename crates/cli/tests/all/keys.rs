@@ -75,6 +75,7 @@ fn request(
             "manifest": format!("functions:\n  {name}:\n    code: hello.wasm\n"),
             "artifacts": { "hello.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("hello")) },
         })),
+        ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
         ("PUT", _) => rb.body(guest_bytes("hello")),
         ("POST", "/api/v1/keys") => rb.json(&json!({ "namespace": ns, "scopes": [e.scope] })),
         _ => rb,

@@ -10,6 +10,7 @@ mod cli;
 mod common;
 mod deploy;
 mod first_hour;
+mod grants;
 mod hardening;
 mod init_check;
 mod invoke;

@@ -32,6 +32,7 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
             methods: vec!["GET".to_owned()],
             path: format!("/{name}/{{id}}"),
         }],
+        grants: Default::default(),
         findings: Vec::new(),
         dependencies: Vec::new(),
     }
@@ -80,6 +81,60 @@ where
     code_digests_cover_every_version(open().await).await;
     keys_are_stored_listed_and_revoked(open().await).await;
     audit_entries_are_appended_queried_and_pruned(open().await).await;
+    secrets_are_replaced_listed_and_deleted(open().await).await;
+}
+
+fn sealed(ns: &str, name: &str, byte: u8, at_ms: u64) -> crate::store::SealedSecret {
+    crate::store::SealedSecret {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        key_id: format!("k{byte}"),
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 20],
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+    }
+}
+
+async fn secrets_are_replaced_listed_and_deleted<S: Store>(s: Arc<S>) {
+    s.put_secret(sealed("b", "TOKEN", 1, 10))
+        .await
+        .expect("put");
+    s.put_secret(sealed("a", "TOKEN", 2, 20))
+        .await
+        .expect("put");
+    s.put_secret(sealed("a", "DB", 3, 30)).await.expect("put");
+    assert_eq!(
+        s.secret("a", "TOKEN").await.expect("read"),
+        Some(sealed("a", "TOKEN", 2, 20))
+    );
+    assert_eq!(s.secret("a", "NONE").await.expect("read"), None);
+    // Replacing keeps the creation time and takes everything else.
+    s.put_secret(sealed("a", "TOKEN", 4, 40))
+        .await
+        .expect("replace");
+    let replaced = s.secret("a", "TOKEN").await.expect("read").expect("kept");
+    assert_eq!(replaced.created_at_ms, 20);
+    assert_eq!(replaced.updated_at_ms, 40);
+    assert_eq!(replaced.ciphertext, vec![4; 20]);
+    assert_eq!(replaced.key_id, "k4");
+    let all: Vec<(String, String)> = s
+        .secrets(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|x| (x.namespace, x.name))
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        all,
+        vec![pair("a", "DB"), pair("a", "TOKEN"), pair("b", "TOKEN")]
+    );
+    assert_eq!(s.secrets(Some("b")).await.expect("list").len(), 1);
+    assert!(s.delete_secret("a", "TOKEN").await.expect("delete"));
+    assert!(!s.delete_secret("a", "TOKEN").await.expect("delete again"));
+    assert_eq!(s.secret("a", "TOKEN").await.expect("read"), None);
+    assert!(s.secret("b", "TOKEN").await.expect("read").is_some());
 }
 
 fn audit_entry(n: u64, namespace: Option<&str>) -> nimbus_api::audit::AuditEntry {

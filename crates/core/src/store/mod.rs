@@ -168,6 +168,48 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn prune_audit(&self, older_than_ms: u64, keep_max: u64) -> StoreResult<u64>;
 }
 
+/// A secret as the store keeps it: sealed by the server
+/// ([`crate::secrets`]), never in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub namespace: String,
+    pub name: String,
+    /// Which key sealed it ([`crate::secrets::SecretKey::id`]).
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    /// The value, encrypted, with its authentication tag.
+    pub ciphertext: Vec<u8>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Secrets (`nimbus secret set|list|delete`).
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// Creates or replaces a secret; a replaced one keeps its `created_at_ms`.
+    async fn put_secret(&self, secret: SealedSecret) -> StoreResult<()>;
+
+    /// One secret.
+    async fn secret(&self, namespace: &str, name: &str) -> StoreResult<Option<SealedSecret>>;
+
+    /// Every secret, ordered by namespace then name; only those in
+    /// `namespace` when given.
+    async fn secrets(&self, namespace: Option<&str>) -> StoreResult<Vec<SealedSecret>>;
+
+    /// Deletes a secret. Returns whether it existed.
+    async fn delete_secret(&self, namespace: &str, name: &str) -> StoreResult<bool>;
+}
+
 /// A backend that holds every aggregate.
-pub trait Store: FunctionStore + InvocationStore + KeyStore + AuditStore {}
-impl<T: FunctionStore + InvocationStore + KeyStore + AuditStore> Store for T {}
+pub trait Store: FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore {}
+impl<T: FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore> Store for T {}

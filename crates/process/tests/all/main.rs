@@ -133,6 +133,7 @@ impl Fixture {
             scaling: Default::default(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             routes: Vec::new(),
+            grants: Default::default(),
             findings: Vec::new(),
             dependencies: Vec::new(),
         };
