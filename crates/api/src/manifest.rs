@@ -47,7 +47,7 @@ pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 pub const MAX_MANIFEST_DEPTH: usize = 32;
 
 /// Path prefixes that belong to the platform and cannot be custom routes.
-pub const RESERVED_PREFIXES: &[&str] = &["/api", "/fn", "/healthz", "/metrics", "/_nimbus"];
+pub const RESERVED_PREFIXES: &[&str] = &["/api", "/fn", "/healthz", "/metrics", "/_nimbus", "/r"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

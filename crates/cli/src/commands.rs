@@ -201,6 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_build_output_mib,
             secrets_key_file,
             secrets_previous_key_file,
+            namespace_hosts,
         } => {
             let log_format = match log_format {
                 crate::LogFormat::Text => nimbus_server::LogFormat::Text,
@@ -236,6 +237,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => nimbus_server::SecretKeySource::DataDir,
             };
             config.secrets_previous_key_file = secrets_previous_key_file;
+            for pair in namespace_hosts {
+                let (host, ns) = pair.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--route-host {pair:?}: expected HOST=NAMESPACE, e.g. shop.example.com=shop"
+                    )
+                })?;
+                let ns = nimbus_api::Namespace::new(ns)
+                    .map_err(|e| anyhow::anyhow!("--route-host {pair:?}: {e}"))?;
+                let host = host.trim().to_ascii_lowercase();
+                if host.is_empty() || host.contains([':', '/', ' ']) {
+                    anyhow::bail!(
+                        "--route-host {pair:?}: {host:?} is not a host name (give it without a port or scheme)"
+                    );
+                }
+                config.dispatch.namespace_hosts.insert(host, ns.to_string());
+            }
             nimbus_server::serve(config, log_format).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -653,7 +670,20 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
                 }
             );
             for r in &f.routes {
-                println!("  route {r} → {}", f.name);
+                if f.namespace == "default" {
+                    println!("  route {r} → {}", f.name);
+                } else {
+                    // Another namespace's routes live under /r/{ns}/.
+                    let methods = if r.methods.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", r.methods.join(","))
+                    };
+                    println!(
+                        "  route {methods}{}/r/{}{} → {}",
+                        c.base, f.namespace, r.path, f.name
+                    );
+                }
             }
             for s in &f.grants.secrets {
                 println!("  grant secret {}", s.as_str());

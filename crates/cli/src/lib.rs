@@ -149,6 +149,11 @@ pub enum Command {
         /// they are sealed again with the current key.
         #[arg(long)]
         secrets_previous_key_file: Option<PathBuf>,
+        /// Serve a namespace's custom routes at the root of a host name:
+        /// HOST=NAMESPACE (repeatable), e.g. shop.example.com=shop. Any
+        /// host reaches them under /r/NAMESPACE/.
+        #[arg(long = "route-host", value_name = "HOST=NAMESPACE")]
+        namespace_hosts: Vec<String>,
     },
     /// Deploy functions from a nimbus.yaml manifest, or one function from flags.
     #[command(

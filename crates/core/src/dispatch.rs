@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::fair::FairGate;
 use crate::metrics::{Format, FunctionMetrics, Metrics};
 use crate::records::Recorder;
-use crate::routes::{Lookup, RouteTable, Target};
+use crate::routes::{Lookup, Routes, Target};
 use crate::runtime::{FnRequest, FnResponse, InvokeContext, Prepared, Runtime, RuntimeError};
 use crate::store::Store;
 use crate::time::now_ms;
@@ -67,6 +67,9 @@ pub struct DispatchConfig {
     /// The keys that seal secrets ([`crate::secrets`]); without them the
     /// server keeps no secrets. Default none.
     pub secret_keys: Option<Arc<crate::secrets::SecretKeys>>,
+    /// Host names whose requests reach a namespace's custom routes at the
+    /// root (lower-case host → namespace). Default none.
+    pub namespace_hosts: HashMap<String, String>,
 }
 
 impl Default for DispatchConfig {
@@ -80,6 +83,7 @@ impl Default for DispatchConfig {
             max_functions_per_namespace: 1000,
             max_code_bytes_per_namespace: 10 << 30,
             secret_keys: None,
+            namespace_hosts: HashMap::new(),
         }
     }
 }
@@ -212,7 +216,9 @@ pub struct Platform {
     pub(crate) recorder: Recorder,
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
     functions: RwLock<HashMap<Key, Arc<FunctionSlot>>>,
-    routes: RwLock<Arc<RouteTable>>,
+    routes: RwLock<Arc<Routes>>,
+    /// Host names the operator assigned to namespaces (`--route-host`).
+    namespace_hosts: HashMap<String, String>,
     inflight: Arc<Semaphore>,
     cpu_gate: Arc<FairGate>,
     metrics: Arc<Metrics>,
@@ -243,7 +249,8 @@ impl Platform {
             recorder,
             deploy_lock: tokio::sync::Mutex::new(()),
             functions: RwLock::new(HashMap::new()),
-            routes: RwLock::new(Arc::new(RouteTable::default())),
+            routes: RwLock::new(Arc::new(Routes::default())),
+            namespace_hosts: config.namespace_hosts.clone(),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
             cpu_gate: FairGate::new(config.cpu_slots, Duration::from_millis(config.cpu_wait_ms)),
             metrics: Arc::new(Metrics::default()),
@@ -405,10 +412,16 @@ impl Platform {
             .cloned()
     }
 
-    /// The function a custom route leads to.
-    pub fn route(&self, method: &str, path: &str) -> Lookup {
+    /// The function a custom route leads to, for a request with `Host:
+    /// host` (see [`crate::routes::resolve`]), and the prefix of the path
+    /// before the namespace's own (`/r/shop`).
+    pub fn route(&self, method: &str, host: Option<&str>, path: &str) -> (Lookup, Option<String>) {
+        let scope = crate::routes::resolve(&self.namespace_hosts, host, path);
         let table = read(&self.routes).clone();
-        table.lookup(method, path)
+        (
+            table.lookup(&scope.namespace, method, &scope.path),
+            scope.prefix,
+        )
     }
 
     /// The route table that would result from replacing the routes of the
@@ -416,7 +429,7 @@ impl Platform {
     pub(crate) fn route_table_with(
         &self,
         replacing: &[FunctionVersion],
-    ) -> std::result::Result<RouteTable, String> {
+    ) -> std::result::Result<Routes, String> {
         let map = read(&self.functions);
         let replaced: Vec<Key> = replacing
             .iter()
@@ -430,7 +443,7 @@ impl Platform {
             .iter()
             .map(|v| (target_of(v), v.routes.as_slice()));
         // Existing functions first, so a conflict names the newcomer's route.
-        RouteTable::build(current.chain(new))
+        Routes::build(current.chain(new))
     }
 
     fn rebuild_routes(&self) -> std::result::Result<(), String> {

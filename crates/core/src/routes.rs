@@ -1,6 +1,15 @@
 //! The custom-route table: `GET /hello/{who}` → function, like an API gateway.
 //!
-//! Routes are global (they live at the root of the server, outside `/fn/`).
+//! Routes belong to a namespace: each namespace has its own table, so two
+//! namespaces may declare the same paths. A request reaches a namespace's
+//! routes ([`resolve`]):
+//!
+//! 1. by a host name the operator assigned to the namespace
+//!    (`--route-host shop.example.com=shop`): at the root of that host;
+//! 2. under `/r/{ns}/…` on any host: `/r/shop/hello/x` is `shop`'s
+//!    `/hello/x`;
+//! 3. otherwise the `default` namespace's routes, at the root.
+//!
 //! For a request path the matcher picks the most specific pattern (static
 //! before parameter before catch-all), and only that pattern's methods
 //! answer. So two functions may share a path only as the same pattern with
@@ -118,6 +127,95 @@ impl std::fmt::Debug for RouteTable {
 
 fn overlap(a: &[String], b: &[String]) -> bool {
     a.is_empty() || b.is_empty() || a.iter().any(|m| b.contains(m))
+}
+
+/// Every namespace's route table.
+#[derive(Default)]
+pub struct Routes {
+    tables: HashMap<String, RouteTable>,
+}
+
+impl Routes {
+    /// Builds each namespace's table from its functions' routes; fails on
+    /// the first conflict within a namespace.
+    pub fn build<'a>(
+        routes: impl IntoIterator<Item = (Target, &'a [Route])>,
+    ) -> Result<Routes, String> {
+        let mut tables: HashMap<String, RouteTable> = HashMap::new();
+        for (target, list) in routes {
+            let table = tables.entry(target.namespace.clone()).or_default();
+            for route in list {
+                table.insert(target.clone(), route.clone())?;
+            }
+        }
+        Ok(Routes { tables })
+    }
+
+    /// Finds the function for `method path` among `namespace`'s routes.
+    pub fn lookup(&self, namespace: &str, method: &str, path: &str) -> Lookup {
+        self.tables
+            .get(namespace)
+            .map_or(Lookup::NotFound, |t| t.lookup(method, path))
+    }
+}
+
+/// Where a request's custom route is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteScope<'a> {
+    pub namespace: String,
+    /// The path within the namespace.
+    pub path: std::borrow::Cow<'a, str>,
+    /// The part of the request path before it (`/r/shop`), if any.
+    pub prefix: Option<String>,
+}
+
+/// The prefix under which every namespace's routes are reachable.
+pub const NAMESPACE_ROUTE_PREFIX: &str = "/r/";
+
+/// The namespace and path a request for `path` with `Host: host` looks
+/// up, given the operator's host names per namespace (lower-case, without
+/// a port).
+pub fn resolve<'a>(
+    hosts: &HashMap<String, String>,
+    host: Option<&str>,
+    path: &'a str,
+) -> RouteScope<'a> {
+    if !hosts.is_empty()
+        && let Some(host) = host
+    {
+        let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        if let Some(ns) = hosts.get(&name.to_ascii_lowercase()) {
+            return RouteScope {
+                namespace: ns.clone(),
+                path: path.into(),
+                prefix: None,
+            };
+        }
+    }
+    if let Some(rest) = path.strip_prefix(NAMESPACE_ROUTE_PREFIX) {
+        let (ns, within) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, "/"),
+        };
+        if nimbus_api::Namespace::new(ns).is_ok() {
+            return RouteScope {
+                namespace: ns.to_owned(),
+                path: within.into(),
+                prefix: Some(format!("/r/{ns}")),
+            };
+        }
+    }
+    RouteScope {
+        namespace: "default".to_owned(),
+        path: path.into(),
+        prefix: None,
+    }
 }
 
 impl RouteTable {

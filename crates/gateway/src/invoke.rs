@@ -4,7 +4,9 @@
 //! `/fn/default/hello/a/b?x=1` arrives as `/a/b?x=1` with
 //! `x-forwarded-prefix: /fn/default/hello` and the original path in
 //! `x-nimbus-original-path`. Through a custom route it sees the full path,
-//! with each path parameter in an `x-nimbus-param-<name>` header, the
+//! (under `/r/{ns}/…`, the path within the namespace, with
+//! `x-forwarded-prefix: /r/{ns}`), with each path parameter in an
+//! `x-nimbus-param-<name>` header, the
 //! matched pattern in `x-nimbus-route` and API Gateway's route key
 //! (`GET /hello/{who}`, `ANY /files/{*rest}`) in `x-nimbus-route-key`.
 
@@ -80,7 +82,15 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
 
 pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let m = match g.platform.route(req.method().as_str(), &path) {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (found, prefix) = g
+        .platform
+        .route(req.method().as_str(), host.as_deref(), &path);
+    let m = match found {
         Lookup::Found(m) => m,
         Lookup::MethodNotAllowed(allowed) => {
             let allow = allowed.join(", ");
@@ -103,11 +113,25 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
     let Some(slot) = g.platform.lookup(&m.target.namespace, &m.target.name) else {
         return error_response(ErrorCode::NotFound, &format!("no route for {path}"));
     };
-    let uri = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| path.clone());
+    // Under /r/{ns}/ the function sees the path within its namespace, as
+    // through its URL, with the prefix in x-forwarded-prefix.
+    let uri = match &prefix {
+        Some(p) => {
+            let query = req
+                .uri()
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let within = path.strip_prefix(p.as_str()).unwrap_or(&path);
+            let within = if within.is_empty() { "/" } else { within };
+            format!("{within}{query}")
+        }
+        None => req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| path.clone()),
+    };
     // As API Gateway names the matched route: its method (ANY for a route
     // of every method; GET for a HEAD a GET route serves) and pattern.
     let method = req.method().as_str();
@@ -126,6 +150,9 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
         ),
         ("x-nimbus-original-path".to_owned(), path),
     ];
+    if let Some(p) = prefix {
+        extra.push((FORWARDED_PREFIX.to_owned(), p));
+    }
     for (k, v) in m.params {
         extra.push((format!("x-nimbus-param-{}", k.to_ascii_lowercase()), v));
     }

@@ -434,3 +434,92 @@ async fn deploy_plan_lists_each_change_without_applying_it_and_prune_deletes_the
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_belong_to_their_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(dir.path());
+    config
+        .dispatch
+        .namespace_hosts
+        .insert("shop.example.test".to_owned(), "shop".to_owned());
+    let s = TestServer::start_with(dir, config).await;
+    let manifest = "functions:\n  echo:\n    code: http_echo.wasm\n    public: true\n    routes:\n      - GET /hello/{who}\n";
+    let deploy_to = |ns: &'static str| {
+        let s = &s;
+        async move {
+            let artifacts = serde_json::json!({
+                "http_echo.wasm": base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    crate::common::guest_bytes("http_echo"),
+                ),
+            });
+            let r = s
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/namespaces/{ns}/deployments"),
+                )
+                .json(&serde_json::json!({ "manifest": manifest, "artifacts": artifacts }))
+                .send()
+                .await
+                .expect("deploy");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    // The same route in two namespaces: no conflict.
+    for ns in ["default", "shop"] {
+        let (status, body) = deploy_to(ns).await;
+        assert_eq!(status, 201, "{ns}: {body}");
+    }
+    let served_by = |id: String| {
+        let s = &s;
+        async move {
+            s.record(&id).await["namespace"]
+                .as_str()
+                .expect("ns")
+                .to_owned()
+        }
+    };
+
+    // At the root: the default namespace's.
+    let (status, body, id) = s.call("/hello/ann").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("GET /hello/ann\n"), "{body}");
+    assert_eq!(served_by(id).await, "default");
+
+    // Under /r/shop/: shop's, seeing the path within its namespace.
+    let (status, body, id) = s.call("/r/shop/hello/bob?x=1").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("GET /hello/bob?x=1\n"), "{body}");
+    assert!(body.contains("x-forwarded-prefix: /r/shop\n"), "{body}");
+    assert!(body.contains("x-nimbus-param-who: bob\n"), "{body}");
+    assert_eq!(served_by(id).await, "shop");
+
+    // By the host name the operator gave shop: at the root.
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let r = crate::common::one_response(
+        &addr,
+        "GET /hello/cy HTTP/1.1\r\nHost: Shop.Example.Test:8080\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let id = r.header("x-nimbus-invocation-id").expect("id").to_owned();
+    assert_eq!(served_by(id).await, "shop");
+
+    // A namespace without the route, or without functions: 404.
+    assert_eq!(s.call("/r/nobody/hello/x").await.0, 404);
+    assert_eq!(s.call("/r/shop/other").await.0, 404);
+
+    // /r is the platform's: no function may declare a route under it.
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  x:\n    code: hello.wasm\n    routes:\n      - GET /r/shop/hello/{who}\n",
+            &["hello"],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().expect("m").contains("/r"),
+        "{body}"
+    );
+}
