@@ -201,6 +201,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_build_output_mib,
             secrets_key_file,
             secrets_previous_key_file,
+            max_inflight,
+            max_inflight_per_namespace,
+            max_functions_per_namespace,
+            max_code_bytes_per_namespace,
             namespace_hosts,
         } => {
             let log_format = match log_format {
@@ -237,6 +241,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => nimbus_server::SecretKeySource::DataDir,
             };
             config.secrets_previous_key_file = secrets_previous_key_file;
+            let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            config.dispatch.max_inflight = usize_of(max_inflight);
+            config.dispatch.max_inflight_per_namespace = usize_of(max_inflight_per_namespace);
+            config.dispatch.max_functions_per_namespace = max_functions_per_namespace;
+            config.dispatch.max_code_bytes_per_namespace = max_code_bytes_per_namespace;
             for pair in namespace_hosts {
                 let (host, ns) = pair.split_once('=').ok_or_else(|| {
                     anyhow::anyhow!(

@@ -149,6 +149,19 @@ pub enum Command {
         /// they are sealed again with the current key.
         #[arg(long)]
         secrets_previous_key_file: Option<PathBuf>,
+        /// Most invocations running at once, across all functions.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_inflight: u64,
+        /// Most invocations of one namespace running at once (its share of
+        /// --max-inflight); past it: 429 throttled.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+        max_inflight_per_namespace: u64,
+        /// Most functions one namespace may hold.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_functions_per_namespace: u64,
+        /// Most bytes of code (latest versions) one namespace may hold.
+        #[arg(long, default_value_t = 10 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+        max_code_bytes_per_namespace: u64,
         /// Serve a namespace's custom routes at the root of a host name:
         /// HOST=NAMESPACE (repeatable), e.g. shop.example.com=shop. Any
         /// host reaches them under /r/NAMESPACE/.

@@ -10,8 +10,11 @@
 //! 1. a per-function slot (`scaling.max_concurrency`); when none is free the
 //!    request waits in a bounded FIFO (`scaling.max_queue` deep, at most
 //!    `scaling.queue_timeout_ms`), then gets `429 throttled`;
-//! 2. a platform-wide permit (`max_inflight`): none free → `429 throttled`;
-//! 3. for wasm, a turn at the CPU ([`crate::fair`]): at most `cpu_slots` run
+//! 2. the namespace's share of the platform (`max_inflight_per_namespace`):
+//!    none free → `429 throttled` naming the quota, so one tenant cannot
+//!    hold every platform permit;
+//! 3. a platform-wide permit (`max_inflight`): none free → `429 throttled`;
+//! 4. for wasm, a turn at the CPU ([`crate::fair`]): at most `cpu_slots` run
 //!    at once and waiting functions are served round robin, so a flooded
 //!    function cannot push others to the back of the scheduler's queues.
 //!
@@ -59,6 +62,10 @@ pub struct DispatchConfig {
     /// (10 minutes): code is removed at the second pass that finds it
     /// unused, so 10 to 20 minutes after its function was deleted.
     pub code_gc_interval_ms: u64,
+    /// Most invocations of one namespace's functions running at once: its
+    /// share of `max_inflight`, so that one tenant cannot take every
+    /// permit. Default 500 (half of the default `max_inflight`).
+    pub max_inflight_per_namespace: usize,
     /// Most functions one namespace may hold. Default 1000.
     pub max_functions_per_namespace: u64,
     /// Most code (the latest version of each function, in stored bytes)
@@ -80,6 +87,7 @@ impl Default for DispatchConfig {
             cpu_slots: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             cpu_wait_ms: 50,
             code_gc_interval_ms: 600_000,
+            max_inflight_per_namespace: 500,
             max_functions_per_namespace: 1000,
             max_code_bytes_per_namespace: 10 << 30,
             secret_keys: None,
@@ -104,6 +112,9 @@ pub struct FunctionSlot {
     /// Single-flight preparation: concurrent cold callers prepare once.
     prepare_lock: tokio::sync::Mutex<()>,
     slots: Arc<Semaphore>,
+    /// The namespace's share of the platform's in-flight permits, shared
+    /// by every function of the namespace.
+    namespace_gate: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Invocations admitted and not yet finished.
     active: AtomicUsize,
@@ -116,6 +127,7 @@ impl FunctionSlot {
         version: FunctionVersion,
         prepared: Option<Ready>,
         metrics: Arc<FunctionMetrics>,
+        namespace_gate: Arc<Semaphore>,
     ) -> Arc<Self> {
         let max = version.scaling.max_concurrency.get() as usize;
         Arc::new(FunctionSlot {
@@ -123,6 +135,7 @@ impl FunctionSlot {
             prepared: Mutex::new(prepared),
             prepare_lock: tokio::sync::Mutex::new(()),
             slots: Arc::new(Semaphore::new(max)),
+            namespace_gate,
             waiting: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             last_used_ms: AtomicU64::new(now_ms()),
@@ -220,6 +233,9 @@ pub struct Platform {
     /// Host names the operator assigned to namespaces (`--route-host`).
     namespace_hosts: HashMap<String, String>,
     inflight: Arc<Semaphore>,
+    /// Each namespace's share of `inflight` (`max_inflight_per_namespace`).
+    namespace_gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    max_inflight_per_namespace: usize,
     cpu_gate: Arc<FairGate>,
     metrics: Arc<Metrics>,
     /// Code found unused by the last [`Platform::collect_code`] pass.
@@ -252,6 +268,8 @@ impl Platform {
             routes: RwLock::new(Arc::new(Routes::default())),
             namespace_hosts: config.namespace_hosts.clone(),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            namespace_gates: Mutex::new(HashMap::new()),
+            max_inflight_per_namespace: config.max_inflight_per_namespace.max(1),
             cpu_gate: FairGate::new(config.cpu_slots, Duration::from_millis(config.cpu_wait_ms)),
             metrics: Arc::new(Metrics::default()),
             unused_code: std::sync::Mutex::new(HashSet::new()),
@@ -271,9 +289,10 @@ impl Platform {
             let mut map = write(&platform.functions);
             for v in latest {
                 let m = platform.metrics.function(&v.namespace, &v.name);
+                let gate = platform.namespace_gate(&v.namespace);
                 map.insert(
                     (v.namespace.clone(), v.name.clone()),
-                    FunctionSlot::new(v, None, m),
+                    FunctionSlot::new(v, None, m, gate),
                 );
             }
         }
@@ -460,7 +479,8 @@ impl Platform {
             for (v, p) in deployed {
                 let key = (v.namespace.clone(), v.name.clone());
                 let m = self.metrics.function(&v.namespace, &v.name);
-                if let Some(prev) = map.insert(key, FunctionSlot::new(v, Some(p), m)) {
+                let gate = self.namespace_gate(&v.namespace);
+                if let Some(prev) = map.insert(key, FunctionSlot::new(v, Some(p), m, gate)) {
                     old.push(prev);
                 }
             }
@@ -472,6 +492,17 @@ impl Platform {
         for slot in old {
             slot.release();
         }
+    }
+
+    /// The namespace's share of the in-flight permits, made on first use
+    /// (only when a function slot is created: never on the hot path).
+    fn namespace_gate(&self, namespace: &str) -> Arc<Semaphore> {
+        self.namespace_gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_inflight_per_namespace)))
+            .clone()
     }
 
     /// Forgets a deleted function.
@@ -523,6 +554,21 @@ impl Platform {
                     body: None,
                 };
             }
+        };
+        let Ok(namespace_permit) = slot.namespace_gate.clone().try_acquire_owned() else {
+            m.throttles.inc();
+            return Invocation {
+                id,
+                cold: false,
+                result: Err(RuntimeError::new(
+                    ErrorCode::Throttled,
+                    format!(
+                        "namespace {} is at its share of concurrent invocations, max_inflight_per_namespace of {}; retry later",
+                        v.namespace, self.max_inflight_per_namespace
+                    ),
+                )),
+                body: None,
+            };
         };
         let Ok(platform_permit) = self.inflight.clone().try_acquire_owned() else {
             m.throttles.inc();
@@ -630,7 +676,7 @@ impl Platform {
                         "the record of a streamed invocation could not be committed"
                     );
                 }
-                drop((slot_permit, platform_permit, active));
+                drop((slot_permit, namespace_permit, platform_permit, active));
             });
             return Invocation {
                 id,
@@ -654,7 +700,7 @@ impl Platform {
             ),
         };
         let recorded = account.record(status, error, logs, memory_peak_bytes).await;
-        drop((slot_permit, platform_permit, active));
+        drop((slot_permit, namespace_permit, platform_permit, active));
         // With records durable before the response, an unrecorded
         // invocation is not answered as a success.
         let result = if recorded {

@@ -555,3 +555,61 @@ async fn instance_reuse_needs_a_component() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_cannot_take_every_platform_permit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(dir.path());
+    config.dispatch.max_inflight = 3;
+    config.dispatch.max_inflight_per_namespace = 2;
+    let s = TestServer::start_with(dir, config).await;
+    let manifest = "functions:\n  slow:\n    code: sleep_ms.wasm\n    public: true\n    scaling: { max_concurrency: 10, max_queue: 0 }\n";
+    for ns in ["team-a", "team-b"] {
+        let r = s
+            .admin(Method::POST, &format!("/namespaces/{ns}/deployments"))
+            .json(&serde_json::json!({
+                "manifest": manifest,
+                "artifacts": { "sleep_ms.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("sleep_ms")) },
+            }))
+            .send()
+            .await
+            .expect("deploy");
+        assert_eq!(r.status(), 201, "{ns}");
+    }
+    // team-a floods: two calls hold its whole share.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), s.url("/fn/team-a/slow?ms=1500"));
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for _ in 0..300 {
+        let m = metrics(&s).await;
+        let prefix = "nimbus_inflight_invocations{namespace=\"team-a\",function=\"slow\"} ";
+        let inflight = m
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.parse::<f64>().ok());
+        if inflight.is_some_and(|n| n >= 2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its third call is refused, naming the quota...
+    let r = s.get("/fn/team-a/slow?ms=1").await;
+    assert_eq!(r.status(), 429);
+    let body = r.text().await.expect("body");
+    assert_eq!(error_code(&body), "throttled");
+    assert!(
+        body.contains("namespace team-a") && body.contains("max_inflight_per_namespace of 2"),
+        "{body}"
+    );
+    // ...while team-b still gets the platform's last permit.
+    let r = s.get("/fn/team-b/slow?ms=1").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    for b in busy {
+        assert_eq!(b.await.expect("join").expect("call"), 200);
+    }
+    // The share is free again once they end.
+    assert_eq!(s.get("/fn/team-a/slow?ms=1").await.status(), 200);
+}
