@@ -4,6 +4,7 @@
 //! This crate holds data only (serde types and their validation) so that the
 //! CLI and other clients can link it without pulling in the server.
 
+pub mod alias;
 pub mod audit;
 pub mod auth;
 pub mod error;

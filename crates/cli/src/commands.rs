@@ -95,6 +95,8 @@ impl DeployArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
+    /// The function: NAME (its latest version), NAME@7 (a version) or
+    /// NAME@ALIAS.
     pub name: String,
     /// Request body: JSON text, or @file to read it from a file.
     #[arg(long, short = 'd')]
@@ -277,6 +279,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Context(cmd) => context(&g, cmd),
         Command::Key(cmd) => crate::keys::run(&g, cmd).await,
         Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
+        Command::Alias(cmd) => crate::aliases::run(&g, cmd).await,
+        Command::Rollback { name, alias } => crate::aliases::rollback(&g, &name, alias).await,
         Command::Completions { shell } => {
             let shell = match shell {
                 crate::Shell::Bash => clap_complete::Shell::Bash,

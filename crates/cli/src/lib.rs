@@ -8,6 +8,7 @@
 //! `./.nimbus`: `server.json` and `admin-token`, both written by
 //! `nimbus serve`).
 
+mod aliases;
 mod build;
 mod client;
 mod commands;
@@ -229,6 +230,23 @@ pub enum Command {
         after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | nimbus secret set DB_PASSWORD\n  nimbus secret set TLS_KEY --from-file key.pem -n shop\n  nimbus secret list\n  nimbus secret delete DB_PASSWORD"
     )]
     Secret(SecretCommand),
+    /// Point named aliases (prod, staging) at versions, or split traffic
+    /// across versions by weight; call them as NAME@ALIAS.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus alias set orders prod 7\n  nimbus alias set orders prod 7=90 8=10      # a canary: 10 % to version 8\n  nimbus alias list orders\n  nimbus invoke orders@prod\n  nimbus rollback orders --alias prod"
+    )]
+    Alias(AliasCommand),
+    /// Return an alias to what it pointed at before its last change.
+    #[command(
+        after_help = "Examples:\n  nimbus rollback orders              # its only alias\n  nimbus rollback orders --alias prod"
+    )]
+    Rollback {
+        name: String,
+        /// The alias (default: the function's only alias).
+        #[arg(long)]
+        alias: Option<String>,
+    },
     /// Name servers, tokens and namespaces once, and switch between them.
     #[command(
         subcommand,
@@ -285,6 +303,28 @@ pub struct DevArgs {
 }
 
 /// `nimbus key …`.
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create or move an alias: VERSION, or VERSION=WEIGHT pairs (percent, summing to 100).
+    #[command(
+        after_help = "Examples:\n  nimbus alias set orders prod 7\n  nimbus alias set orders prod 7=90 8=10"
+    )]
+    Set {
+        name: String,
+        alias: String,
+        #[arg(required = true)]
+        versions: Vec<String>,
+    },
+    /// List a function's aliases and where they point.
+    #[command(
+        after_help = "Examples:\n  nimbus alias list orders\n  nimbus alias list orders -o json"
+    )]
+    List { name: String },
+    /// Delete an alias (its versions stay).
+    #[command(after_help = "Examples:\n  nimbus alias delete orders staging")]
+    Delete { name: String, alias: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Set a secret from stdin (one trailing newline is dropped) or a file.

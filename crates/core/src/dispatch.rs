@@ -123,7 +123,7 @@ pub struct FunctionSlot {
 }
 
 impl FunctionSlot {
-    fn new(
+    pub(crate) fn new(
         version: FunctionVersion,
         prepared: Option<Ready>,
         metrics: Arc<FunctionMetrics>,
@@ -159,7 +159,7 @@ impl FunctionSlot {
     }
 
     /// Releases the prepared code (scale to zero). Returns whether it was warm.
-    fn release(&self) -> bool {
+    pub(crate) fn release(&self) -> bool {
         let taken = self
             .prepared
             .lock()
@@ -229,6 +229,13 @@ pub struct Platform {
     pub(crate) recorder: Recorder,
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
     functions: RwLock<HashMap<Key, Arc<FunctionSlot>>>,
+    /// Slots of versions other than the latest, made when a version or an
+    /// alias calls for one (`name@7`, `name@prod`).
+    pub(crate) versions: RwLock<HashMap<(String, String, u32), Arc<FunctionSlot>>>,
+    /// Every alias, by (namespace, function, alias).
+    pub(crate) aliases: RwLock<HashMap<(String, String, String), Arc<nimbus_api::alias::Alias>>>,
+    /// Spreads requests over an alias's split (see `core::aliases`).
+    pub(crate) split_turn: AtomicU64,
     routes: RwLock<Arc<Routes>>,
     /// Host names the operator assigned to namespaces (`--route-host`).
     namespace_hosts: HashMap<String, String>,
@@ -237,7 +244,7 @@ pub struct Platform {
     namespace_gates: Mutex<HashMap<String, Arc<Semaphore>>>,
     max_inflight_per_namespace: usize,
     cpu_gate: Arc<FairGate>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Code found unused by the last [`Platform::collect_code`] pass.
     unused_code: std::sync::Mutex<HashSet<String>>,
     /// Per-namespace quotas checked at deploy: (functions, code bytes).
@@ -265,6 +272,9 @@ impl Platform {
             recorder,
             deploy_lock: tokio::sync::Mutex::new(()),
             functions: RwLock::new(HashMap::new()),
+            versions: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
+            split_turn: AtomicU64::new(0),
             routes: RwLock::new(Arc::new(Routes::default())),
             namespace_hosts: config.namespace_hosts.clone(),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
@@ -297,6 +307,20 @@ impl Platform {
             }
         }
         platform.rebuild_routes().map_err(|e| anyhow::anyhow!(e))?;
+        {
+            let aliases = platform
+                .store
+                .aliases(None)
+                .await
+                .map_err(anyhow::Error::from)?;
+            let mut map = write(&platform.aliases);
+            for a in aliases {
+                map.insert(
+                    (a.namespace.clone(), a.function.clone(), a.name.clone()),
+                    Arc::new(a),
+                );
+            }
+        }
         // Functions with min_instances > 0 are kept warm: prepare them now
         // rather than on their first call.
         for slot in platform.slots() {
@@ -387,10 +411,15 @@ impl Platform {
     /// Scales to zero every function idle for longer than its `idle_ttl_ms`.
     pub fn reap_idle(&self) {
         let now = now_ms();
-        for slot in self.slots() {
+        let older: Vec<Arc<FunctionSlot>> = read(&self.versions).values().cloned().collect();
+        let latest = self.slots();
+        let count = latest.len();
+        for (i, slot) in latest.into_iter().chain(older).enumerate() {
             let s = &slot.version.scaling;
             let idle_ms = now.saturating_sub(slot.last_used_ms.load(Relaxed));
-            if s.min_instances.get() == 0
+            // Only a function's latest version is kept warm by min_instances.
+            let keep_warm = i < count && s.min_instances.get() > 0;
+            if !keep_warm
                 && slot.active.load(Relaxed) == 0
                 && idle_ms >= s.idle_ttl_ms.get()
                 && slot.release()
@@ -496,7 +525,7 @@ impl Platform {
 
     /// The namespace's share of the in-flight permits, made on first use
     /// (only when a function slot is created: never on the hot path).
-    fn namespace_gate(&self, namespace: &str) -> Arc<Semaphore> {
+    pub(crate) fn namespace_gate(&self, namespace: &str) -> Arc<Semaphore> {
         self.namespace_gates
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -505,8 +534,21 @@ impl Platform {
             .clone()
     }
 
-    /// Forgets a deleted function.
+    /// Forgets a deleted function, its older versions' slots and its aliases.
     pub(crate) fn uninstall(&self, namespace: &str, name: &str) {
+        let older: Vec<Arc<FunctionSlot>> = {
+            let mut versions = write(&self.versions);
+            let keys: Vec<_> = versions
+                .keys()
+                .filter(|(ns, n, _)| ns == namespace && n == name)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| versions.remove(k)).collect()
+        };
+        for slot in older {
+            slot.release();
+        }
+        write(&self.aliases).retain(|(ns, f, _), _| !(ns == namespace && f == name));
         let old = write(&self.functions).remove(&(namespace.to_owned(), name.to_owned()));
         if let Err(e) = self.rebuild_routes() {
             tracing::error!(error = %e, "bug: route table conflict after a delete");
@@ -898,10 +940,10 @@ fn target_of(v: &FunctionVersion) -> Target {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }

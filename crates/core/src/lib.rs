@@ -13,6 +13,7 @@
 //! - [`routes`]: the custom-route table (API-gateway style).
 //! - [`bus`]: the event-bus trait later triggers deliver through.
 
+pub mod aliases;
 pub mod artifacts;
 pub mod audit;
 pub mod auth;

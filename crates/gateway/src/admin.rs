@@ -57,6 +57,18 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", axum::routing::delete(revoke_key))
         .route("/audit", get(list_audit))
+        .route(
+            "/namespaces/{ns}/functions/{name}/aliases",
+            get(list_aliases),
+        )
+        .route(
+            "/namespaces/{ns}/functions/{name}/aliases/{alias}",
+            put(set_alias).delete(delete_alias),
+        )
+        .route(
+            "/namespaces/{ns}/functions/{name}/aliases/{alias}/rollback",
+            post(rollback_alias),
+        )
         .route("/namespaces/{ns}/secrets", get(list_secrets))
         .route(
             "/namespaces/{ns}/secrets/{name}",
@@ -284,6 +296,45 @@ async fn revoke_key(
     let by = principal_of(&req);
     let key = g.auth.revoke_key(&by, &id).await?;
     Ok(Json(key.info()).into_response())
+}
+
+async fn list_aliases(
+    State(g): St,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let aliases = g.platform.list_aliases(&ns, &name)?;
+    Ok(Json(nimbus_api::alias::AliasList { aliases }).into_response())
+}
+
+async fn set_alias(
+    State(g): St,
+    Path((ns, name, alias)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let (_, body) = admin_body(req).await?;
+    let set: nimbus_api::alias::AliasSet = parse_json(&body)?;
+    let a = g.platform.set_alias(&ns, &name, &alias, set).await?;
+    Ok(Json(a).into_response())
+}
+
+async fn rollback_alias(
+    State(g): St,
+    Path((ns, name, alias)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let a = g.platform.rollback_alias(&ns, &name, &alias).await?;
+    Ok(Json(a).into_response())
+}
+
+async fn delete_alias(
+    State(g): St,
+    Path((ns, name, alias)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    g.platform.delete_alias(&ns, &name, &alias).await?;
+    Ok(http::StatusCode::NO_CONTENT.into_response())
 }
 
 /// The body of `PUT …/secrets/{name}`.

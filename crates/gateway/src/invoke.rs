@@ -26,6 +26,12 @@ use std::sync::Arc;
 /// The response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 
+/// The response header naming the version that served the request.
+pub const VERSION_HEADER: &str = "x-nimbus-version";
+/// The request header whose value keeps a client on one version of an
+/// alias's split.
+pub const STICKY_HEADER: &str = "x-nimbus-sticky";
+
 /// The prefix of the headers the platform sets; a client's own are dropped.
 const PLATFORM_PREFIX: &str = "x-nimbus-";
 /// Set by the platform too, for a function reached through its URL.
@@ -35,9 +41,39 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches("/fn/").splitn(3, '/');
     let ns = parts.next().unwrap_or_default().to_owned();
-    let name = parts.next().unwrap_or_default().to_owned();
+    let qualified = parts.next().unwrap_or_default().to_owned();
     let rest = parts.next().unwrap_or_default();
-    let Some(slot) = g.platform.lookup(&ns, &name) else {
+    let (name, qualifier) = match qualified.split_once('@') {
+        Some((n, q)) => (n.to_owned(), Some(q)),
+        None => (qualified.clone(), None),
+    };
+    let resolved = match qualifier {
+        None => g.platform.lookup(&ns, &name),
+        Some(q) => {
+            let sticky = req
+                .headers()
+                .get(STICKY_HEADER)
+                .and_then(|v| v.to_str().ok());
+            match g.platform.resolve(&ns, &name, Some(q), sticky).await {
+                Ok(slot) => Some(slot),
+                Err(e) => match g.platform.lookup(&ns, &name) {
+                    // A caller that may not invoke the function learns no
+                    // more about its versions and aliases than about it.
+                    Some(latest) => {
+                        let (mut head, body) = req.into_parts();
+                        crate::body::drain(body);
+                        if let Err(denied) = authorize(&g, &latest.version, &mut head.headers).await
+                        {
+                            return denied.into_response();
+                        }
+                        return ApiError::from(e).into_response();
+                    }
+                    None => None,
+                },
+            }
+        }
+    };
+    let Some(slot) = resolved else {
         // A key that may not invoke in this namespace gets the answer it
         // gets for the namespace's private functions: what exists there
         // is not its business.
@@ -72,7 +108,7 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     let inner_uri = format!("/{rest}{query}");
-    let prefix = format!("/fn/{ns}/{name}");
+    let prefix = format!("/fn/{ns}/{qualified}");
     let extra = vec![
         ("x-forwarded-prefix".to_owned(), prefix),
         ("x-nimbus-original-path".to_owned(), path.clone()),
@@ -173,30 +209,9 @@ async fn serve(
     // functions:invoke in their namespace. Every Authorization header that
     // carries the admin token or a key is removed, whatever its position:
     // a function never sees a platform credential, public or not.
-    let key = take_key_token(&mut parts.headers);
-    let presented = admin_token_presented(&mut parts.headers, &g.admin_token);
-    if !v.public && presented != Some(true) {
-        let allowed = match &key {
-            Some(token) => match g.auth.authenticate(Some(token)).await {
-                Ok(principal) => principal
-                    .require(nimbus_api::auth::Scope::FunctionsInvoke, Some(&v.namespace))
-                    .map_err(ApiError::from),
-                Err(e) => Err(ApiError::from(e)),
-            },
-            None => Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                match presented {
-                    Some(false) => "the token is not valid",
-                    _ => {
-                        "this function is private: send Authorization: Bearer <token or API key with functions:invoke>, or deploy it with public: true"
-                    }
-                },
-            )),
-        };
-        if let Err(e) = allowed {
-            crate::body::drain(body);
-            return e.into_response();
-        }
+    if let Err(e) = authorize(g, v, &mut parts.headers).await {
+        crate::body::drain(body);
+        return e.into_response();
     }
 
     let body = match read_body(
@@ -239,6 +254,7 @@ async fn serve(
     let fn_req = http::Request::from_parts(parts, body);
 
     let inv = g.platform.invoke(slot, fn_req, "http").await;
+    let served = v.version;
     let mut resp = match inv.result {
         Ok(r) => {
             let (parts, body) = r.into_parts();
@@ -253,7 +269,43 @@ async fn serve(
     if let Ok(id) = HeaderValue::from_str(&inv.id) {
         resp.headers_mut().insert(INVOCATION_ID_HEADER, id);
     }
+    resp.headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from(served));
     resp
+}
+
+/// Whether the request may invoke version `v`: anyone for a public
+/// function; for a private one the admin token or an API key with
+/// `functions:invoke` in its namespace. Every `Authorization` header that
+/// carries the admin token or a key is removed from `headers`, whatever
+/// its position: a function never sees a platform credential.
+async fn authorize(
+    g: &Gateway,
+    v: &nimbus_api::FunctionVersion,
+    headers: &mut http::HeaderMap,
+) -> Result<(), ApiError> {
+    let key = take_key_token(headers);
+    let presented = admin_token_presented(headers, &g.admin_token);
+    if v.public || presented == Some(true) {
+        return Ok(());
+    }
+    match &key {
+        Some(token) => match g.auth.authenticate(Some(token)).await {
+            Ok(principal) => principal
+                .require(nimbus_api::auth::Scope::FunctionsInvoke, Some(&v.namespace))
+                .map_err(ApiError::from),
+            Err(e) => Err(ApiError::from(e)),
+        },
+        None => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            match presented {
+                Some(false) => "the token is not valid",
+                _ => {
+                    "this function is private: send Authorization: Bearer <token or API key with functions:invoke>, or deploy it with public: true"
+                }
+            },
+        )),
+    }
 }
 
 /// Whether a client's header name is one of the platform's, with `_`

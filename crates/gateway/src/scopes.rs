@@ -78,6 +78,30 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     ep(
         "GET",
+        "/api/v1/namespaces/{ns}/functions/{name}/aliases",
+        Scope::FunctionsRead,
+        true,
+    ),
+    ep(
+        "PUT",
+        "/api/v1/namespaces/{ns}/functions/{name}/aliases/{alias}",
+        Scope::FunctionsDeploy,
+        true,
+    ),
+    ep(
+        "POST",
+        "/api/v1/namespaces/{ns}/functions/{name}/aliases/{alias}/rollback",
+        Scope::FunctionsDeploy,
+        true,
+    ),
+    ep(
+        "DELETE",
+        "/api/v1/namespaces/{ns}/functions/{name}/aliases/{alias}",
+        Scope::FunctionsDeploy,
+        true,
+    ),
+    ep(
+        "GET",
         "/api/v1/namespaces/{ns}/secrets",
         Scope::SecretsWrite,
         true,
@@ -102,7 +126,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("DELETE", "/api/v1/keys/{id}", Scope::KeysAdmin, false),
     ep("GET", "/api/v1/audit", Scope::AuditRead, false),
     ep("GET", "/metrics", Scope::MetricsRead, false),
-    ep("ANY", "/fn/{ns}/{name}/…", Scope::FunctionsInvoke, true),
+    ep(
+        "ANY",
+        "/fn/{ns}/{name}[@{version or alias}]/…",
+        Scope::FunctionsInvoke,
+        true,
+    ),
 ];
 
 /// The table as docs/SECURITY.md shows it (a test keeps the two equal).

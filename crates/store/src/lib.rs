@@ -30,6 +30,7 @@
 //! that lookups filter and sort on. Hourly usage totals live in their own
 //! table, added to by the same command that inserts the records they count.
 
+mod aliases;
 mod audit;
 mod error;
 mod keys;

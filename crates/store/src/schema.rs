@@ -119,9 +119,24 @@ CREATE TABLE secrets (
 ) WITHOUT ROWID;
 ";
 
+/// Version 6: aliases, one row per alias with the alias as JSON in `body`;
+/// they go with their function.
+const SCHEMA_V6: &str = "
+CREATE TABLE aliases (
+    namespace TEXT NOT NULL,
+    function  TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (namespace, function, name),
+    FOREIGN KEY (namespace, function) REFERENCES functions (namespace, name) ON DELETE CASCADE
+) WITHOUT ROWID;
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

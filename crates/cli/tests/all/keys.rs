@@ -64,6 +64,8 @@ fn request(
         .replace("{name}", name)
         .replace("{version}", "1")
         .replace("{id}", id)
+        .replace("{alias}", "prod")
+        .replace("[@{version or alias}]", "")
         .replace("/…", "/");
     let method = match e.method {
         "ANY" => Method::GET,
@@ -76,6 +78,7 @@ fn request(
             "artifacts": { "hello.wasm": base64::engine::general_purpose::STANDARD.encode(guest_bytes("hello")) },
         })),
         ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
+        ("PUT", p) if p.contains("/aliases/") => rb.json(&json!({ "version": 1 })),
         ("PUT", _) => rb.body(guest_bytes("hello")),
         ("POST", "/api/v1/keys") => rb.json(&json!({ "namespace": ns, "scopes": [e.scope] })),
         _ => rb,
@@ -129,6 +132,18 @@ async fn every_endpoint_needs_its_scope_in_its_namespace() {
             a_invocation.clone()
         };
         let what = format!("{} {}", e.method, e.path);
+        if e.path.ends_with("/rollback") {
+            // Something to roll back to: the alias moved once.
+            for version in [1, 2] {
+                let r = s
+                    .admin(Method::PUT, "/namespaces/team-a/functions/fa/aliases/prod")
+                    .json(&json!({ "version": version }))
+                    .send()
+                    .await
+                    .expect("set alias");
+                assert_eq!(r.status(), 200);
+            }
+        }
 
         let (status, code) = status_and_code(request(&s, e, "team-a", "fa", &id, &without)).await;
         assert_eq!(

@@ -3,6 +3,7 @@
 //!
 //! Guests come from `scripts/build-guests` (`target/wasm/*.wasm`).
 
+mod aliases;
 mod audit;
 mod auth;
 mod build;

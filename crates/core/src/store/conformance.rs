@@ -82,6 +82,54 @@ where
     keys_are_stored_listed_and_revoked(open().await).await;
     audit_entries_are_appended_queried_and_pruned(open().await).await;
     secrets_are_replaced_listed_and_deleted(open().await).await;
+    aliases_are_replaced_listed_and_go_with_their_function(open().await).await;
+}
+
+async fn aliases_are_replaced_listed_and_go_with_their_function<S: Store>(s: Arc<S>) {
+    use nimbus_api::alias::{Alias, AliasTarget};
+    let alias = |ns: &str, f: &str, name: &str, version: u32| Alias {
+        namespace: ns.to_owned(),
+        function: f.to_owned(),
+        name: name.to_owned(),
+        routing: vec![AliasTarget {
+            version,
+            weight: 100,
+        }],
+        previous: Vec::new(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    s.create_versions(vec![draft("a", "f", "d1"), draft("b", "g", "d2")])
+        .await
+        .expect("deploy");
+    // No function, no alias.
+    assert!(matches!(
+        s.put_alias(alias("a", "missing", "prod", 1)).await,
+        Err(crate::store::StoreError::Conflict(_))
+    ));
+    s.put_alias(alias("a", "f", "prod", 1)).await.expect("put");
+    s.put_alias(alias("a", "f", "beta", 1)).await.expect("put");
+    s.put_alias(alias("b", "g", "prod", 1)).await.expect("put");
+    let mut moved = alias("a", "f", "prod", 2);
+    moved.previous = alias("a", "f", "prod", 1).routing;
+    s.put_alias(moved.clone()).await.expect("replace");
+    let all = s.aliases(None).await.expect("list");
+    let names: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|a| (a.namespace.as_str(), a.function.as_str(), a.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("a", "f", "beta"), ("a", "f", "prod"), ("b", "g", "prod")]
+    );
+    assert_eq!(all[1], moved);
+    assert_eq!(s.aliases(Some("b")).await.expect("list").len(), 1);
+    assert!(s.delete_alias("a", "f", "beta").await.expect("delete"));
+    assert!(!s.delete_alias("a", "f", "beta").await.expect("again"));
+    // Deleting the function deletes its aliases.
+    assert!(s.delete_function("a", "f").await.expect("delete fn"));
+    assert!(s.aliases(Some("a")).await.expect("list").is_empty());
+    assert_eq!(s.aliases(None).await.expect("list").len(), 1);
 }
 
 fn sealed(ns: &str, name: &str, byte: u8, at_ms: u64) -> crate::store::SealedSecret {

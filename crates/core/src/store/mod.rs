@@ -11,6 +11,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
+use nimbus_api::alias::Alias;
 use nimbus_api::audit::AuditEntry;
 use nimbus_api::auth::ApiKey;
 use nimbus_api::{FunctionVersion, InvocationRecord, UsageRow};
@@ -210,6 +211,28 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn delete_secret(&self, namespace: &str, name: &str) -> StoreResult<bool>;
 }
 
+/// Aliases of functions (`nimbus alias set|list|delete`).
+#[async_trait]
+pub trait AliasStore: Send + Sync + 'static {
+    /// Creates or replaces an alias. [`StoreError::Conflict`] if its
+    /// function does not exist. An alias goes with its function when the
+    /// function is deleted.
+    async fn put_alias(&self, alias: Alias) -> StoreResult<()>;
+
+    /// Every alias, ordered by namespace, function and name; only those
+    /// in `namespace` when given.
+    async fn aliases(&self, namespace: Option<&str>) -> StoreResult<Vec<Alias>>;
+
+    /// Deletes an alias. Returns whether it existed.
+    async fn delete_alias(&self, namespace: &str, function: &str, name: &str) -> StoreResult<bool>;
+}
+
 /// A backend that holds every aggregate.
-pub trait Store: FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore {}
-impl<T: FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore> Store for T {}
+pub trait Store:
+    FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore + AliasStore
+{
+}
+impl<T: FunctionStore + InvocationStore + KeyStore + AuditStore + SecretStore + AliasStore> Store
+    for T
+{
+}

@@ -382,6 +382,7 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
          DROP TABLE api_keys;
          DROP TABLE audit_log;
          DROP TABLE secrets;
+         DROP TABLE aliases;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )
@@ -421,6 +422,6 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 5);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(version, 6);
+    assert_eq!(SCHEMA_VERSION, 6);
 }

@@ -1,0 +1,213 @@
+//! Versions and aliases: `name@7`, `name@prod`, weighted splits, sticky
+//! clients and rollback, through the real server and CLI.
+
+use crate::common::{TestServer, error_code};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn call(s: &TestServer, target: &str, sticky: Option<&str>) -> (u16, Option<u32>, String) {
+    let mut rb = s.http.get(s.url(&format!("/fn/default/{target}")));
+    if let Some(k) = sticky {
+        rb = rb.header("x-nimbus-sticky", k);
+    }
+    let r = rb.send().await.expect("call");
+    let status = r.status().as_u16();
+    let version = r
+        .headers()
+        .get("x-nimbus-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, version, r.text().await.expect("body"))
+}
+
+async fn set_alias(s: &TestServer, alias: &str, body: Value) -> (u16, Value) {
+    let r = s
+        .admin(
+            Method::PUT,
+            &format!("/namespaces/default/functions/f/aliases/{alias}"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("set alias");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_and_aliases_route_requests() {
+    let s = TestServer::start().await;
+    for _ in 0..3 {
+        s.deploy("f", "http_echo", "").await;
+    }
+    // The bare name is the latest; @N is version N, served by its own code.
+    assert_eq!(call(&s, "f", None).await.1, Some(3));
+    let (status, version, body) = call(&s, "f@1/x?y=1", None).await;
+    assert_eq!((status, version), (200, Some(1)));
+    assert!(body.starts_with("GET /x?y=1\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-prefix: /fn/default/f@1\n"),
+        "{body}"
+    );
+    assert_eq!(call(&s, "f@latest", None).await.1, Some(3));
+    let (status, _, body) = call(&s, "f@9", None).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("has no version 9"), "{body}");
+    let (status, _, body) = call(&s, "f@prod", None).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("has no alias \\\"prod\\\""), "{body}");
+
+    // An alias, moved, then rolled back with the CLI.
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 1 })).await.0, 200);
+    assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
+    let (code, out, err) = s.nimbus(&["alias", "set", "f", "prod", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("f@prod → version 2  (before: version 1)"),
+        "{out}"
+    );
+    let r = s.get("/fn/default/f@prod").await;
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(r.headers()["x-nimbus-version"], "2");
+    assert_eq!(s.record(&id).await["version"], 2);
+    let (code, out, err) = s.nimbus(&["rollback", "f"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("rolled back: f@prod → version 1"), "{out}");
+    assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
+
+    // A 90/10 split: every run of 100 requests follows the weights.
+    let (code, out, err) = s.nimbus(&["alias", "set", "f", "canary", "2=90", "3=10"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let n = 2000;
+    let mut on_3 = 0;
+    for _ in 0..n {
+        let (status, version, _) = call(&s, "f@canary", None).await;
+        assert_eq!(status, 200);
+        match version {
+            Some(3) => on_3 += 1,
+            Some(2) => {}
+            other => panic!("served by {other:?}"),
+        }
+    }
+    let share = f64::from(on_3) / f64::from(n);
+    assert!((share - 0.10).abs() <= 0.02, "{on_3} of {n} on version 3");
+    // A sticky client stays on one version.
+    for client in ["alice", "bob", "carol"] {
+        let first = call(&s, "f@canary", Some(client)).await.1;
+        for _ in 0..20 {
+            assert_eq!(
+                call(&s, "f@canary", Some(client)).await.1,
+                first,
+                "{client}"
+            );
+        }
+    }
+
+    let (code, out, _) = s.nimbus(&["alias", "list", "f"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("f@canary → version 2 (90 %), version 3 (10 %)") && out.contains("f@prod"),
+        "{out}"
+    );
+
+    // Aliases survive a restart.
+    let s = s.restart().await;
+    assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
+
+    // With more than one alias, rollback asks which.
+    let (code, _, err) = s.nimbus(&["rollback", "f"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("say which with --alias"), "{err}");
+
+    // Deleting the function deletes its aliases.
+    assert_eq!(s.delete_function("f").await, 204);
+    s.deploy("f", "http_echo", "").await;
+    let list = s
+        .admin_json("/namespaces/default/functions/f/aliases")
+        .await;
+    assert_eq!(list["aliases"], json!([]));
+    assert_eq!(call(&s, "f@prod", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_aliases_are_refused() {
+    let s = TestServer::start().await;
+    s.deploy("f", "http_echo", "").await;
+    for (alias, body, status, code, says) in [
+        (
+            "7",
+            json!({ "version": 1 }),
+            400,
+            "invalid_name",
+            "would read as a version",
+        ),
+        (
+            "latest",
+            json!({ "version": 1 }),
+            400,
+            "invalid_name",
+            "@latest",
+        ),
+        (
+            "prod",
+            json!({ "version": 2 }),
+            400,
+            "bad_request",
+            "has no version 2",
+        ),
+        (
+            "prod",
+            json!({ "routing": [{ "version": 1, "weight": 90 }, { "version": 1, "weight": 20 }] }),
+            400,
+            "bad_request",
+            "sum to 110",
+        ),
+        ("prod", json!({}), 400, "bad_request", "give a version"),
+    ] {
+        let (got, v) = set_alias(&s, alias, body).await;
+        assert_eq!(got, status, "{alias}: {v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"].as_str().expect("m").contains(says),
+            "{v}"
+        );
+    }
+    // Rollback of an alias that never moved.
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 1 })).await.0, 200);
+    let r = s
+        .admin(
+            Method::POST,
+            "/namespaces/default/functions/f/aliases/prod/rollback",
+        )
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(r.status(), 409);
+    assert_eq!(error_code(&r.text().await.expect("t")), "conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_functions_aliases_are_as_closed_as_the_function() {
+    let s = TestServer::start().await;
+    let (status, body) = s
+        .deploy_manifest("functions:\n  f:\n    code: hello.wasm\n", &["hello"])
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 1 })).await.0, 200);
+    // Without a token, an existing alias and a missing one answer alike.
+    for target in ["f@prod", "f@nope", "f@7", "f"] {
+        let (status, _, body) = call(&s, target, None).await;
+        assert_eq!(status, 401, "{target}: {body}");
+    }
+    let r = s
+        .http
+        .get(s.url("/fn/default/f@prod"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-nimbus-version"], "1");
+}
