@@ -22,7 +22,7 @@ pub struct AliasTarget {
 }
 
 /// An alias as stored and answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alias {
     pub namespace: String,
     pub function: String,
@@ -35,6 +35,108 @@ pub struct Alias {
     pub previous: Vec<AliasTarget>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// A gradual rollout moving this alias, running or finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// `POST …/aliases/{alias}/rollout`: shift the alias to version `to` in
+/// steps, checking the new version's health after each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStart {
+    pub to: u32,
+    /// The new version's share after each step, in percent, rising, the
+    /// last 100. Default `[10, 50, 100]`.
+    #[serde(default = "default_steps")]
+    pub steps: Vec<u32>,
+    /// How long each step runs before it is judged, in ms. Default
+    /// 300 000 (5 minutes).
+    #[serde(default = "default_every_ms")]
+    pub every_ms: u64,
+    /// The new version's highest tolerated share of failed invocations
+    /// over a step (0.01 = 1 %). Default 0.01.
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// The new version's highest tolerated 99th-percentile duration over
+    /// a step, in ms. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<u64>,
+}
+
+fn default_steps() -> Vec<u32> {
+    vec![10, 50, 100]
+}
+fn default_every_ms() -> u64 {
+    300_000
+}
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+/// Shortest step of a rollout, in ms.
+pub const MIN_ROLLOUT_STEP_MS: u64 = 100;
+
+impl RolloutStart {
+    /// Checks the settings.
+    pub fn check(&self) -> Result<(), String> {
+        if self.steps.is_empty() || self.steps.last() != Some(&100) {
+            return Err("steps must end at 100 (percent), e.g. [10, 50, 100]".to_owned());
+        }
+        if self.steps.len() > 20
+            || self.steps.windows(2).any(|w| w[0] >= w[1])
+            || self.steps[0] == 0
+        {
+            return Err(format!(
+                "steps must rise from above 0 to 100, at most 20 of them; got {:?}",
+                self.steps
+            ));
+        }
+        if self.every_ms < MIN_ROLLOUT_STEP_MS {
+            return Err(format!(
+                "every_ms must be at least {MIN_ROLLOUT_STEP_MS}, got {}",
+                self.every_ms
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return Err(format!(
+                "max_error_rate is a fraction from 0 to 1 (0.01 = 1 %), got {}",
+                self.max_error_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    /// Every step passed: the alias points at the new version alone.
+    Done,
+    /// A step failed its check: the alias is back where it started.
+    RolledBack,
+}
+
+/// A rollout's plan and progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub to: u32,
+    /// The version the alias pointed at when the rollout started.
+    pub from: u32,
+    pub steps: Vec<u32>,
+    pub every_ms: u64,
+    pub max_error_rate: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<u64>,
+    /// The index in `steps` of the step running (or last run).
+    pub step: usize,
+    pub step_started_at_ms: u64,
+    pub state: RolloutState,
+    /// What each judged step saw, and why the rollout ended.
+    #[serde(default)]
+    pub log: Vec<String>,
 }
 
 impl Alias {
@@ -178,6 +280,7 @@ mod tests {
             previous: Vec::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
+            rollout: None,
         };
         assert_eq!((0..100).filter(|b| a.pick(*b) == 7).count(), 90);
         assert_eq!(a.pick(99), 8);

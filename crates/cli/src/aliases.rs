@@ -3,7 +3,7 @@
 use crate::commands::{client, print_json};
 use crate::{AliasCommand, Global, Output};
 use anyhow::Context as _;
-use nimbus_api::alias::{Alias, AliasList, AliasSet, AliasTarget};
+use nimbus_api::alias::{Alias, AliasList, AliasSet, AliasTarget, RolloutStart, RolloutState};
 use reqwest::Method;
 use std::process::ExitCode;
 
@@ -24,7 +24,107 @@ fn describe(a: &Alias) -> String {
     if !a.previous.is_empty() {
         out.push_str(&format!("  (before: {})", routing(&a.previous)));
     }
+    if let Some(r) = &a.rollout {
+        let state = match r.state {
+            RolloutState::Running => {
+                format!("running, step {} % of {:?}", r.steps[r.step], r.steps)
+            }
+            RolloutState::Done => "done".to_owned(),
+            RolloutState::RolledBack => "rolled back".to_owned(),
+        };
+        out.push_str(&format!("\n  rollout {} → {}: {state}", r.from, r.to));
+        for line in &r.log {
+            out.push_str(&format!("\n    {line}"));
+        }
+    }
     out
+}
+
+/// The alias to act on: the one given, or the function's only one.
+async fn the_alias(
+    c: &crate::client::Client,
+    base: &str,
+    name: &str,
+    alias: Option<String>,
+    what: &str,
+) -> anyhow::Result<String> {
+    if let Some(a) = alias {
+        return Ok(a);
+    }
+    let list: AliasList = c.send(c.request(Method::GET, base)).await?;
+    match list.aliases.as_slice() {
+        [only] => Ok(only.name.clone()),
+        [] => anyhow::bail!(
+            "{name} has no aliases: nothing to {what}; make one with `nimbus alias set {name} prod VERSION`"
+        ),
+        many => anyhow::bail!(
+            "{name} has {} aliases ({}); say which with --alias",
+            many.len(),
+            many.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+pub async fn rollout(
+    g: &Global,
+    name: &str,
+    alias: Option<String>,
+    start: RolloutStart,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = client(g)?;
+    let base = format!(
+        "/api/v1/namespaces/{}/functions/{name}/aliases",
+        g.namespace
+    );
+    let alias = the_alias(&c, &base, name, alias, "roll out").await?;
+    let mut a: Alias = c
+        .send(
+            c.request(Method::POST, &format!("{base}/{alias}/rollout"))
+                .json(&start),
+        )
+        .await?;
+    if g.output == Output::Json && !wait {
+        print_json(&a)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", describe(&a));
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut shown = a.rollout.as_ref().map_or(0, |r| r.log.len());
+    loop {
+        let state = a.rollout.as_ref().map(|r| r.state.clone());
+        match state {
+            Some(RolloutState::Running) => {}
+            Some(RolloutState::Done) => {
+                println!("rollout done: {name}@{alias} → version {}", start.to);
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => {
+                eprintln!("rollout rolled back: {name}@{alias} is on its previous version again");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (start.every_ms / 4).clamp(100, 5_000),
+        ))
+        .await;
+        let list: AliasList = c.send(c.request(Method::GET, &base)).await?;
+        let Some(now) = list.aliases.into_iter().find(|x| x.name == alias) else {
+            anyhow::bail!("alias {name}@{alias} was deleted during the rollout");
+        };
+        a = now;
+        if let Some(r) = &a.rollout {
+            for line in r.log.iter().skip(shown) {
+                println!("  {line}");
+            }
+            shown = r.log.len();
+        }
+    }
 }
 
 /// `7` or `7=90`.
@@ -117,24 +217,7 @@ pub async fn rollback(g: &Global, name: &str, alias: Option<String>) -> anyhow::
         "/api/v1/namespaces/{}/functions/{name}/aliases",
         g.namespace
     );
-    let alias = match alias {
-        Some(a) => a,
-        None => {
-            let list: AliasList = c.send(c.request(Method::GET, &base)).await?;
-            match list.aliases.as_slice() {
-                [only] => only.name.clone(),
-                [] => anyhow::bail!("{name} has no aliases: nothing to roll back"),
-                many => anyhow::bail!(
-                    "{name} has {} aliases ({}); say which with --alias",
-                    many.len(),
-                    many.iter()
-                        .map(|a| a.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-    };
+    let alias = the_alias(&c, &base, name, alias, "roll back").await?;
     let a: Alias = c
         .send(c.request(Method::POST, &format!("{base}/{alias}/rollback")))
         .await?;

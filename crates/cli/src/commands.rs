@@ -281,6 +281,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
         Command::Alias(cmd) => crate::aliases::run(&g, cmd).await,
         Command::Rollback { name, alias } => crate::aliases::rollback(&g, &name, alias).await,
+        Command::Rollout {
+            name,
+            alias,
+            to,
+            steps,
+            every,
+            max_error_rate,
+            max_p99_ms,
+            wait,
+        } => {
+            let rate = match max_error_rate.trim().strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+                None => max_error_rate.trim().parse::<f64>(),
+            }
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--max-error-rate {max_error_rate:?}: expected a percent (1%) or a fraction (0.01)"
+                )
+            })?;
+            let start = nimbus_api::alias::RolloutStart {
+                to,
+                steps,
+                every_ms: crate::timefmt::parse_duration("--every", &every)?,
+                max_error_rate: rate,
+                max_p99_ms,
+            };
+            crate::aliases::rollout(&g, &name, alias, start, wait).await
+        }
         Command::Completions { shell } => {
             let shell = match shell {
                 crate::Shell::Bash => clap_complete::Shell::Bash,

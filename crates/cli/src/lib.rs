@@ -237,6 +237,35 @@ pub enum Command {
         after_help = "Examples:\n  nimbus alias set orders prod 7\n  nimbus alias set orders prod 7=90 8=10      # a canary: 10 % to version 8\n  nimbus alias list orders\n  nimbus invoke orders@prod\n  nimbus rollback orders --alias prod"
     )]
     Alias(AliasCommand),
+    /// Shift an alias to a new version step by step, rolling back on its
+    /// own when the new version fails a step's check.
+    #[command(
+        after_help = "Examples:\n  nimbus rollout orders --to 8                      # 10 %, 50 %, 100 %, 5 minutes each, ≤ 1 % errors\n  nimbus rollout orders --alias prod --to 8 --steps 10,50,100 --every 5m --max-error-rate 1%\n  nimbus rollout orders --to 8 --every 30s --max-p99-ms 300 --wait"
+    )]
+    Rollout {
+        name: String,
+        /// The alias (default: the function's only alias).
+        #[arg(long)]
+        alias: Option<String>,
+        /// The version to move to.
+        #[arg(long)]
+        to: u32,
+        /// The new version's share after each step, in percent.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
+        steps: Vec<u32>,
+        /// How long each step runs before it is judged: 30s, 5m, 1h.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// The highest share of failed invocations a step may show: 1% or 0.01.
+        #[arg(long, default_value = "1%")]
+        max_error_rate: String,
+        /// The highest 99th-percentile duration a step may show, in ms.
+        #[arg(long)]
+        max_p99_ms: Option<u64>,
+        /// Follow the rollout until it is done or rolled back.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Return an alias to what it pointed at before its last change.
     #[command(
         after_help = "Examples:\n  nimbus rollback orders              # its only alias\n  nimbus rollback orders --alias prod"

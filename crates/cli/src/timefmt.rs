@@ -31,6 +31,9 @@ pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
 /// A duration written `30s`, `10m`, `2h` or `1d`, in ms; `None` when `s`
 /// is not a number and a unit letter.
 fn duration_ms(s: &str) -> anyhow::Result<Option<u64>> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return Ok(ms.parse::<u64>().ok());
+    }
     let unit = s.chars().last().filter(|c| c.is_ascii_alphabetic());
     let (Some(unit), Ok(n)) = (unit, s[..s.len().saturating_sub(1)].parse::<u64>()) else {
         return Ok(None);

@@ -13,7 +13,9 @@
 use crate::dispatch::{FunctionSlot, Platform, read, write};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
-use nimbus_api::alias::{Alias, AliasSet, MAX_ALIASES_PER_FUNCTION, check_alias_name};
+use nimbus_api::alias::{
+    Alias, AliasSet, MAX_ALIASES_PER_FUNCTION, RolloutState, check_alias_name,
+};
 use nimbus_api::{ErrorCode, Namespace};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
@@ -174,6 +176,18 @@ impl Platform {
             routing,
             created_at_ms: before.as_ref().map_or(now, |b| b.created_at_ms),
             updated_at_ms: now,
+            // Moving an alias by hand ends a rollout that was moving it.
+            rollout: before
+                .as_ref()
+                .and_then(|b| b.rollout.clone())
+                .map(|mut r| {
+                    if r.state == RolloutState::Running {
+                        r.state = RolloutState::RolledBack;
+                        r.log
+                            .push("stopped: the alias was moved by hand".to_owned());
+                    }
+                    r
+                }),
         };
         self.store.put_alias(a.clone()).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(m) => Error::not_found(m),

@@ -321,6 +321,7 @@ impl Platform {
                 );
             }
         }
+        platform.resume_rollouts();
         // Functions with min_instances > 0 are kept warm: prepare them now
         // rather than on their first call.
         for slot in platform.slots() {

@@ -29,6 +29,7 @@ pub mod live;
 pub mod metrics;
 pub mod plan;
 pub mod records;
+pub mod rollout;
 pub mod routes;
 pub mod runtime;
 pub mod secrets;

@@ -69,6 +69,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
             "/namespaces/{ns}/functions/{name}/aliases/{alias}/rollback",
             post(rollback_alias),
         )
+        .route(
+            "/namespaces/{ns}/functions/{name}/aliases/{alias}/rollout",
+            post(start_rollout),
+        )
         .route("/namespaces/{ns}/secrets", get(list_secrets))
         .route(
             "/namespaces/{ns}/secrets/{name}",
@@ -326,6 +330,18 @@ async fn rollback_alias(
     let ns = namespace(&ns)?;
     let a = g.platform.rollback_alias(&ns, &name, &alias).await?;
     Ok(Json(a).into_response())
+}
+
+async fn start_rollout(
+    State(g): St,
+    Path((ns, name, alias)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let (_, body) = admin_body(req).await?;
+    let start: nimbus_api::alias::RolloutStart = parse_json(&body)?;
+    let a = g.platform.start_rollout(&ns, &name, &alias, start).await?;
+    Ok((http::StatusCode::ACCEPTED, Json(a)).into_response())
 }
 
 async fn delete_alias(

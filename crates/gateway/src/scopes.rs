@@ -95,6 +95,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         true,
     ),
     ep(
+        "POST",
+        "/api/v1/namespaces/{ns}/functions/{name}/aliases/{alias}/rollout",
+        Scope::FunctionsDeploy,
+        true,
+    ),
+    ep(
         "DELETE",
         "/api/v1/namespaces/{ns}/functions/{name}/aliases/{alias}",
         Scope::FunctionsDeploy,

@@ -211,3 +211,87 @@ async fn a_private_functions_aliases_are_as_closed_as_the_function() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-nimbus-version"], "1");
 }
+
+/// Calls `f@prod` until `until` says the alias is settled, returning the
+/// alias then.
+async fn drive(s: &TestServer, until: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        for _ in 0..10 {
+            call(s, "f@prod", None).await;
+        }
+        let list = s
+            .admin_json("/namespaces/default/functions/f/aliases")
+            .await;
+        let prod = list["aliases"]
+            .as_array()
+            .expect("aliases")
+            .iter()
+            .find(|a| a["name"] == "prod")
+            .cloned()
+            .expect("prod");
+        if until(&prod) {
+            return prod;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the rollout did not settle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_goes_on_while_healthy_and_rolls_itself_back_when_not() {
+    let s = TestServer::start().await;
+    s.deploy("f", "http_echo", "").await; // 1
+    s.deploy("f", "http_echo", "").await; // 2: healthy
+    s.deploy("f", "http_trap", "").await; // 3: every call fails
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 1 })).await.0, 200);
+
+    // A failing version: the first step's check rolls the alias back.
+    let r = s
+        .admin(
+            Method::POST,
+            "/namespaces/default/functions/f/aliases/prod/rollout",
+        )
+        .json(&json!({ "to": 3, "steps": [50, 100], "every_ms": 300, "max_error_rate": 0.05 }))
+        .send()
+        .await
+        .expect("rollout");
+    assert_eq!(r.status(), 202);
+    let started: Value = r.json().await.expect("json");
+    assert_eq!(
+        started["routing"],
+        json!([{ "version": 1, "weight": 50 }, { "version": 3, "weight": 50 }])
+    );
+    let prod = drive(&s, |a| a["rollout"]["state"] != "running").await;
+    assert_eq!(prod["rollout"]["state"], "rolled_back", "{prod}");
+    assert_eq!(prod["routing"], json!([{ "version": 1, "weight": 100 }]));
+    let log = prod["rollout"]["log"][0].as_str().expect("log");
+    assert!(
+        log.starts_with("step 50 %:") && log.contains("over max_error_rate 5.0 %"),
+        "{log}"
+    );
+    assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
+
+    // A healthy version, with the CLI: every step passes, then it serves alone.
+    let (code, out, err) = s.nimbus(&[
+        "rollout",
+        "f",
+        "--to",
+        "2",
+        "--steps",
+        "50,100",
+        "--every",
+        "300ms",
+        "--max-error-rate",
+        "1%",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("rollout 1 → 2: running, step 50 %"), "{out}");
+    let prod = drive(&s, |a| a["rollout"]["state"] != "running").await;
+    assert_eq!(prod["rollout"]["state"], "done", "{prod}");
+    assert_eq!(prod["routing"], json!([{ "version": 2, "weight": 100 }]));
+    assert_eq!(prod["rollout"]["log"].as_array().expect("log").len(), 2);
+    // And rollback returns the alias to where the rollout started.
+    let (code, out, _) = s.nimbus(&["rollback", "f"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
+}

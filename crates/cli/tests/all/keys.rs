@@ -79,6 +79,9 @@ fn request(
         })),
         ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
         ("PUT", p) if p.contains("/aliases/") => rb.json(&json!({ "version": 1 })),
+        ("POST", p) if p.ends_with("/rollout") => {
+            rb.json(&json!({ "to": 2, "every_ms": 600_000 }))
+        }
         ("PUT", _) => rb.body(guest_bytes("hello")),
         ("POST", "/api/v1/keys") => rb.json(&json!({ "namespace": ns, "scopes": [e.scope] })),
         _ => rb,

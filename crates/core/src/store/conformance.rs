@@ -98,6 +98,7 @@ async fn aliases_are_replaced_listed_and_go_with_their_function<S: Store>(s: Arc
         previous: Vec::new(),
         created_at_ms: 1,
         updated_at_ms: 1,
+        rollout: None,
     };
     s.create_versions(vec![draft("a", "f", "d1"), draft("b", "g", "d2")])
         .await
