@@ -43,6 +43,10 @@ pub struct InvocationRecord {
     pub stderr: String,
     /// Whether the logs were cut at `max_log_bytes`.
     pub logs_truncated: bool,
+    /// The trace the invocation was part of (32 hex digits), when tracing
+    /// is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Billed milliseconds for a duration: rounded up, at least 1 ms.

@@ -207,6 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_inflight_per_namespace,
             max_functions_per_namespace,
             max_code_bytes_per_namespace,
+            otlp_endpoint,
             namespace_hosts,
         } => {
             let log_format = match log_format {
@@ -243,6 +244,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => nimbus_server::SecretKeySource::DataDir,
             };
             config.secrets_previous_key_file = secrets_previous_key_file;
+            config.otlp_endpoint = otlp_endpoint.or_else(|| {
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .ok()
+                    .filter(|e| !e.trim().is_empty())
+                    .map(|e| format!("{}/v1/traces", e.trim_end_matches('/')))
+            });
             let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
             config.dispatch.max_inflight = usize_of(max_inflight);
             config.dispatch.max_inflight_per_namespace = usize_of(max_inflight_per_namespace);

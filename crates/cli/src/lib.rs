@@ -163,6 +163,12 @@ pub enum Command {
         /// Most bytes of code (latest versions) one namespace may hold.
         #[arg(long, default_value_t = 10 << 30, value_parser = clap::value_parser!(u64).range(1..))]
         max_code_bytes_per_namespace: u64,
+        /// Export a span per invocation to this OTLP/HTTP traces URL (JSON
+        /// encoding), e.g. http://127.0.0.1:4318/v1/traces. Default: the
+        /// standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+        /// OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; none: no tracing.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+        otlp_endpoint: Option<String>,
         /// Serve a namespace's custom routes at the root of a host name:
         /// HOST=NAMESPACE (repeatable), e.g. shop.example.com=shop. Any
         /// host reaches them under /r/NAMESPACE/.

@@ -77,6 +77,8 @@ pub struct DispatchConfig {
     /// Host names whose requests reach a namespace's custom routes at the
     /// root (lower-case host → namespace). Default none.
     pub namespace_hosts: HashMap<String, String>,
+    /// Where invocation spans go ([`crate::trace`]); none: no tracing.
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 impl Default for DispatchConfig {
@@ -92,6 +94,7 @@ impl Default for DispatchConfig {
             max_code_bytes_per_namespace: 10 << 30,
             secret_keys: None,
             namespace_hosts: HashMap::new(),
+            tracer: None,
         }
     }
 }
@@ -239,6 +242,7 @@ pub struct Platform {
     routes: RwLock<Arc<Routes>>,
     /// Host names the operator assigned to namespaces (`--route-host`).
     namespace_hosts: HashMap<String, String>,
+    tracer: Option<crate::trace::Tracer>,
     inflight: Arc<Semaphore>,
     /// Each namespace's share of `inflight` (`max_inflight_per_namespace`).
     namespace_gates: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -277,6 +281,7 @@ impl Platform {
             split_turn: AtomicU64::new(0),
             routes: RwLock::new(Arc::new(Routes::default())),
             namespace_hosts: config.namespace_hosts.clone(),
+            tracer: config.tracer.clone(),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
             namespace_gates: Mutex::new(HashMap::new()),
             max_inflight_per_namespace: config.max_inflight_per_namespace.max(1),
@@ -575,12 +580,25 @@ impl Platform {
     pub async fn invoke(
         &self,
         slot: &Arc<FunctionSlot>,
-        req: FnRequest,
+        mut req: FnRequest,
         trigger: &str,
     ) -> Invocation {
         let id = uuid::Uuid::now_v7().to_string();
         let started_at_ms = now_ms();
         let start = Instant::now();
+        // With tracing on, the invocation is a span of the caller's trace
+        // (or a new one), and the function sees itself as the parent.
+        let trace = self.tracer.as_ref().map(|_| {
+            let t = crate::trace::InvocationTrace::start(
+                req.headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&t.context().header()) {
+                req.headers_mut().insert("traceparent", v);
+            }
+            (t, crate::trace::now_unix_ns())
+        });
         let v = &slot.version;
         let m = &slot.metrics;
 
@@ -632,7 +650,10 @@ impl Platform {
         let timeout = Duration::from_millis(timeout_ms);
         let mut init_us = None;
         let mut redactor = Arc::default();
-        let (result, logs, memory_peak_bytes, cold, stream) = match self.prepared(slot).await {
+        let preparing = Instant::now();
+        let prepared = self.prepared(slot).await;
+        let prepare_us = preparing.elapsed().as_micros() as u64;
+        let (result, logs, memory_peak_bytes, cold, stream) = match prepared {
             Err(e) => (
                 Err(RuntimeError::new(e.code, e.message)),
                 Default::default(),
@@ -646,6 +667,7 @@ impl Platform {
                 let ctx = InvokeContext {
                     invocation_id: id.clone(),
                     deadline: start + timeout,
+                    trace: trace.as_ref().map(|(t, _)| t.context()),
                 };
                 // In-process guests take turns for the CPU, per function.
                 let _cpu = if v.kind.is_wasm() {
@@ -686,6 +708,8 @@ impl Platform {
             cold,
             init_us,
             redactor,
+            trace: trace.map(|(t, start_ns)| (t, start_ns, prepare_us)),
+            tracer: self.tracer.clone(),
         };
 
         if let (Ok(head), Some(stream)) = (&result, stream) {
@@ -844,6 +868,10 @@ struct Accounting {
     init_us: Option<u64>,
     /// Replaces granted secret values in the logs and the error.
     redactor: Arc<crate::secrets::Redactor>,
+    /// The invocation's trace, its start (ns since the epoch) and how long
+    /// finding or preparing its code took (µs), when tracing is on.
+    trace: Option<(crate::trace::InvocationTrace, u64, u64)>,
+    tracer: Option<crate::trace::Tracer>,
 }
 
 impl Accounting {
@@ -875,6 +903,19 @@ impl Accounting {
             Some((code, message)) => (Some(code.to_owned()), Some(message)),
             None => (None, None),
         };
+        if let (Some((t, start_ns, prepare_us)), Some(tracer)) = (&self.trace, &self.tracer)
+            && t.sampled
+        {
+            tracer.0.record(self.spans(
+                t,
+                *start_ns,
+                *prepare_us,
+                duration_us,
+                status,
+                error_code.as_deref(),
+                error_message.as_deref(),
+            ));
+        }
         let r = &self.redactor;
         let (stdout, stderr, error_message) = if r.is_empty() {
             (logs.stdout, logs.stderr, error_message)
@@ -905,8 +946,71 @@ impl Accounting {
                 stdout,
                 stderr,
                 logs_truncated: logs.truncated,
+                trace_id: self.trace.as_ref().map(|(t, _, _)| hex::encode(t.trace_id)),
             })
             .await
+    }
+}
+
+impl Accounting {
+    /// The invocation's span and, when it started cold, its cold start's.
+    #[allow(clippy::too_many_arguments)]
+    fn spans(
+        &self,
+        t: &crate::trace::InvocationTrace,
+        start_ns: u64,
+        prepare_us: u64,
+        duration_us: u64,
+        status: u16,
+        error_code: Option<&str>,
+        error_message: Option<&str>,
+    ) -> Vec<crate::trace::Span> {
+        use crate::trace::{Span, Value};
+        let v = &self.slot.version;
+        let end_ns = start_ns.saturating_add(duration_us.saturating_mul(1000));
+        let mut attributes = vec![
+            ("faas.invocation_id", Value::Str(self.id.clone())),
+            ("faas.name", Value::Str(v.name.clone())),
+            ("faas.version", Value::Str(v.version.to_string())),
+            ("faas.trigger", Value::Str(self.trigger.clone())),
+            ("faas.coldstart", Value::Bool(self.cold)),
+            ("nimbus.namespace", Value::Str(v.namespace.clone())),
+            ("http.response.status_code", Value::Int(i64::from(status))),
+        ];
+        if let Some(code) = error_code {
+            attributes.push(("error.type", Value::Str(code.to_owned())));
+        }
+        let mut spans = vec![Span {
+            trace_id: t.trace_id,
+            span_id: t.span_id,
+            parent_span_id: t.parent,
+            name: format!("invoke {}/{}", v.namespace, v.name),
+            server: true,
+            start_unix_ns: start_ns,
+            end_unix_ns: end_ns,
+            attributes,
+            error: error_code.map(|c| match error_message {
+                Some(m) => format!("{c}: {}", self.redactor.redact(m.to_owned())),
+                None => c.to_owned(),
+            }),
+        }];
+        if self.cold {
+            let cold_us = prepare_us.saturating_add(self.init_us.unwrap_or(0));
+            spans.push(Span {
+                trace_id: t.trace_id,
+                span_id: crate::trace::random_ids().1,
+                parent_span_id: Some(t.span_id),
+                name: "cold start".to_owned(),
+                server: false,
+                start_unix_ns: start_ns,
+                end_unix_ns: start_ns
+                    .saturating_add(cold_us.saturating_mul(1000))
+                    .min(end_ns),
+                attributes: vec![("faas.coldstart", Value::Bool(true))],
+                error: None,
+            });
+        }
+        spans
     }
 }
 

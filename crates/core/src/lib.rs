@@ -36,5 +36,6 @@ pub mod secrets;
 pub mod store;
 pub mod stream;
 pub mod time;
+pub mod trace;
 
 pub use error::{Error, Result};

@@ -159,6 +159,7 @@ mod tests {
             stdout: String::new(),
             stderr: String::new(),
             logs_truncated: false,
+            trace_id: None,
         })
     }
 

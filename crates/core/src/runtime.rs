@@ -31,6 +31,9 @@ pub struct InvokeContext {
     pub invocation_id: String,
     /// The instant the invocation must be finished by (`timeout_ms` from its start).
     pub deadline: Instant,
+    /// The invocation's place in a trace, when tracing is on: outgoing
+    /// requests carry it as their `traceparent`.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// Why a runtime failed: code that could not be prepared (the user's

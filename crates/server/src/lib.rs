@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod otlp;
 mod private;
 mod rlimit;
 
@@ -70,6 +71,9 @@ pub struct ServerConfig {
     /// (`--secrets-previous-key-file`): they are sealed again with the
     /// current key at start.
     pub secrets_previous_key_file: Option<PathBuf>,
+    /// Export a span per invocation to this OTLP/HTTP traces URL
+    /// (`--otlp-endpoint`); no tracing when `None`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where the secret key comes from.
@@ -133,6 +137,7 @@ impl ServerConfig {
             },
             secrets_key: SecretKeySource::DataDir,
             secrets_previous_key_file: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -149,6 +154,7 @@ pub struct RunningServer {
     serve_task: tokio::task::JoinHandle<std::io::Result<()>>,
     grace: Duration,
     data_dir: PathBuf,
+    exporter: Option<Arc<otlp::OtlpExporter>>,
 }
 
 impl RunningServer {
@@ -194,6 +200,9 @@ impl RunningServer {
             }
         }
         self.platform.recorder().flush().await;
+        if let Some(e) = &self.exporter {
+            e.flush().await;
+        }
         let _ = std::fs::remove_file(self.data_dir.join("server.json"));
         Ok(())
     }
@@ -248,6 +257,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let recorder = Recorder::start(store.clone(), config.records.clone());
     let mut dispatch = config.dispatch.clone();
     dispatch.secret_keys = Some(secret_keys);
+    let exporter = config.otlp_endpoint.clone().map(otlp::OtlpExporter::start);
+    if let Some(e) = &exporter {
+        dispatch.tracer = Some(nimbus_core::trace::Tracer(e.clone()));
+    }
     let platform = Platform::open(store, runtime, artifacts, recorder, dispatch)
         .await
         .context("load the deployed functions")?;
@@ -302,6 +315,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         serve_task,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         data_dir: config.data_dir.clone(),
+        exporter,
     })
 }
 

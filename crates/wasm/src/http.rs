@@ -303,6 +303,7 @@ impl Prepared for HttpPrepared {
                 (store, None, logs, 0)
             }
         };
+        store.data_mut().hooks.trace = ctx.trace;
         arm_deadline(&mut store, ctx.deadline);
         let timeout_ms = limits.timeout_ms.get();
         let max_body = limits.max_response_body_bytes.get();

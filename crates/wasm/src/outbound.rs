@@ -14,6 +14,9 @@
 //!    `max_outbound_response_bytes` of response bodies, and every step
 //!    (resolve, connect, TLS, response) within the invocation's deadline.
 //!
+//! With tracing on, a request without a `traceparent` of its own carries
+//! the invocation's, so the function it reaches joins the trace.
+//!
 //! A denied request fails in the guest with `HTTP-request-denied` (or
 //! `destination-IP-prohibited`), and a line on the invocation's stderr
 //! names the grant that was missing.
@@ -58,6 +61,8 @@ pub(crate) struct Outbound {
     rules: Arc<[OutboundRule]>,
     pub(crate) budget: Arc<Budget>,
     pub(crate) deadline: Instant,
+    /// The invocation's place in a trace: outgoing requests carry it.
+    pub(crate) trace: Option<nimbus_core::trace::TraceContext>,
     stderr: SinkStream,
 }
 
@@ -72,6 +77,7 @@ impl Outbound {
             rules,
             budget,
             deadline,
+            trace: None,
             stderr,
         }
     }
@@ -92,11 +98,17 @@ type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let checked = self.check(&request);
+        if let Some(t) = &self.trace
+            && !request.headers().contains_key("traceparent")
+            && let Ok(v) = http::HeaderValue::from_str(&t.header())
+        {
+            request.headers_mut().insert("traceparent", v);
+        }
         let budget = self.budget.clone();
         let deadline = self.deadline;
         let stderr = self.stderr.clone();

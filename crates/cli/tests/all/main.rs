@@ -24,3 +24,4 @@ mod scaling;
 mod streaming;
 mod templates;
 mod tls;
+mod traces;

@@ -59,6 +59,7 @@ pub fn record(id: &str, ns: &str, name: &str, started_at_ms: u64) -> InvocationR
         stdout: "out line\n".to_owned(),
         stderr: "err line\n".to_owned(),
         logs_truncated: false,
+        trace_id: None,
     }
 }
 
