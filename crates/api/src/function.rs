@@ -92,6 +92,10 @@ pub struct Route {
     pub methods: Vec<String>,
     /// A path pattern: `/hello/{who}`, `/files/{*rest}`.
     pub path: String,
+    /// The alias the route calls (`GET /orders @prod`); none: the latest
+    /// version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 impl Route {
@@ -103,9 +107,13 @@ impl Route {
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.methods.is_empty() {
-            write!(f, "{}", self.path)
+            write!(f, "{}", self.path)?;
         } else {
-            write!(f, "{} {}", self.methods.join(","), self.path)
+            write!(f, "{} {}", self.methods.join(","), self.path)?;
+        }
+        match &self.alias {
+            Some(a) => write!(f, " @{a}"),
+            None => Ok(()),
         }
     }
 }

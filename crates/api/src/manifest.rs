@@ -278,12 +278,20 @@ impl From<RouteSpec> for String {
     }
 }
 
-/// Parses `"[METHOD[,METHOD...]] /path"`.
+/// Parses `"[METHOD[,METHOD...]] /path [@alias]"`.
 pub fn parse_route(s: &str) -> Result<Route, String> {
     let s = s.trim();
-    let (methods, path) = match s.split_once(char::is_whitespace) {
+    let (rest, alias) = match s.rsplit_once(char::is_whitespace) {
+        Some((rest, a)) if a.starts_with('@') => {
+            let a = &a[1..];
+            crate::alias::check_alias_name(a).map_err(|e| format!("route {s:?}: {e}"))?;
+            (rest.trim_end(), Some(a.to_owned()))
+        }
+        _ => (s, None),
+    };
+    let (methods, path) = match rest.split_once(char::is_whitespace) {
         Some((m, p)) => (m, p.trim()),
-        None => ("", s),
+        None => ("", rest),
     };
     let mut list = Vec::new();
     for m in methods.split(',').filter(|m| !m.is_empty()) {
@@ -299,6 +307,7 @@ pub fn parse_route(s: &str) -> Result<Route, String> {
     Ok(Route {
         methods: list,
         path: path.to_owned(),
+        alias,
     })
 }
 

@@ -146,7 +146,28 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
             return error_response(ErrorCode::NotFound, &format!("no route for {path}"));
         }
     };
-    let Some(slot) = g.platform.lookup(&m.target.namespace, &m.target.name) else {
+    let slot = match &m.route.alias {
+        None => g.platform.lookup(&m.target.namespace, &m.target.name),
+        // A route that calls an alias (`GET /orders @prod`).
+        Some(alias) => {
+            let sticky = req
+                .headers()
+                .get(STICKY_HEADER)
+                .and_then(|v| v.to_str().ok());
+            match g
+                .platform
+                .resolve(&m.target.namespace, &m.target.name, Some(alias), sticky)
+                .await
+            {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    crate::body::drain(req.into_body());
+                    return ApiError::from(e).into_response();
+                }
+            }
+        }
+    };
+    let Some(slot) = slot else {
         return error_response(ErrorCode::NotFound, &format!("no route for {path}"));
     };
     // Under /r/{ns}/ the function sees the path within its namespace, as

@@ -295,3 +295,45 @@ async fn a_rollout_goes_on_while_healthy_and_rolls_itself_back_when_not() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(call(&s, "f@prod", None).await.1, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_can_call_an_alias() {
+    let s = TestServer::start().await;
+    let routes = "    routes: [\"GET /orders/{id} @prod\", \"GET /latest\"]\n";
+    let body = s.deploy("f", "http_echo", routes).await;
+    assert_eq!(body["functions"][0]["routes"][0]["alias"], "prod");
+    s.deploy("f", "http_echo", routes).await;
+    // The alias does not exist yet: the route says so.
+    let (status, body, _) = s.call("/orders/1").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("has no alias"), "{body}");
+
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 1 })).await.0, 200);
+    let r = s.get("/orders/7").await;
+    assert_eq!(r.headers()["x-nimbus-version"], "1");
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("x-nimbus-param-id: 7\n"),
+        "the route's parameters reach the alias's version"
+    );
+    assert_eq!(s.get("/latest").await.headers()["x-nimbus-version"], "2");
+    assert_eq!(set_alias(&s, "prod", json!({ "version": 2 })).await.0, 200);
+    assert_eq!(s.get("/orders/7").await.headers()["x-nimbus-version"], "2");
+
+    let (status, body) = s
+        .deploy_manifest(
+            "functions:\n  g:\n    code: hello.wasm\n    routes: [\"GET /g @7\"]\n",
+            &["hello"],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("would read as a version"),
+        "{body}"
+    );
+}

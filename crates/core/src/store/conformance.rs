@@ -31,6 +31,7 @@ pub fn draft(ns: &str, name: &str, digest: &str) -> FunctionVersion {
         routes: vec![Route {
             methods: vec!["GET".to_owned()],
             path: format!("/{name}/{{id}}"),
+            alias: None,
         }],
         grants: Default::default(),
         findings: Vec::new(),
@@ -475,6 +476,7 @@ async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
     d.routes.push(Route {
         methods: vec![],
         path: "/any/{*rest}".to_owned(),
+        alias: Some("prod".to_owned()),
     });
     let created = s.create_versions(vec![d.clone()]).await.expect("create");
     let read = s
