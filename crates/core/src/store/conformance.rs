@@ -1,13 +1,13 @@
 //! The conformance suite every store backend runs.
 //!
-//! A backend's test module calls [`run_all`] with a factory that opens a fresh,
-//! empty store; each check gets its own store.
+//! A backend's test crate expands [`store_conformance_tests!`](crate::store_conformance_tests)
+//! with an expression that opens a fresh, empty store: one test per check,
+//! each with its own store, so a failure names the check.
 
 use super::{InvocationQuery, Store, StoreError, USAGE_BUCKET_MS, UsageQuery};
 use nimbus_api::auth::{ApiKey, Scope};
 use nimbus_api::{CodeKind, FunctionVersion, InvocationRecord, Limits, Route};
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 
 /// A draft version of `ns/name` with recognisable contents.
@@ -64,30 +64,42 @@ pub fn record(id: &str, ns: &str, name: &str, started_at_ms: u64) -> InvocationR
     }
 }
 
-/// Runs every check, each against a fresh store from `open`.
-pub async fn run_all<S, F, Fut>(open: F)
-where
-    S: Store,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<S>>,
-{
-    versions_are_numbered_per_function(open().await).await;
-    create_versions_is_atomic(open().await).await;
-    latest_and_list(open().await).await;
-    delete_restarts_numbering(open().await).await;
-    version_round_trips_every_field(open().await).await;
-    invocations_insert_query_get(open().await).await;
-    prune_by_age_and_count(open().await).await;
-    concurrent_deploys_get_distinct_versions(open().await).await;
-    usage_is_the_sum_of_records_per_hour(open().await).await;
-    code_digests_cover_every_version(open().await).await;
-    keys_are_stored_listed_and_revoked(open().await).await;
-    audit_entries_are_appended_queried_and_pruned(open().await).await;
-    secrets_are_replaced_listed_and_deleted(open().await).await;
-    aliases_are_replaced_listed_and_go_with_their_function(open().await).await;
+/// One test per check of the suite, each against a fresh store:
+/// `nimbus_core::store_conformance_tests!(open())` in a backend's test
+/// crate, where `open()` returns `(guard, Arc<store>)` and the guard (a
+/// temporary directory, a database) lives as long as the test.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($open:expr) => {
+        $crate::store_conformance_tests!(@each $open;
+            versions_are_numbered_per_function,
+            create_versions_is_atomic,
+            latest_and_list,
+            delete_restarts_numbering,
+            version_round_trips_every_field,
+            invocations_insert_query_get,
+            prune_by_age_and_count,
+            concurrent_deploys_get_distinct_versions,
+            usage_is_the_sum_of_records_per_hour,
+            code_digests_cover_every_version,
+            keys_are_stored_listed_and_revoked,
+            audit_entries_are_appended_queried_and_pruned,
+            secrets_are_replaced_listed_and_deleted,
+            aliases_are_replaced_listed_and_go_with_their_function,
+        );
+    };
+    (@each $open:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (_guard, store) = $open;
+                $crate::store::conformance::$check(store).await;
+            }
+        )*
+    };
 }
 
-async fn aliases_are_replaced_listed_and_go_with_their_function<S: Store>(s: Arc<S>) {
+pub async fn aliases_are_replaced_listed_and_go_with_their_function<S: Store>(s: Arc<S>) {
     use nimbus_api::alias::{Alias, AliasTarget};
     let alias = |ns: &str, f: &str, name: &str, version: u32| Alias {
         namespace: ns.to_owned(),
@@ -147,7 +159,7 @@ fn sealed(ns: &str, name: &str, byte: u8, at_ms: u64) -> crate::store::SealedSec
     }
 }
 
-async fn secrets_are_replaced_listed_and_deleted<S: Store>(s: Arc<S>) {
+pub async fn secrets_are_replaced_listed_and_deleted<S: Store>(s: Arc<S>) {
     s.put_secret(sealed("b", "TOKEN", 1, 10))
         .await
         .expect("put");
@@ -201,7 +213,7 @@ fn audit_entry(n: u64, namespace: Option<&str>) -> nimbus_api::audit::AuditEntry
     }
 }
 
-async fn audit_entries_are_appended_queried_and_pruned<S: Store>(s: Arc<S>) {
+pub async fn audit_entries_are_appended_queried_and_pruned<S: Store>(s: Arc<S>) {
     use crate::store::AuditQuery;
     let all = |limit| AuditQuery {
         limit,
@@ -267,7 +279,7 @@ fn api_key(id: &str, created_at_ms: u64) -> ApiKey {
     }
 }
 
-async fn keys_are_stored_listed_and_revoked<S: Store>(s: Arc<S>) {
+pub async fn keys_are_stored_listed_and_revoked<S: Store>(s: Arc<S>) {
     assert!(s.keys().await.expect("keys").is_empty());
     assert!(s.key("k1").await.expect("key").is_none());
     s.create_key(api_key("k2", 20)).await.expect("create k2");
@@ -315,7 +327,7 @@ async fn keys_are_stored_listed_and_revoked<S: Store>(s: Arc<S>) {
     );
 }
 
-async fn code_digests_cover_every_version<S: Store>(s: Arc<S>) {
+pub async fn code_digests_cover_every_version<S: Store>(s: Arc<S>) {
     assert!(s.code_digests().await.expect("digests").is_empty());
     s.create_versions(vec![draft("default", "a", "d1")])
         .await
@@ -342,7 +354,7 @@ async fn code_digests_cover_every_version<S: Store>(s: Arc<S>) {
     assert_eq!(s.code_digests().await.expect("digests"), digests(&["d3"]));
 }
 
-async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {
+pub async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {
     let v1 = s
         .create_versions(vec![draft("default", "a", "d1")])
         .await
@@ -381,7 +393,7 @@ async fn versions_are_numbered_per_function<S: Store>(s: Arc<S>) {
     assert!(s.version("default", "a", 3).await.expect("v3").is_none());
 }
 
-async fn create_versions_is_atomic<S: Store>(s: Arc<S>) {
+pub async fn create_versions_is_atomic<S: Store>(s: Arc<S>) {
     let out = s
         .create_versions(vec![
             draft("default", "x", "d1"),
@@ -407,7 +419,7 @@ async fn create_versions_is_atomic<S: Store>(s: Arc<S>) {
     );
 }
 
-async fn latest_and_list<S: Store>(s: Arc<S>) {
+pub async fn latest_and_list<S: Store>(s: Arc<S>) {
     assert!(s.latest("default", "nope").await.expect("latest").is_none());
     assert!(s.list_latest(None).await.expect("list").is_empty());
     s.create_versions(vec![draft("default", "b", "d1")])
@@ -439,7 +451,7 @@ async fn latest_and_list<S: Store>(s: Arc<S>) {
     assert_eq!(ns[0].name, "c");
 }
 
-async fn delete_restarts_numbering<S: Store>(s: Arc<S>) {
+pub async fn delete_restarts_numbering<S: Store>(s: Arc<S>) {
     s.create_versions(vec![draft("default", "a", "d1")])
         .await
         .expect("a1");
@@ -466,7 +478,7 @@ async fn delete_restarts_numbering<S: Store>(s: Arc<S>) {
     assert_eq!(again[0].version, 1);
 }
 
-async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
+pub async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
     let mut d = draft("default", "full", "abc");
     d.public = true;
     d.kind = CodeKind::Python;
@@ -491,7 +503,7 @@ async fn version_round_trips_every_field<S: Store>(s: Arc<S>) {
     assert_eq!(read, expected);
 }
 
-async fn invocations_insert_query_get<S: Store>(s: Arc<S>) {
+pub async fn invocations_insert_query_get<S: Store>(s: Arc<S>) {
     let mut failed = record("i3", "default", "a", 3000);
     failed.status = 504;
     failed.error_code = Some("timeout".to_owned());
@@ -543,7 +555,7 @@ async fn invocations_insert_query_get<S: Store>(s: Arc<S>) {
     );
 }
 
-async fn prune_by_age_and_count<S: Store>(s: Arc<S>) {
+pub async fn prune_by_age_and_count<S: Store>(s: Arc<S>) {
     let records = (1..=10)
         .map(|i| record(&format!("r{i:02}"), "default", "a", i * 100))
         .collect();
@@ -563,7 +575,7 @@ async fn prune_by_age_and_count<S: Store>(s: Arc<S>) {
     assert_eq!(ids, vec!["r10", "r09", "r08", "r07", "r06"]);
 }
 
-async fn concurrent_deploys_get_distinct_versions<S: Store>(s: Arc<S>) {
+pub async fn concurrent_deploys_get_distinct_versions<S: Store>(s: Arc<S>) {
     let mut tasks = Vec::new();
     for i in 0..16 {
         let s = s.clone();
@@ -588,7 +600,7 @@ async fn concurrent_deploys_get_distinct_versions<S: Store>(s: Arc<S>) {
     assert_eq!(latest.version, 16);
 }
 
-async fn usage_is_the_sum_of_records_per_hour<S: Store>(s: Arc<S>) {
+pub async fn usage_is_the_sum_of_records_per_hour<S: Store>(s: Arc<S>) {
     let h = USAGE_BUCKET_MS;
     let base = 1_800_000_000_000 / h * h; // an hour boundary
     let mut recs = Vec::new();
@@ -655,4 +667,30 @@ async fn usage_is_the_sum_of_records_per_hour<S: Store>(s: Arc<S>) {
         s.usage(UsageQuery::default()).await.expect("usage").len(),
         1
     );
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every check of this file is one of the macro's tests: a check
+    /// written here but not listed there would never run.
+    #[test]
+    fn every_check_is_in_the_macro() {
+        let src = include_str!("conformance.rs");
+        let (listed, checks) = src
+            .split_once("(@each $open:expr;")
+            .expect("the macro's @each arm");
+        let listed = listed
+            .rsplit_once("$crate::store_conformance_tests!(@each $open;")
+            .expect("the macro's list")
+            .1;
+        for line in checks.lines() {
+            if let Some(rest) = line.strip_prefix("pub async fn ") {
+                let name = rest.split('<').next().expect("name");
+                assert!(
+                    listed.contains(&format!("{name},")),
+                    "check {name} is missing from store_conformance_tests!"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ mod backend;
 
 use nimbus_store::SqliteStore;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tempfile::TempDir;
 
 /// A fresh store in a new directory; the directory lives as long as the
@@ -20,14 +20,7 @@ pub fn db_path(dir: &TempDir) -> PathBuf {
     dir.path().join("nimbus.db")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance() {
-    let dirs = Mutex::new(Vec::new());
-    let dirs = &dirs;
-    nimbus_core::store::conformance::run_all(move || async move {
-        let (dir, store) = fresh();
-        dirs.lock().expect("dirs").push(dir);
-        store
-    })
-    .await;
+/// The shared conformance suite, one test per check.
+mod conformance {
+    nimbus_core::store_conformance_tests!(super::fresh());
 }
