@@ -848,7 +848,8 @@ impl Platform {
     pub(crate) fn secret_changed(&self, namespace: &str, name: &str) {
         self.secrets_generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        for slot in self.slots() {
+        let older: Vec<Arc<FunctionSlot>> = read(&self.versions).values().cloned().collect();
+        for slot in self.slots().into_iter().chain(older) {
             if slot.version.namespace == namespace && slot.version.grants.has_secret(name) {
                 slot.release();
             }
@@ -994,21 +995,27 @@ impl Accounting {
                 None => c.to_owned(),
             }),
         }];
-        if self.cold {
-            let cold_us = prepare_us.saturating_add(self.init_us.unwrap_or(0));
-            spans.push(Span {
+        let child = |name: &str, from_us: u64, for_us: u64| {
+            let at = |us: u64| start_ns.saturating_add(us.saturating_mul(1000)).min(end_ns);
+            Span {
                 trace_id: t.trace_id,
                 span_id: crate::trace::random_ids().1,
                 parent_span_id: Some(t.span_id),
-                name: "cold start".to_owned(),
+                name: name.to_owned(),
                 server: false,
-                start_unix_ns: start_ns,
-                end_unix_ns: start_ns
-                    .saturating_add(cold_us.saturating_mul(1000))
-                    .min(end_ns),
+                start_unix_ns: at(from_us),
+                end_unix_ns: at(from_us.saturating_add(for_us)),
                 attributes: vec![("faas.coldstart", Value::Bool(true))],
                 error: None,
-            });
+            }
+        };
+        // Preparing the code (compiling or loading it), then starting an
+        // execution environment (a process worker's start and import).
+        if self.cold && prepare_us > 0 {
+            spans.push(child("cold start", 0, prepare_us));
+        }
+        if let Some(init_us) = self.init_us {
+            spans.push(child("init", prepare_us, init_us));
         }
         spans
     }

@@ -6,7 +6,8 @@
 //! - continues the trace of the request's `traceparent` header, or starts
 //!   one;
 //! - gets a span of its own (kind server, named `invoke {ns}/{name}`), with
-//!   a child span `cold start` when it prepared code or started a worker;
+//!   a child span `cold start` when it prepared its code and `init` when
+//!   it started an execution environment (a process worker);
 //! - hands the function a `traceparent` naming its span as the parent, so
 //!   the function's own spans and calls join the trace, and outgoing
 //!   requests a wasm component sends through `grants.outbound` carry it

@@ -168,4 +168,27 @@ async fn a_call_through_two_functions_is_one_trace() {
     assert!(inv.get("parentSpanId").is_none(), "a new trace: {inv}");
     let cold = span_named(&spans, "cold start", &cold_trace).await;
     assert_eq!(cold["parentSpanId"], inv["spanId"]);
+
+    // A process worker's start is an `init` span of its own.
+    let code = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        code.path().join("app.py"),
+        "def handler(event, context):\n    return 'ok'\n",
+    )
+    .expect("write");
+    s.deploy_python("py", code.path(), "app.handler");
+    s.deploy_python("py", code.path(), "app.handler");
+    let r = s.get("/fn/default/py@1").await;
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let py_trace = s.record(&id).await["trace_id"]
+        .as_str()
+        .expect("trace id")
+        .to_owned();
+    let inv = span_named(&spans, "invoke default/py", &py_trace).await;
+    let init = span_named(&spans, "init", &py_trace).await;
+    assert_eq!(init["parentSpanId"], inv["spanId"]);
 }
