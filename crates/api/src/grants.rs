@@ -167,25 +167,44 @@ impl OutboundRule {
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
             v4.is_loopback()
                 || v4.is_link_local()
                 || v4.is_private()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                || a == 0 // 0.0.0.0/8, "this network"
+                || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || a >= 240 // 240.0.0.0/4, reserved
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let seg = v6.segments();
+            // Addresses that carry an IPv4 address: judged by it.
+            let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
+                Some(v4)
+            } else if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                // ::a.b.c.d, IPv4-compatible
+                Some(std::net::Ipv4Addr::from(v6.to_bits() as u32))
+            } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                // 64:ff9b::/96, NAT64
+                Some(std::net::Ipv4Addr::from(v6.to_bits() as u32))
+            } else if seg[0] == 0x2002 {
+                // 2002::/16, 6to4
+                Some(std::net::Ipv4Addr::from(
+                    (u32::from(seg[1]) << 16) | u32::from(seg[2]),
+                ))
+            } else {
+                None
+            };
+            if let Some(v4) = embedded {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || (first & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
         }
     }
 }
@@ -374,7 +393,7 @@ mod tests {
         ] {
             assert!(is_internal(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+        for ip in ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822"] {
             assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
         }
     }

@@ -542,6 +542,10 @@ impl Platform {
 
     /// Forgets a deleted function, its older versions' slots and its aliases.
     pub(crate) fn uninstall(&self, namespace: &str, name: &str) {
+        // The function goes first: a version slot made concurrently checks
+        // that the function exists under the versions' lock, so none is
+        // left behind for a later function of the same name.
+        let old = write(&self.functions).remove(&(namespace.to_owned(), name.to_owned()));
         let older: Vec<Arc<FunctionSlot>> = {
             let mut versions = write(&self.versions);
             let keys: Vec<_> = versions
@@ -555,7 +559,6 @@ impl Platform {
             slot.release();
         }
         write(&self.aliases).retain(|(ns, f, _), _| !(ns == namespace && f == name));
-        let old = write(&self.functions).remove(&(namespace.to_owned(), name.to_owned()));
         if let Err(e) = self.rebuild_routes() {
             tracing::error!(error = %e, "bug: route table conflict after a delete");
         }
@@ -922,8 +925,8 @@ impl Accounting {
             (logs.stdout, logs.stderr, error_message)
         } else {
             (
-                r.redact(logs.stdout),
-                r.redact(logs.stderr),
+                r.redact_logs(logs.stdout, logs.truncated),
+                r.redact_logs(logs.stderr, logs.truncated),
                 error_message.map(|m| r.redact(m)),
             )
         };

@@ -5,7 +5,8 @@
 //!
 //! A controller task per running rollout sleeps until its step has run
 //! `every_ms`, then judges the new version on the invocations it served
-//! during the step (the newest [`MAX_QUERY_LIMIT`] of them): the share
+//! during the step (those among the function's newest [`MAX_QUERY_LIMIT`]
+//! of the step): the share
 //! that failed (any error code) and, if asked, their 99th-percentile
 //! duration. Passing moves the alias to the next step's split; failing
 //! points it back at the version it started from. The rollout's state

@@ -226,6 +226,29 @@ impl Redactor {
         text
     }
 
+    /// [`Redactor::redact`] for captured logs: when they were cut at
+    /// `max_log_bytes` (`truncated`), a value cut in two at the end of
+    /// what was kept is replaced too.
+    pub fn redact_logs(&self, text: String, truncated: bool) -> String {
+        let mut text = self.redact(text);
+        if !truncated {
+            return text;
+        }
+        let marker = crate::runtime::LOG_TRUNCATED_MARKER;
+        let kept_len = text.strip_suffix(marker).map_or(text.len(), str::len);
+        for (value, name) in &self.values {
+            let cut = (MIN_REDACTED_SECRET_BYTES..value.len())
+                .rev()
+                .filter(|k| value.is_char_boundary(*k))
+                .find(|k| text[..kept_len].ends_with(&value[..*k]));
+            if let Some(k) = cut {
+                text.replace_range(kept_len - k..kept_len, &format!("[secret {name}]"));
+                break;
+            }
+        }
+        text
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -281,6 +304,9 @@ impl Platform {
         check_value(name, value)?;
         let keys = self.secret_keys()?;
         let ns = namespace.as_str();
+        // Serialised with deploys: a deploy never installs a version it
+        // prepared with a value this call replaces.
+        let _guard = self.deploy_lock.lock().await;
         let existing = self.store.secrets(Some(ns)).await.map_err(internal)?;
         let before = existing.iter().find(|s| s.name == name);
         if before.is_none() && existing.len() >= MAX_SECRETS_PER_NAMESPACE {
@@ -306,7 +332,8 @@ impl Platform {
             created_at_ms: before.map_or(now, |b| b.created_at_ms),
             updated_at_ms: now,
         };
-        let info = self.secret_info(&sealed);
+        let mut info = self.secret_info(&sealed);
+        info.used_by = self.secret_users(ns, name).await?;
         self.store.put_secret(sealed).await.map_err(internal)?;
         self.secret_changed(ns, name);
         Ok(info)
@@ -319,7 +346,13 @@ impl Platform {
             .secrets(Some(namespace.as_str()))
             .await
             .map_err(internal)?;
-        Ok(all.iter().map(|s| self.secret_info(s)).collect())
+        let mut out = Vec::with_capacity(all.len());
+        for s in &all {
+            let mut info = self.secret_info(s);
+            info.used_by = self.secret_users(&s.namespace, &s.name).await?;
+            out.push(info);
+        }
+        Ok(out)
     }
 
     /// Deletes a secret; refused while a function's latest version is
@@ -327,7 +360,7 @@ impl Platform {
     pub async fn delete_secret(&self, namespace: &Namespace, name: &str) -> Result<()> {
         let ns = namespace.as_str();
         let _guard = self.deploy_lock.lock().await;
-        let users = self.secret_users(ns, name);
+        let users = self.secret_users(ns, name).await?;
         if !users.is_empty() {
             return Err(Error::new(
                 ErrorCode::Conflict,
@@ -442,13 +475,46 @@ impl Platform {
         })
     }
 
-    /// The functions whose latest version is granted secret `name`.
-    fn secret_users(&self, namespace: &str, name: &str) -> Vec<String> {
-        self.slots()
+    /// What may still run with secret `name`: functions whose latest
+    /// version is granted it (`f`), and versions an alias routes to, or
+    /// rolls back to, that are (`f@3`).
+    async fn secret_users(&self, namespace: &str, name: &str) -> Result<Vec<String>> {
+        let mut users: Vec<String> = self
+            .slots()
             .into_iter()
             .filter(|s| s.version.namespace == namespace && s.version.grants.has_secret(name))
             .map(|s| s.version.name.clone())
-            .collect()
+            .collect();
+        let mut by_alias: Vec<(String, u32)> = crate::dispatch::read(&self.aliases)
+            .values()
+            .filter(|a| a.namespace == namespace)
+            .flat_map(|a| {
+                a.routing
+                    .iter()
+                    .chain(&a.previous)
+                    .map(|t| (a.function.clone(), t.version))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        by_alias.sort();
+        by_alias.dedup();
+        for (function, version) in by_alias {
+            if self
+                .lookup(namespace, &function)
+                .is_some_and(|l| l.version.version == version)
+            {
+                continue;
+            }
+            let v = self
+                .store
+                .version(namespace, &function, version)
+                .await
+                .map_err(internal)?;
+            if v.is_some_and(|v| v.grants.has_secret(name)) {
+                users.push(format!("{function}@{version}"));
+            }
+        }
+        Ok(users)
     }
 
     fn secret_info(&self, s: &SealedSecret) -> SecretInfo {
@@ -457,7 +523,7 @@ impl Platform {
             name: s.name.clone(),
             created_at_ms: s.created_at_ms,
             updated_at_ms: s.updated_at_ms,
-            used_by: self.secret_users(&s.namespace, &s.name),
+            used_by: Vec::new(),
         }
     }
 }
@@ -536,6 +602,25 @@ mod tests {
         assert_eq!(
             r.redact("a s3cr3t-v4lue and s3cr3t-v4lue-longer, ab".to_owned()),
             "a [secret TOKEN] and [secret LONG], ab"
+        );
+    }
+
+    #[test]
+    fn a_value_cut_by_the_log_limit_is_redacted_too() {
+        let r = Redactor::new(vec![("s3cr3t-v4lue".to_owned(), "TOKEN".to_owned())]);
+        let marker = crate::runtime::LOG_TRUNCATED_MARKER;
+        assert_eq!(
+            r.redact_logs(format!("token: s3cr3t-v{marker}"), true),
+            format!("token: [secret TOKEN]{marker}")
+        );
+        // Not cut, or too short a piece to tell: left alone.
+        assert_eq!(
+            r.redact_logs("token: s3cr3t-v".to_owned(), false),
+            "token: s3cr3t-v"
+        );
+        assert_eq!(
+            r.redact_logs(format!("token: s3c{marker}"), true),
+            format!("token: s3c{marker}")
         );
     }
 }

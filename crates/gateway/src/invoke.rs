@@ -47,6 +47,7 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
         Some((n, q)) => (n.to_owned(), Some(q)),
         None => (qualified.clone(), None),
     };
+    let latest = qualifier.and_then(|_| g.platform.lookup(&ns, &name));
     let resolved = match qualifier {
         None => g.platform.lookup(&ns, &name),
         Some(q) => {
@@ -113,7 +114,8 @@ pub(crate) async fn function_url(State(g): State<Arc<Gateway>>, req: Request) ->
         ("x-forwarded-prefix".to_owned(), prefix),
         ("x-nimbus-original-path".to_owned(), path.clone()),
     ];
-    serve(&g, &slot, req, inner_uri, extra).await
+    let access = latest.as_ref().map(|l| &l.version);
+    serve(&g, &slot, access, req, inner_uri, extra).await
 }
 
 pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) -> Response {
@@ -146,6 +148,11 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
             return error_response(ErrorCode::NotFound, &format!("no route for {path}"));
         }
     };
+    let latest = m
+        .route
+        .alias
+        .as_ref()
+        .and_then(|_| g.platform.lookup(&m.target.namespace, &m.target.name));
     let slot = match &m.route.alias {
         None => g.platform.lookup(&m.target.namespace, &m.target.name),
         // A route that calls an alias (`GET /orders @prod`).
@@ -161,7 +168,13 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
             {
                 Ok(slot) => Some(slot),
                 Err(e) => {
-                    crate::body::drain(req.into_body());
+                    let (mut head, body) = req.into_parts();
+                    crate::body::drain(body);
+                    if let Some(l) = &latest
+                        && let Err(denied) = authorize(&g, &l.version, &mut head.headers).await
+                    {
+                        return denied.into_response();
+                    }
                     return ApiError::from(e).into_response();
                 }
             }
@@ -213,12 +226,14 @@ pub(crate) async fn custom_route(State(g): State<Arc<Gateway>>, req: Request) ->
     for (k, v) in m.params {
         extra.push((format!("x-nimbus-param-{}", k.to_ascii_lowercase()), v));
     }
-    serve(&g, &slot, req, uri, extra).await
+    let access = latest.as_ref().map(|l| &l.version);
+    serve(&g, &slot, access, req, uri, extra).await
 }
 
 async fn serve(
     g: &Gateway,
     slot: &Arc<FunctionSlot>,
+    access: Option<&nimbus_api::FunctionVersion>,
     req: Request,
     uri: String,
     mut extra_headers: Vec<(String, String)>,
@@ -230,7 +245,9 @@ async fn serve(
     // functions:invoke in their namespace. Every Authorization header that
     // carries the admin token or a key is removed, whatever its position:
     // a function never sees a platform credential, public or not.
-    if let Err(e) = authorize(g, v, &mut parts.headers).await {
+    // Who may call is the function's, as its latest version says: an
+    // older version or an alias is no more open than the function.
+    if let Err(e) = authorize(g, access.unwrap_or(v), &mut parts.headers).await {
         crate::body::drain(body);
         return e.into_response();
     }

@@ -147,7 +147,8 @@ impl Outbound {
             .to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let scheme = if https { "https" } else { "http" };
-        let Some(rule) = self.rules.iter().find(|r| r.matches(scheme, &host, port)) else {
+        let mut matching = self.rules.iter().filter(|r| r.matches(scheme, &host, port));
+        let Some(first) = matching.next() else {
             let shown = if host.contains(':') {
                 format!("[{host}]")
             } else {
@@ -164,11 +165,13 @@ impl Outbound {
                 self.budget.max_requests
             )));
         }
+        // Any matching grant that names an internal address opens it.
+        let internal_ok = first.names_internal() || matching.any(|r| r.names_internal());
         Ok(Target {
             https,
             host,
             port,
-            internal_ok: rule.names_internal(),
+            internal_ok,
         })
     }
 }
@@ -188,22 +191,13 @@ async fn send(
 ) -> SendResult {
     let say =
         |line: String| stderr.append(format!("nimbus: outbound request: {line}\n").as_bytes());
+    // A connection slot of the platform's, held as long as the connection.
+    let connection = tokio::time::timeout(remaining(deadline, None), CONNECTIONS.acquire())
+        .await
+        .map_err(|_| Error::ConnectionLimitReached)?
+        .map_err(|_| Error::ConnectionLimitReached)?;
     // Resolve here, and connect only to an address that was checked.
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-        remaining(deadline, None),
-        tokio::net::lookup_host((target.host.as_str(), target.port)),
-    )
-    .await
-    {
-        Err(_) => return Err(Error::DnsTimeout),
-        Ok(Err(_)) => {
-            return Err(Error::DnsError {
-                rcode: Some("address not available".to_owned()),
-                info_code: None,
-            });
-        }
-        Ok(Ok(a)) => a.collect(),
-    };
+    let addrs = resolve(&target.host, target.port, deadline).await?;
     let allowed: Vec<SocketAddr> = addrs
         .iter()
         .copied()
@@ -211,14 +205,8 @@ async fn send(
         .collect();
     if allowed.is_empty() {
         say(format!(
-            "{} resolves to internal addresses only ({}); a grant reaches those only when it names the address itself, e.g. http://127.0.0.1:{}",
-            target.host,
-            addrs
-                .iter()
-                .map(|a| a.ip().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            target.port
+            "{} resolves to internal addresses only; a grant reaches those only when it names the address itself, e.g. http://127.0.0.1:{}",
+            target.host, target.port
         ));
         return Err(Error::DestinationIpProhibited);
     }
@@ -272,6 +260,7 @@ async fn send(
     .map_err(|_| Error::ConnectionTimeout)??;
     // The connection is driven until the invocation's deadline at most.
     let conn = tokio::spawn(async move {
+        let _slot = connection;
         let _ = tokio::time::timeout_at(deadline, conn).await;
     });
     // The request line carries the path only; Host is the authority.
@@ -308,6 +297,48 @@ async fn send(
         Ok(())
     });
     Ok((response, io))
+}
+
+/// Most outgoing connections open at once, across all functions: each is
+/// a descriptor of the server's.
+pub(crate) const MAX_OUTBOUND_CONNECTIONS: usize = 1024;
+/// Most host name lookups running at once, across all functions. A lookup
+/// occupies a blocking thread until the system resolver answers, whatever
+/// the invocation's deadline, so they are bounded on their own.
+pub(crate) const MAX_DNS_LOOKUPS_IN_FLIGHT: usize = 32;
+
+static CONNECTIONS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_OUTBOUND_CONNECTIONS);
+static LOOKUPS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_DNS_LOOKUPS_IN_FLIGHT)));
+
+/// The addresses of `host`, looked up by the system resolver within the
+/// deadline and the platform's bound on lookups in flight. An IP address
+/// is its own answer.
+async fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let permit = tokio::time::timeout(remaining(deadline, None), LOOKUPS.clone().acquire_owned())
+        .await
+        .map_err(|_| Error::DnsTimeout)?
+        .map_err(|_| Error::DnsTimeout)?;
+    let name = host.to_owned();
+    // The permit is released when the lookup ends, not when the caller
+    // stops waiting for it.
+    let lookup = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+            .map(|a| a.collect::<Vec<_>>())
+    });
+    match tokio::time::timeout(remaining(deadline, None), lookup).await {
+        Err(_) => Err(Error::DnsTimeout),
+        Ok(Ok(Ok(addrs))) => Ok(addrs),
+        Ok(_) => Err(Error::DnsError {
+            rcode: Some("address not available".to_owned()),
+            info_code: None,
+        }),
+    }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}

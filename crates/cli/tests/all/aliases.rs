@@ -337,3 +337,25 @@ async fn a_route_can_call_an_alias() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_is_no_more_open_than_its_function() {
+    let s = TestServer::start().await;
+    s.deploy("f", "hello", "").await; // 1: public
+    let (status, body) = s
+        .deploy_manifest("functions:\n  f:\n    code: hello.wasm\n", &["hello"])
+        .await; // 2: private
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(set_alias(&s, "old", json!({ "version": 1 })).await.0, 200);
+    for target in ["f@1", "f@old", "f"] {
+        assert_eq!(call(&s, target, None).await.0, 401, "{target}");
+    }
+    let r = s
+        .http
+        .get(s.url("/fn/default/f@1"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+}

@@ -483,3 +483,38 @@ async fn bad_grants_are_refused_at_deploy() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_an_alias_can_still_reach_is_not_deleted() {
+    let s = TestServer::start().await;
+    assert_eq!(put_secret(&s, "default", "API_TOKEN", VALUE).await.0, 200);
+    s.deploy(
+        "dump",
+        "env_dump",
+        "    grants:\n      secrets: [API_TOKEN]\n",
+    )
+    .await;
+    s.deploy("dump", "env_dump", "").await;
+    let r = s
+        .admin(
+            Method::PUT,
+            "/namespaces/default/functions/dump/aliases/prod",
+        )
+        .json(&json!({ "version": 1 }))
+        .send()
+        .await
+        .expect("alias");
+    assert_eq!(r.status(), 200);
+    let list = s.admin_json("/namespaces/default/secrets").await;
+    assert_eq!(list["secrets"][0]["used_by"], json!(["dump@1"]));
+    let r = s
+        .admin(Method::DELETE, "/namespaces/default/secrets/API_TOKEN")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.expect("t").contains("dump@1"));
+    let (status, env, _) = s.call("/fn/default/dump@prod").await;
+    assert_eq!(status, 200);
+    assert!(env.contains(&format!("API_TOKEN={VALUE}")), "{env}");
+}
