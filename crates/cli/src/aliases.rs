@@ -7,19 +7,22 @@ use nimbus_api::alias::{Alias, AliasList, AliasSet, AliasTarget, RolloutStart, R
 use reqwest::Method;
 use std::process::ExitCode;
 
+/// `version 7`, or `version 7 (90 %), version 8 (10 %)`.
+pub(crate) fn routing_text(r: &[AliasTarget]) -> String {
+    r.iter()
+        .map(|t| {
+            if t.weight == 100 {
+                format!("version {}", t.version)
+            } else {
+                format!("version {} ({} %)", t.version, t.weight)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn describe(a: &Alias) -> String {
-    let routing = |r: &[AliasTarget]| {
-        r.iter()
-            .map(|t| {
-                if t.weight == 100 {
-                    format!("version {}", t.version)
-                } else {
-                    format!("version {} ({} %)", t.version, t.weight)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let routing = routing_text;
     let mut out = format!("{}@{} → {}", a.function, a.name, routing(&a.routing));
     if !a.previous.is_empty() {
         out.push_str(&format!("  (before: {})", routing(&a.previous)));

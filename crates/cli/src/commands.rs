@@ -1146,6 +1146,25 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                 println!("function {}/{}", d.namespace, d.name);
                 println!("  url:     {}{}", c.base, d.url_path);
                 println!("  latest:  version {}", d.latest_version);
+                // Aliases, when the caller may read them.
+                if let Ok(list) = c
+                    .send::<nimbus_api::alias::AliasList>(c.request(
+                        Method::GET,
+                        &format!(
+                            "/api/v1/namespaces/{}/functions/{name}/aliases",
+                            g.namespace
+                        ),
+                    ))
+                    .await
+                {
+                    for a in &list.aliases {
+                        println!(
+                            "  alias:   @{} → {}",
+                            a.name,
+                            crate::aliases::routing_text(&a.routing)
+                        );
+                    }
+                }
                 if let Some(v) = d.versions.first() {
                     let l = &v.limits;
                     match &v.runtime_version {

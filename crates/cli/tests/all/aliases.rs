@@ -105,6 +105,12 @@ async fn versions_and_aliases_route_requests() {
         }
     }
 
+    let (code, out, _) = s.nimbus(&["fn", "show", "f"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("alias:   @canary → version 2 (90 %), version 3 (10 %)"),
+        "{out}"
+    );
     let (code, out, _) = s.nimbus(&["alias", "list", "f"]);
     assert_eq!(code, 0);
     assert!(
