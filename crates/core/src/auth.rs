@@ -19,8 +19,17 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// How long a cached key is trusted before it is read from the store again.
+/// How long a cached key (or a cached absence of one) is trusted before
+/// it is read from the store again.
 pub const KEY_CACHE_TTL_MS: u64 = 1_000;
+/// Most key ids cached; past it, ids found missing are not cached.
+pub const MAX_CACHED_KEY_IDS: usize = 10_000;
+/// Most key lookups in the store at once. Tokens with made-up ids all miss
+/// the cache: this bounds what a flood of them costs the store.
+pub const MAX_KEY_LOOKUPS_IN_FLIGHT: usize = 16;
+/// Longest a request waits for a key lookup's turn, in ms; then it is
+/// served from a stale cache entry if there is one, else `503 unavailable`.
+pub const KEY_LOOKUP_WAIT_MS: u64 = 1_000;
 
 /// Who makes a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +107,9 @@ impl Principal {
 pub struct Authenticator {
     admin_token: String,
     keys: Arc<dyn KeyStore>,
-    cache: RwLock<HashMap<String, (ApiKey, u64)>>,
+    /// Keys by id, and ids found missing (`None`), with when they were read.
+    cache: RwLock<HashMap<String, (Option<ApiKey>, u64)>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -107,6 +118,7 @@ impl Authenticator {
             admin_token,
             keys,
             cache: RwLock::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(MAX_KEY_LOOKUPS_IN_FLIGHT),
         }
     }
 
@@ -154,24 +166,35 @@ impl Authenticator {
 
     async fn cached(&self, id: &str) -> Result<Option<ApiKey>> {
         let now = now_ms();
-        if let Some((key, at)) = self.cache.read().ok().and_then(|c| c.get(id).cloned())
-            && now.saturating_sub(at) < KEY_CACHE_TTL_MS
+        let entry = self.cache.read().ok().and_then(|c| c.get(id).cloned());
+        if let Some((key, at)) = &entry
+            && now.saturating_sub(*at) < KEY_CACHE_TTL_MS
         {
-            return Ok(Some(key));
+            return Ok(key.clone());
         }
+        let wait = std::time::Duration::from_millis(KEY_LOOKUP_WAIT_MS);
+        let Ok(Ok(_turn)) = tokio::time::timeout(wait, self.lookups.acquire()).await else {
+            // The store is busy with other lookups: what this server knew
+            // a moment ago is still the best answer.
+            return match entry {
+                Some((key, _)) => Ok(key),
+                None => Err(Error::new(
+                    ErrorCode::Unavailable,
+                    "too many API keys are being looked up at once; retry shortly",
+                )),
+            };
+        };
         let key = self
             .keys
             .key(id)
             .await
             .map_err(|e| Error::internal(anyhow::Error::from(e).context("read an API key")))?;
         if let Ok(mut c) = self.cache.write() {
-            match &key {
-                Some(k) => {
-                    c.insert(id.to_owned(), (k.clone(), now));
-                }
-                None => {
-                    c.remove(id);
-                }
+            if c.len() >= MAX_CACHED_KEY_IDS {
+                c.retain(|_, (_, at)| now.saturating_sub(*at) < KEY_CACHE_TTL_MS);
+            }
+            if key.is_some() || c.len() < MAX_CACHED_KEY_IDS {
+                c.insert(id.to_owned(), (key.clone(), now));
             }
         }
         Ok(key)
@@ -225,6 +248,9 @@ impl Authenticator {
             .create_key(key.clone())
             .await
             .map_err(|e| Error::internal(anyhow::Error::from(e).context("store an API key")))?;
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(&id);
+        }
         Ok(KeyCreated {
             key: key.info(),
             token: format!("nk_{id}_{secret}"),
@@ -302,6 +328,48 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreResult;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// A key store that holds no key and counts how often it is asked.
+    #[derive(Default)]
+    struct Empty {
+        reads: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyStore for Empty {
+        async fn create_key(&self, _key: ApiKey) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn key(&self, _id: &str) -> StoreResult<Option<ApiKey>> {
+            self.reads.fetch_add(1, SeqCst);
+            Ok(None)
+        }
+        async fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+            Ok(Vec::new())
+        }
+        async fn revoke_key(&self, _id: &str, _at_ms: u64) -> StoreResult<Option<ApiKey>> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_id_is_read_from_the_store_once_per_ttl() {
+        let store = Arc::new(Empty::default());
+        let auth = Authenticator::new("admin-token".repeat(4), store.clone());
+        let token = format!("nk_{}_{}", "ab".repeat(8), "cd".repeat(32));
+        for _ in 0..5 {
+            let e = auth.authenticate(Some(&token)).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+        }
+        assert_eq!(store.reads.load(SeqCst), 1);
+        // Another made-up id is another read: the bound on lookups in
+        // flight, not the cache, is what caps a flood of them.
+        let other = format!("nk_{}_{}", "ef".repeat(8), "cd".repeat(32));
+        assert!(auth.authenticate(Some(&other)).await.is_err());
+        assert_eq!(store.reads.load(SeqCst), 2);
+    }
 
     fn key(namespace: Option<&str>, scopes: &[Scope]) -> Principal {
         Principal::Key {
