@@ -22,10 +22,9 @@ pub(crate) fn routing_text(r: &[AliasTarget]) -> String {
 }
 
 fn describe(a: &Alias) -> String {
-    let routing = routing_text;
-    let mut out = format!("{}@{} → {}", a.function, a.name, routing(&a.routing));
+    let mut out = format!("{}@{} → {}", a.function, a.name, routing_text(&a.routing));
     if !a.previous.is_empty() {
-        out.push_str(&format!("  (before: {})", routing(&a.previous)));
+        out.push_str(&format!("  (before: {})", routing_text(&a.previous)));
     }
     if let Some(r) = &a.rollout {
         let state = match r.state {

@@ -653,9 +653,10 @@ impl Platform {
         let timeout = Duration::from_millis(timeout_ms);
         let mut init_us = None;
         let mut redactor = Arc::default();
-        let preparing = Instant::now();
+        // Timed only for the trace's cold-start span.
+        let preparing = trace.as_ref().map(|_| Instant::now());
         let prepared = self.prepared(slot).await;
-        let prepare_us = preparing.elapsed().as_micros() as u64;
+        let prepare_us = preparing.map_or(0, |p| p.elapsed().as_micros() as u64);
         let (result, logs, memory_peak_bytes, cold, stream) = match prepared {
             Err(e) => (
                 Err(RuntimeError::new(e.code, e.message)),

@@ -66,10 +66,7 @@ async fn versions_and_aliases_route_requests() {
         "{out}"
     );
     let r = s.get("/fn/default/f@prod").await;
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     assert_eq!(r.headers()["x-nimbus-version"], "2");
     assert_eq!(s.record(&id).await["version"], 2);
     let (code, out, err) = s.nimbus(&["rollback", "f"]);

@@ -219,6 +219,14 @@ impl TestServer {
     }
 }
 
+/// The invocation id a function's response carries.
+pub fn invocation_id(r: &reqwest::Response) -> String {
+    r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .expect("invocation id")
+        .to_owned()
+}
+
 /// The error code of a JSON error body.
 pub fn error_code(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));

@@ -139,10 +139,7 @@ async fn an_unhandled_exception_is_counted_and_recorded_as_an_error() {
     let r = s.get("/fn/default/raiser").await;
     assert_eq!(r.status(), 500);
     assert_eq!(r.headers()["x-nimbus-function-error"], "Unhandled");
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["errorType"], "ValueError");
     assert_eq!(body["errorMessage"], "boom");

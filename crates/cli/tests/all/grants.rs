@@ -315,10 +315,7 @@ async fn fetch(s: &TestServer, function: &str, target: &str, query: &str) -> (u1
         .await
         .expect("call");
     let status = r.status().as_u16();
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let body = r.text().await.expect("body");
     (status, body, s.record(&id).await)
 }

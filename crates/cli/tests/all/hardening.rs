@@ -484,12 +484,7 @@ async fn with_durable_records_every_answered_invocation_survives_kill_9() {
             .await
             .expect("call");
         assert_eq!(r.status(), 200);
-        ids.push(
-            r.headers()["x-nimbus-invocation-id"]
-                .to_str()
-                .expect("id")
-                .to_owned(),
-        );
+        ids.push(crate::common::invocation_id(&r));
     }
     s.kill9();
     let s = ServeProcess::start(dir.path(), &[], None);

@@ -27,10 +27,7 @@ async fn private_function(s: &TestServer, ns: &str, name: &str) -> String {
         .await
         .expect("call");
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     s.record(&id).await;
     id
 }

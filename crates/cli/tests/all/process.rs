@@ -57,10 +57,7 @@ async fn python_sees_the_http_event_and_logs_are_recorded() {
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let v: serde_json::Value = r.json().await.expect("plain values become JSON");
     assert_eq!(v["path"], "/items/1");
     assert_eq!(v["query"], "x=2");

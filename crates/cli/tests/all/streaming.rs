@@ -32,10 +32,7 @@ async fn server_sent_events_reach_the_client_while_the_component_still_runs() {
         "{:?}",
         r.headers()
     );
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let first = r.chunk().await.expect("first chunk").expect("a chunk");
     assert_eq!(&first[..], b"data: 0\n\n");
     // The first event is here and the function is still running: it
@@ -101,10 +98,7 @@ async fn a_stream_is_cut_at_max_response_body_bytes_and_at_the_timeout() {
     ] {
         let r = s.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
-        let id = r.headers()["x-nimbus-invocation-id"]
-            .to_str()
-            .expect("id")
-            .to_owned();
+        let id = crate::common::invocation_id(&r);
         let (body, clean) = rest(r, Vec::new()).await;
         // The client sees an incomplete body, never a short one that
         // looks whole.
@@ -127,10 +121,7 @@ async fn a_client_that_goes_away_stops_the_stream_and_frees_the_slot() {
     )
     .await;
     let mut r = s.get("/fn/default/sse?events=1000&gap_ms=100").await;
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     r.chunk().await.expect("chunk").expect("a chunk");
     assert_eq!(inflight(&s, "sse").await, 1.0);
     drop(r);
@@ -183,10 +174,7 @@ exports.handler = awslambda.streamifyResponse(async (event, responseStream, cont
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     assert_eq!(r.headers()["x-kind"], "stream");
     assert!(r.headers().get("content-length").is_none());
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let first = r.chunk().await.expect("chunk").expect("a chunk");
     assert_eq!(&first[..], b"data: first\n\n");
     assert_eq!(inflight(&s, "events").await, 1.0);
@@ -208,10 +196,7 @@ exports.handler = awslambda.streamifyResponse(async (event, responseStream, cont
     // invocation is a function error.
     let r = s.get("/fn/default/events?fail=1").await;
     assert_eq!(r.status(), 201);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let (body, clean) = rest(r, Vec::new()).await;
     assert!(!clean, "{body}");
     // What was written before the error may or may not have been flushed

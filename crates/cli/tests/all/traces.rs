@@ -115,10 +115,7 @@ async fn a_call_through_two_functions_is_one_trace() {
         .await
         .expect("call");
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let echoed = r.text().await.expect("body");
 
     let a = span_named(&spans, "invoke default/a", trace).await;
@@ -156,10 +153,7 @@ async fn a_call_through_two_functions_is_one_trace() {
     s.deploy("b", "http_echo", "").await;
     let r = s.get("/fn/default/b@1").await;
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let cold_trace = s.record(&id).await["trace_id"]
         .as_str()
         .expect("trace id")
@@ -180,10 +174,7 @@ async fn a_call_through_two_functions_is_one_trace() {
     s.deploy_python("py", code.path(), "app.handler");
     let r = s.get("/fn/default/py@1").await;
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .expect("id")
-        .to_owned();
+    let id = crate::common::invocation_id(&r);
     let py_trace = s.record(&id).await["trace_id"]
         .as_str()
         .expect("trace id")
