@@ -116,3 +116,38 @@ async fn compile_caches_of_other_engines_are_removed_at_start() {
     assert_eq!(engine_caches(&root), ours, "this engine's cache stays");
     assert_eq!(s.call("/fn/default/hello").await.0, 200);
 }
+
+#[test]
+fn a_set_secret_and_a_moved_alias_survive_kill_9() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let value_file = data.path().join("value");
+    std::fs::write(&value_file, "s3cr3t-Value-after-kill").expect("write");
+    let mut server = crate::common::ServeProcess::start(&data.path().join("d"), &[], None);
+    let (rc, _, err) = server.nimbus(&[
+        "secret",
+        "set",
+        "API_TOKEN",
+        "--from-file",
+        value_file.to_str().expect("path"),
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let dump = crate::common::guest("env_dump");
+    let dump = dump.to_str().expect("path");
+    for extra in [&["--secret", "API_TOKEN"][..], &[]] {
+        let mut args = vec!["deploy", "dump", "--wasm", dump, "--public"];
+        args.extend_from_slice(extra);
+        let (rc, out, err) = server.nimbus(&args);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    let (rc, _, err) = server.nimbus(&["alias", "set", "dump", "prod", "1"]);
+    assert_eq!(rc, 0, "{err}");
+    server.kill9();
+
+    let server = crate::common::ServeProcess::start(&data.path().join("d"), &[], None);
+    let (rc, out, err) = server.nimbus(&["invoke", "dump@prod"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("API_TOKEN=s3cr3t-Value-after-kill"),
+        "the alias still leads to version 1, which opens the secret: {out}"
+    );
+}
