@@ -61,6 +61,30 @@ impl Grants {
             .collect()
     }
 
+    /// Why these outbound rules cannot be enforced for a process function,
+    /// if they cannot. Its connections leave through a relay that listens
+    /// on each granted port inside the sandbox, so every rule needs a port
+    /// (given, or its scheme's own) rather than `*`.
+    pub fn process_outbound_problem(&self) -> Option<String> {
+        let rule = self.outbound.iter().find(|r| r.port.is_none())?;
+        Some(format!(
+            "grants.outbound: {rule} allows any port, which process functions cannot be granted: their connections leave through a relay listening on each granted port; name the ports, one rule each (e.g. {})",
+            rule.text
+                .rsplit_once(':')
+                .map_or("https://example.com:443".to_owned(), |(head, _)| format!(
+                    "{head}:443"
+                ))
+        ))
+    }
+
+    /// The distinct ports the outbound rules name, ascending.
+    pub fn outbound_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.outbound.iter().filter_map(|r| r.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     /// Checks what the field types cannot: bounds and duplicates. Errors
     /// start with the grant's path under the function (`grants.secrets`).
     pub fn validate(&self) -> Result<(), String> {
@@ -131,16 +155,29 @@ impl OutboundRule {
             Some(p) => p == port,
             None => true,
         };
+        scheme_ok && port_ok && self.matches_host(host)
+    }
+
+    /// Whether the rule's host part takes `host` (lower-case, an IPv6
+    /// address without brackets), whatever the scheme and port.
+    pub fn matches_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.');
-        let host_ok = match &self.host {
+        match &self.host {
             HostRule::Any => true,
             HostRule::Subdomains(base) => host
                 .strip_suffix(base.as_str())
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
             HostRule::Name(n) => n == host,
             HostRule::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
-        };
-        scheme_ok && port_ok && host_ok
+        }
+    }
+
+    /// Whether a TCP connection to `host:port` is allowed whatever protocol
+    /// it carries: a process function's connections are relayed as bytes,
+    /// so only the host and the port are checked (see
+    /// [`Grants::process_outbound_problem`]). `host` as for [`Self::matches`].
+    pub fn matches_host_port(&self, host: &str, port: u16) -> bool {
+        self.matches("http", host, port) || self.matches("https", host, port)
     }
 
     /// Whether this rule names an internal address (loopback, link-local,
@@ -396,6 +433,26 @@ mod tests {
         for ip in ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822"] {
             assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
         }
+    }
+
+    #[test]
+    fn process_functions_need_ports_and_match_host_and_port_only() {
+        let g: Grants = serde_json::from_str(
+            r#"{"outbound":["https://api.example.com","http://127.0.0.1:8080","*://a.test:9000","http://a.test:8080"]}"#,
+        )
+        .expect("grants");
+        assert_eq!(g.process_outbound_problem(), None);
+        assert_eq!(g.outbound_ports(), vec![443, 8080, 9000]);
+        // A relayed connection has no scheme: 443 of an https rule is open
+        // to any bytes, and an http rule's port as well.
+        assert!(g.outbound[0].matches_host_port("api.example.com", 443));
+        assert!(!g.outbound[0].matches_host_port("api.example.com", 80));
+        assert!(g.outbound[1].matches_host_port("127.0.0.1", 8080));
+        let any: Grants =
+            serde_json::from_str(r#"{"outbound":["https://*.example.com:*"]}"#).expect("grants");
+        let e = any.process_outbound_problem().expect("a problem");
+        assert!(e.contains("https://*.example.com:* allows any port"), "{e}");
+        assert!(e.contains("https://*.example.com:443"), "{e}");
     }
 
     #[test]

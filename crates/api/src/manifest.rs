@@ -494,10 +494,14 @@ impl Manifest {
                 )));
             }
             if f.runtime != RuntimeName::Wasm && !f.grants.outbound.is_empty() {
-                return Err(err(format!(
-                    "functions.{name}.grants.outbound: outbound rules are enforced for wasm components; a {} function reaches the network with network: true (every host) or not at all",
-                    f.runtime
-                )));
+                if f.network {
+                    return Err(err(format!(
+                        "functions.{name}.grants.outbound: network: true already opens every host, so the rules would allow nothing more; remove network: true to limit the function to its grants, or remove the rules"
+                    )));
+                }
+                if let Some(problem) = f.grants.process_outbound_problem() {
+                    return Err(err(format!("functions.{name}.{problem}")));
+                }
             }
             let env_bytes: usize = f.env.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
             if env_bytes > MAX_ENV_BYTES {
@@ -992,6 +996,33 @@ mod tests {
         let e =
             Manifest::parse("functions:\n  w:\n    code: a.wasm\n    network: true\n").unwrap_err();
         assert!(e.message.contains("functions.w.network"), "{e}");
+    }
+
+    #[test]
+    fn process_outbound_rules_need_ports_and_no_network_true() {
+        let base = "functions:\n  py:\n    code: src\n    runtime: python3\n    handler: app.h\n";
+        let ok = Manifest::parse(&format!(
+            "{base}    grants:\n      outbound: [\"https://api.example.com\", \"http://127.0.0.1:8080\"]\n"
+        ))
+        .expect("ports given or the scheme's");
+        let f = &ok.functions[&FunctionName::new("py").expect("name")];
+        assert_eq!(f.grants.outbound.len(), 2);
+        let e = Manifest::parse(&format!(
+            "{base}    grants:\n      outbound: [\"https://*.example.com:*\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("functions.py.grants.outbound") && e.message.contains("any port"),
+            "{e}"
+        );
+        let e = Manifest::parse(&format!(
+            "{base}    network: true\n    grants:\n      outbound: [\"https://api.example.com\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("network: true already opens every host"),
+            "{e}"
+        );
     }
 
     fn nested(open: &str, levels: usize) -> String {

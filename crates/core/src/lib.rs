@@ -21,6 +21,7 @@ pub mod bus;
 pub mod cgi;
 pub mod deploy;
 pub mod dispatch;
+pub mod egress;
 pub mod error;
 pub mod fair;
 pub mod framing;

@@ -603,6 +603,7 @@ impl ProcessRuntime {
             pass_fds: Vec::new(),
             address_space_limit: inner.address_space_limit(lang, memory_bytes, cgroup.is_some()),
             network: true,
+            netns: None,
             writable: true,
         };
         let mut cmd = build_sandbox

@@ -66,6 +66,7 @@ pub(crate) async fn invoke(
             cgroup.is_some(),
         ),
         network: spec.network,
+        netns: spec.egress.as_ref().map(|e| e.netns()),
         writable: false,
     };
     let mut cmd = match sandbox.command(launch) {

@@ -66,10 +66,13 @@
 pub mod archive;
 pub mod build;
 mod cgroup;
+mod dns;
+pub mod egress;
 pub mod exec;
 mod interpreters;
 pub mod lambda;
 mod logs;
+mod netns;
 pub mod sandbox;
 mod seccomp;
 pub mod verify;
@@ -241,6 +244,9 @@ pub(crate) struct VersionSpec {
     pub limits: Limits,
     /// The function opted in to outgoing network.
     pub network: bool,
+    /// The network namespace that leads to the hosts of `grants.outbound`
+    /// only, shared by the version's workers; None without such grants.
+    pub egress: Option<egress::Egress>,
     /// Workers kept started ahead of calls (`scaling.min_instances`).
     pub min_instances: u32,
 }
@@ -373,7 +379,16 @@ impl ProcessRuntime {
             nofile: config.max_open_files,
             fsize_bytes: config.max_file_size_mib.saturating_mul(1 << 20),
             seccomp: seccomp::program().map(std::sync::Arc::from),
+            net_files: None,
         };
+        if let Some(stage) = &sandbox.stage {
+            match sandbox::NetFiles::write(stage) {
+                Ok(files) => sandbox.net_files = Some(files),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write the name service files of sandboxes; process functions with grants.outbound cannot be prepared")
+                }
+            }
+        }
         let sandbox = match find_bwrap(&config) {
             Some(bwrap) => {
                 let help = std::process::Command::new(&bwrap)
@@ -467,6 +482,7 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
         pass_fds: Vec::new(),
         address_space_limit: None,
         network: false,
+        netns: None,
         writable: false,
     };
     let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
@@ -747,6 +763,11 @@ impl Runtime for ProcessRuntime {
             }
         };
         let env = environment(version, &sandbox.code_root(&code_dir));
+        let egress = if version.grants.outbound.is_empty() {
+            None
+        } else {
+            Some(self.egress(version, sandbox).await?)
+        };
         let spec = VersionSpec {
             lang,
             interpreter,
@@ -758,6 +779,7 @@ impl Runtime for ProcessRuntime {
             env,
             limits: version.limits,
             network: version.network,
+            egress,
             min_instances: version.scaling.min_instances.get(),
         };
         let max = self.inner.config.max_workers_per_version.max(1);
@@ -776,6 +798,44 @@ impl Runtime for ProcessRuntime {
             tokio::spawn(prepared.clone().provision(provisioned));
         }
         Ok(prepared)
+    }
+}
+
+impl ProcessRuntime {
+    /// The network namespace of a version with `grants.outbound` (see
+    /// [`egress`]), or why there can be none here.
+    async fn egress(
+        &self,
+        version: &FunctionVersion,
+        sandbox: &Sandbox,
+    ) -> Result<egress::Egress, RuntimeError> {
+        let grants = &version.grants;
+        if let Some(problem) = grants.process_outbound_problem() {
+            return Err(RuntimeError::new(ErrorCode::InvalidCode, problem));
+        }
+        if version.network {
+            return Err(RuntimeError::new(
+                ErrorCode::InvalidCode,
+                "grants.outbound: network: true already opens every host; remove one of them",
+            ));
+        }
+        if !sandbox.is_sandboxed() || sandbox.drop_to.is_none() || sandbox.net_files.is_none() {
+            // Not an internal error: the operator's setup lacks what
+            // enforcing the grants needs, and the message says what.
+            return Err(RuntimeError::new(
+                ErrorCode::Unavailable,
+                "grants.outbound of a process function is enforced by a network namespace that Nimbus makes for its sandbox, which needs Nimbus to run as root with bubblewrap (not allow_unsandboxed); run the server as root, or give the function network: true instead of outbound grants",
+            ));
+        }
+        let function = format!("{}/{}@{}", version.namespace, version.name, version.version);
+        egress::start(&grants.outbound, function)
+            .await
+            .map_err(|e| {
+                RuntimeError::new(
+                    ErrorCode::Internal,
+                    format!("make the function's network namespace: {e}"),
+                )
+            })
     }
 }
 

@@ -146,6 +146,74 @@ pub(crate) struct Sandbox {
     /// The seccomp program bubblewrap installs (see [`crate::seccomp`]);
     /// None on an architecture without a filter.
     pub seccomp: Option<std::sync::Arc<[u8]>>,
+    /// `/etc/resolv.conf` and `/etc/hosts` for a sandbox in a namespace of
+    /// Nimbus's making; None where there is none (not root).
+    pub net_files: Option<NetFiles>,
+}
+
+/// The name service files of a sandbox with `grants.outbound`: every
+/// lookup goes to Nimbus (see [`crate::egress`]).
+#[derive(Debug, Clone)]
+pub(crate) struct NetFiles {
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+}
+
+impl NetFiles {
+    /// Writes the two files next to the staging directory (readable by the
+    /// sandbox uid, as bubblewrap binds them as that uid).
+    pub fn write(stage: &Path) -> io::Result<NetFiles> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = stage.parent().unwrap_or(stage);
+        let files = NetFiles {
+            resolv_conf: dir.join("resolv.conf"),
+            hosts: dir.join("hosts"),
+        };
+        for (path, text) in [
+            (
+                &files.resolv_conf,
+                "# Nimbus answers the lookups of a function with grants.outbound.\nnameserver 127.0.0.1\noptions timeout:2 attempts:2\n",
+            ),
+            (
+                &files.hosts,
+                "# Empty: Nimbus answers every lookup of a function with grants.outbound.\n",
+            ),
+        ] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+            std::fs::rename(&tmp, path)?;
+        }
+        Ok(files)
+    }
+}
+
+/// Where a file at `path` really is when `path` is a symbolic link (as
+/// `/etc/resolv.conf` often is): a bind mount onto a link would follow it
+/// to a place the sandbox may not have.
+fn link_target(path: &Path) -> PathBuf {
+    let mut at = path.to_path_buf();
+    for _ in 0..8 {
+        match std::fs::read_link(&at) {
+            Ok(target) => {
+                let joined = at.parent().unwrap_or(Path::new("/")).join(target);
+                // Lexically: the target need not exist on the host.
+                let mut clean = PathBuf::from("/");
+                for c in joined.components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            clean.pop();
+                        }
+                        std::path::Component::Normal(n) => clean.push(n),
+                        _ => {}
+                    }
+                }
+                at = clean;
+            }
+            Err(_) => break,
+        }
+    }
+    at
 }
 
 /// Options the installed bubblewrap supports (older versions lack some).
@@ -166,6 +234,18 @@ impl BwrapFeatures {
     }
 }
 
+/// The network a sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Net {
+    /// Its own namespace with only a loopback interface.
+    Private,
+    /// The host's (`network: true`).
+    Host,
+    /// A namespace of Nimbus's making that leads to the granted hosts only
+    /// (`grants.outbound`, see [`crate::egress`]).
+    Granted,
+}
+
 /// What to start in the sandbox.
 pub(crate) struct Launch<'a> {
     /// The code directory on the host.
@@ -182,6 +262,9 @@ pub(crate) struct Launch<'a> {
     pub address_space_limit: Option<u64>,
     /// Share the host's network (the function's `network: true`).
     pub network: bool,
+    /// A network namespace of Nimbus's making to join instead (see
+    /// [`crate::netns`]): the function's `grants.outbound`.
+    pub netns: Option<RawFd>,
     /// Mount the code directory read-write (a dependency build's
     /// directory); functions always get it read-only.
     pub writable: bool,
@@ -206,14 +289,15 @@ impl Sandbox {
     pub fn bwrap_args(
         &self,
         code_source: &Path,
-        network: bool,
+        net: Net,
         writable: bool,
         seccomp_fd: Option<RawFd>,
     ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&["--unshare-all", "--unshare-user"]);
-        if self.network || network {
+        // Joined before bubblewrap starts: the network namespace it shares.
+        if self.network || net != Net::Private {
             push(&["--share-net"]);
         }
         if let Some(fd) = seccomp_fd {
@@ -283,6 +367,16 @@ impl Sandbox {
                 _ => {}
             }
         }
+        if let (Net::Granted, Some(files)) = (net, &self.net_files) {
+            for (file, at) in [
+                (&files.resolv_conf, "/etc/resolv.conf"),
+                (&files.hosts, "/etc/hosts"),
+            ] {
+                a.push("--ro-bind".into());
+                a.push(file.clone().into_os_string());
+                a.push(link_target(Path::new(at)).into_os_string());
+            }
+        }
         a.push(if writable { "--bind" } else { "--ro-bind" }.into());
         a.push(code_source.as_os_str().to_owned());
         a.push(CODE_MOUNT.into());
@@ -333,9 +427,14 @@ impl Sandbox {
             Some(bwrap) => {
                 let mut cmd = std::process::Command::new(bwrap);
                 let source = stage_dir.unwrap_or(launch.code_dir);
+                let net = match (launch.netns, launch.network) {
+                    (Some(_), _) => Net::Granted,
+                    (None, true) => Net::Host,
+                    (None, false) => Net::Private,
+                };
                 cmd.args(self.bwrap_args(
                     source,
-                    launch.network,
+                    net,
                     launch.writable,
                     seccomp.as_ref().map(|(_, fd)| *fd),
                 ));
@@ -359,6 +458,7 @@ impl Sandbox {
             pass_fds: launch.pass_fds,
             seccomp,
             stage,
+            netns: launch.netns.filter(|_| self.is_sandboxed()),
             drop_to: if self.is_sandboxed() {
                 self.drop_to
             } else {
@@ -402,6 +502,8 @@ struct ChildPlan {
     /// (code dir, stage dir): bind the first over the second in a private
     /// mount namespace.
     stage: Option<(CString, CString)>,
+    /// A network namespace to join (see [`crate::netns`]).
+    netns: Option<RawFd>,
     drop_to: Option<(u32, u32)>,
 }
 
@@ -488,6 +590,9 @@ fn install_child_setup(cmd: &mut std::process::Command, plan: ChildPlan) {
         check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit(0)) })?;
         if let Some(bytes) = plan.address_space {
             check(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit(bytes)) })?;
+        }
+        if let Some(netns) = plan.netns {
+            crate::netns::enter(netns)?;
         }
         if let Some((code, stage)) = &plan.stage {
             check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;

@@ -323,6 +323,7 @@ impl Worker {
                 cgroup.is_some(),
             ),
             network: spec.network,
+            netns: spec.egress.as_ref().map(|e| e.netns()),
             writable: false,
         };
         let mut cmd = sandbox

@@ -24,13 +24,12 @@
 use crate::capture::SinkStream;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use nimbus_api::grants::{OutboundRule, is_internal};
-use std::net::SocketAddr;
+use nimbus_api::grants::OutboundRule;
+use nimbus_core::egress::{self, remaining};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -176,11 +175,6 @@ impl Outbound {
     }
 }
 
-fn remaining(deadline: Instant, cap: Option<Duration>) -> Duration {
-    let left = deadline.saturating_duration_since(Instant::now());
-    cap.map_or(left, |c| c.min(left))
-}
-
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
@@ -192,17 +186,20 @@ async fn send(
     let say =
         |line: String| stderr.append(format!("nimbus: outbound request: {line}\n").as_bytes());
     // A connection slot of the platform's, held as long as the connection.
-    let connection = tokio::time::timeout(remaining(deadline, None), CONNECTIONS.acquire())
+    let connection = egress::connection_slot(deadline)
         .await
-        .map_err(|_| Error::ConnectionLimitReached)?
-        .map_err(|_| Error::ConnectionLimitReached)?;
+        .ok_or(Error::ConnectionLimitReached)?;
     // Resolve here, and connect only to an address that was checked.
-    let addrs = resolve(&target.host, target.port, deadline).await?;
-    let allowed: Vec<SocketAddr> = addrs
-        .iter()
-        .copied()
-        .filter(|a| target.internal_ok || !is_internal(a.ip()))
-        .collect();
+    let addrs = egress::resolve(&target.host, target.port, deadline)
+        .await
+        .map_err(|e| match e {
+            egress::ResolveError::Timeout => Error::DnsTimeout,
+            egress::ResolveError::NotFound => Error::DnsError {
+                rcode: Some("address not available".to_owned()),
+                info_code: None,
+            },
+        })?;
+    let allowed = egress::allowed(&addrs, target.internal_ok);
     if allowed.is_empty() {
         say(format!(
             "{} resolves to internal addresses only; a grant reaches those only when it names the address itself, e.g. http://127.0.0.1:{}",
@@ -211,32 +208,13 @@ async fn send(
         return Err(Error::DestinationIpProhibited);
     }
     let connect_cap = options.and_then(|o| o.connect_timeout);
-    let mut stream = None;
-    let mut last_err = None;
-    for addr in allowed {
-        match tokio::time::timeout(
-            remaining(deadline, connect_cap),
-            tokio::net::TcpStream::connect(addr),
-        )
+    let tcp = egress::connect(&allowed, Instant::now() + remaining(deadline, connect_cap))
         .await
-        {
-            Ok(Ok(s)) => {
-                stream = Some(s);
-                break;
-            }
-            Ok(Err(e)) => last_err = Some(e),
-            Err(_) => return Err(Error::ConnectionTimeout),
-        }
-    }
-    let Some(tcp) = stream else {
-        return Err(match last_err {
-            Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Error::ConnectionRefused
-            }
-            Some(e) => Error::Connect(e),
-            None => Error::ConnectionRefused,
-        });
-    };
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => Error::ConnectionTimeout,
+            std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+            _ => Error::Connect(e),
+        })?;
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = if target.https {
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(target.host.clone())
@@ -297,48 +275,6 @@ async fn send(
         Ok(())
     });
     Ok((response, io))
-}
-
-/// Most outgoing connections open at once, across all functions: each is
-/// a descriptor of the server's.
-pub(crate) const MAX_OUTBOUND_CONNECTIONS: usize = 1024;
-/// Most host name lookups running at once, across all functions. A lookup
-/// occupies a blocking thread until the system resolver answers, whatever
-/// the invocation's deadline, so they are bounded on their own.
-pub(crate) const MAX_DNS_LOOKUPS_IN_FLIGHT: usize = 32;
-
-static CONNECTIONS: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(MAX_OUTBOUND_CONNECTIONS);
-static LOOKUPS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_DNS_LOOKUPS_IN_FLIGHT)));
-
-/// The addresses of `host`, looked up by the system resolver within the
-/// deadline and the platform's bound on lookups in flight. An IP address
-/// is its own answer.
-async fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let permit = tokio::time::timeout(remaining(deadline, None), LOOKUPS.clone().acquire_owned())
-        .await
-        .map_err(|_| Error::DnsTimeout)?
-        .map_err(|_| Error::DnsTimeout)?;
-    let name = host.to_owned();
-    // The permit is released when the lookup ends, not when the caller
-    // stops waiting for it.
-    let lookup = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
-            .map(|a| a.collect::<Vec<_>>())
-    });
-    match tokio::time::timeout(remaining(deadline, None), lookup).await {
-        Err(_) => Err(Error::DnsTimeout),
-        Ok(Ok(Ok(addrs))) => Ok(addrs),
-        Ok(_) => Err(Error::DnsError {
-            rcode: Some("address not available".to_owned()),
-            info_code: None,
-        }),
-    }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}

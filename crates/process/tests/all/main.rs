@@ -4,6 +4,7 @@
 
 mod archive;
 mod cold_start;
+mod egress;
 mod exec;
 mod node;
 mod python;
@@ -68,7 +69,33 @@ impl Fixture {
         files: &[(&str, &str)],
         limits: Limits,
     ) -> Result<Arc<dyn Prepared>, RuntimeError> {
-        self.prepare_version(kind, handler, &pack(files), limits, true)
+        self.prepare_version(
+            kind,
+            handler,
+            &pack(files),
+            limits,
+            true,
+            Default::default(),
+        )
+        .await
+    }
+
+    /// [`Self::prepare`] of a function granted `outbound` rules.
+    pub async fn prepare_with_outbound(
+        &self,
+        kind: CodeKind,
+        handler: Option<&str>,
+        files: &[(&str, &str)],
+        outbound: &[String],
+    ) -> Result<Arc<dyn Prepared>, RuntimeError> {
+        let grants = nimbus_api::grants::Grants {
+            outbound: outbound
+                .iter()
+                .map(|r| r.parse().expect("outbound rule"))
+                .collect(),
+            ..Default::default()
+        };
+        self.prepare_version(kind, handler, &pack(files), limits(10_000), false, grants)
             .await
     }
 
@@ -79,7 +106,7 @@ impl Fixture {
         tar: &[u8],
         limits: Limits,
     ) -> Result<Arc<dyn Prepared>, RuntimeError> {
-        self.prepare_version(kind, handler, tar, limits, false)
+        self.prepare_version(kind, handler, tar, limits, false, Default::default())
             .await
     }
 }
@@ -112,6 +139,7 @@ impl Fixture {
         tar: &[u8],
         limits: Limits,
         network: bool,
+        grants: nimbus_api::grants::Grants,
     ) -> Result<Arc<dyn Prepared>, RuntimeError> {
         let digest = hex::encode(sha2::Sha256::digest(tar));
         let path = self.dir.path().join(format!("{digest}.tar"));
@@ -133,7 +161,7 @@ impl Fixture {
             scaling: Default::default(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             routes: Vec::new(),
-            grants: Default::default(),
+            grants,
             findings: Vec::new(),
             dependencies: Vec::new(),
         };
