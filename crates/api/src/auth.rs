@@ -20,6 +20,8 @@ pub enum Scope {
     KeysAdmin,
     MetricsRead,
     AuditRead,
+    KvRead,
+    KvWrite,
 }
 
 /// Every scope: its name and what it allows.
@@ -60,6 +62,16 @@ pub const SCOPES: &[(Scope, &str, &str)] = &[
         Scope::AuditRead,
         "audit:read",
         "read the audit log of admin actions (a namespace's key: that namespace's entries)",
+    ),
+    (
+        Scope::KvRead,
+        "kv:read",
+        "read key-value stores: get, list keys",
+    ),
+    (
+        Scope::KvWrite,
+        "kv:write",
+        "write key-value stores: set, increment, delete",
     ),
 ];
 

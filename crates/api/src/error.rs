@@ -35,6 +35,9 @@ pub enum ErrorCode {
     /// The change conflicts with the current state (a secret still granted
     /// to functions cannot be deleted).
     Conflict,
+    /// A condition of the request (`If-Match`, `If-None-Match`) does not
+    /// hold: the entry changed since the client read it, or exists.
+    PreconditionFailed,
     /// A namespace quota (functions, code bytes) would be exceeded.
     QuotaExceeded,
     /// The request body exceeds the function's `max_request_body_bytes`.
@@ -83,6 +86,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RouteConflict => "route_conflict",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -119,6 +123,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::RouteConflict | ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => 413,
             ErrorCode::Throttled => 429,
             ErrorCode::Internal | ErrorCode::FunctionError => 500,

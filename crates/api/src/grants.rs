@@ -34,11 +34,20 @@ pub struct Grants {
     /// Hosts the function may send requests to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound: Vec<OutboundRule>,
+    /// Key-value stores of the function's namespace, by name, or `*` for
+    /// all; each granted store may be read and written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
 }
 
 impl Grants {
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.outbound.is_empty()
+        self.secrets.is_empty() && self.outbound.is_empty() && self.kv.is_empty()
+    }
+
+    /// Whether key-value store `name` is granted.
+    pub fn has_kv_store(&self, name: &str) -> bool {
+        self.kv.iter().any(|s| s == name || s == "*")
     }
 
     /// Whether secret `name` is granted.
@@ -54,10 +63,16 @@ impl Grants {
     /// Grants that allow more than one named thing (`*` hosts or ports),
     /// which `nimbus deploy` warns about.
     pub fn wildcards(&self) -> Vec<String> {
+        let stores = self
+            .kv
+            .iter()
+            .filter(|s| *s == "*")
+            .map(|_| "kv *".to_owned());
         self.outbound
             .iter()
             .filter(|r| r.is_wildcard())
             .map(|r| format!("outbound {r}"))
+            .chain(stores)
             .collect()
     }
 
@@ -101,6 +116,18 @@ impl Grants {
         for (i, s) in self.secrets.iter().enumerate() {
             if self.secrets[..i].contains(s) {
                 return Err(format!("grants.secrets: {} is listed twice", s.as_str()));
+            }
+        }
+        if self.kv.len() > MAX_GRANTS_PER_LIST {
+            return Err(format!("grants.kv: at most {MAX_GRANTS_PER_LIST} stores"));
+        }
+        for (i, s) in self.kv.iter().enumerate() {
+            if s != "*" {
+                crate::kv::check_store_name(s)
+                    .map_err(|e| format!("grants.kv: {e}, or * for every store"))?;
+            }
+            if self.kv[..i].contains(s) {
+                return Err(format!("grants.kv: {s} is listed twice"));
             }
         }
         Ok(())

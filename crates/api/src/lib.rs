@@ -11,6 +11,7 @@ pub mod error;
 pub mod function;
 pub mod grants;
 pub mod invocation;
+pub mod kv;
 pub mod limits;
 pub mod manifest;
 pub mod names;

@@ -56,10 +56,13 @@ pub struct DeployArgs {
     /// of its name (repeatable).
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
-    /// Let a wasm component send requests to scheme://host[:port], e.g.
+    /// Let the function connect to scheme://host[:port], e.g.
     /// https://api.example.com (repeatable).
     #[arg(long = "outbound")]
     pub outbound: Vec<String>,
+    /// Grant a key-value store of the namespace, or * for all (repeatable).
+    #[arg(long = "kv")]
+    pub kv: Vec<String>,
     /// Print what the deploy would change (created, updated with each
     /// difference, unchanged, deleted with --prune) and change nothing.
     #[arg(long)]
@@ -87,6 +90,7 @@ impl DeployArgs {
             routes: Vec::new(),
             secrets: Vec::new(),
             outbound: Vec::new(),
+            kv: Vec::new(),
             plan: false,
             prune: false,
         }
@@ -207,6 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_inflight_per_namespace,
             max_functions_per_namespace,
             max_code_bytes_per_namespace,
+            max_storage_bytes_per_namespace,
             otlp_endpoint,
             namespace_hosts,
         } => {
@@ -255,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.dispatch.max_inflight_per_namespace = usize_of(max_inflight_per_namespace);
             config.dispatch.max_functions_per_namespace = max_functions_per_namespace;
             config.dispatch.max_code_bytes_per_namespace = max_code_bytes_per_namespace;
+            config.max_storage_bytes_per_namespace = max_storage_bytes_per_namespace;
             for pair in namespace_hosts {
                 let (host, ns) = pair.split_once('=').ok_or_else(|| {
                     anyhow::anyhow!(
@@ -286,6 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Context(cmd) => context(&g, cmd),
         Command::Key(cmd) => crate::keys::run(&g, cmd).await,
         Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
+        Command::Kv(cmd) => crate::kv::run(&g, cmd).await,
         Command::Alias(cmd) => crate::aliases::run(&g, cmd).await,
         Command::Rollback { name, alias } => crate::aliases::rollback(&g, &name, alias).await,
         Command::Rollout {
@@ -560,6 +567,7 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                         .iter()
                         .map(|r| r.parse().map_err(|e| anyhow::anyhow!("--outbound: {e}")))
                         .collect::<anyhow::Result<_>>()?,
+                    kv: args.kv.clone(),
                 },
                 build: None,
             };
@@ -738,6 +746,9 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
             }
             for r in &f.grants.outbound {
                 println!("  grant outbound {r}");
+            }
+            for s in &f.grants.kv {
+                println!("  grant kv {s}");
             }
             for w in f.grants.wildcards() {
                 eprintln!(
@@ -1189,6 +1200,9 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                     }
                     for r in &v.grants.outbound {
                         println!("  grant:   outbound {r}");
+                    }
+                    for s in &v.grants.kv {
+                        println!("  grant:   kv {s}");
                     }
                     if !v.dependencies.is_empty() {
                         println!("  dependencies:");

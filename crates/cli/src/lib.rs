@@ -16,6 +16,7 @@ mod contexts;
 mod dev;
 mod init;
 mod keys;
+mod kv;
 mod secrets;
 mod timefmt;
 
@@ -163,6 +164,10 @@ pub enum Command {
         /// Most bytes of code (latest versions) one namespace may hold.
         #[arg(long, default_value_t = 10 << 30, value_parser = clap::value_parser!(u64).range(1..))]
         max_code_bytes_per_namespace: u64,
+        /// Most bytes one namespace may store in its data services (keys and
+        /// values of its key-value stores); past it: 403 quota_exceeded.
+        #[arg(long, default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+        max_storage_bytes_per_namespace: u64,
         /// Export a span per invocation to this OTLP/HTTP traces URL (JSON
         /// encoding), e.g. http://127.0.0.1:4318/v1/traces. Default: the
         /// standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
@@ -236,6 +241,13 @@ pub enum Command {
         after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | nimbus secret set DB_PASSWORD\n  nimbus secret set TLS_KEY --from-file key.pem -n shop\n  nimbus secret list\n  nimbus secret delete DB_PASSWORD"
     )]
     Secret(SecretCommand),
+    /// Read and write key-value stores: get, set (with a time to live),
+    /// increment, list keys by prefix, delete.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus kv set greeting hello\n  nimbus kv get greeting\n  nimbus kv incr visits\n  nimbus kv set session:42 '{\"user\":1}' --ttl 1h --store sessions\n  nimbus kv list --prefix session: --store sessions -o json\n  nimbus kv del greeting"
+    )]
+    Kv(KvCommand),
     /// Point named aliases (prod, staging) at versions, or split traffic
     /// across versions by weight; call them as NAME@ALIAS.
     #[command(
@@ -382,10 +394,83 @@ pub enum SecretCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Print a key's value (as it is stored: bytes to stdout).
+    #[command(
+        after_help = "Examples:\n  nimbus kv get greeting\n  nimbus kv get cart:7 --store carts -o json"
+    )]
+    Get {
+        key: String,
+        /// The store (default: default).
+        #[arg(long, default_value = "default")]
+        store: String,
+    },
+    /// Set a key to a value (or to stdin with -).
+    #[command(
+        after_help = "Examples:\n  nimbus kv set greeting hello\n  nimbus kv set session:42 \"$JSON\" --ttl 30m --store sessions\n  nimbus kv set blob - < photo.jpg\n  nimbus kv set lock holder-1 --if-absent"
+    )]
+    Set {
+        key: String,
+        /// The value; - reads stdin.
+        value: String,
+        #[arg(long, default_value = "default")]
+        store: String,
+        /// Expire after this long: 90s, 30m, 12h, 7d.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Only if the key has no entry (If-None-Match: *).
+        #[arg(long, conflicts_with = "if_version")]
+        if_absent: bool,
+        /// Only if the entry still has this version (If-Match).
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Add to a counter (a decimal integer; absent: 0) and print the sum.
+    #[command(
+        after_help = "Examples:\n  nimbus kv incr visits\n  nimbus kv incr stock:42 --by -1 --store shop"
+    )]
+    Incr {
+        key: String,
+        #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+        by: i64,
+        #[arg(long, default_value = "default")]
+        store: String,
+    },
+    /// List keys, a page at a time, or the namespace's stores with --stores.
+    #[command(
+        after_help = "Examples:\n  nimbus kv list\n  nimbus kv list --prefix user: --limit 50\n  nimbus kv list --stores"
+    )]
+    List {
+        #[arg(long, default_value = "default")]
+        store: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Most keys (1 to 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue after a previous page (its printed cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// List the stores instead, with their key counts and bytes.
+        #[arg(long, conflicts_with_all = ["prefix", "limit", "cursor"])]
+        stores: bool,
+    },
+    /// Delete a key.
+    #[command(
+        after_help = "Examples:\n  nimbus kv del greeting\n  nimbus kv del cart:7 --store carts"
+    )]
+    Del {
+        key: String,
+        #[arg(long, default_value = "default")]
+        store: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key; its token is printed once and never again.
     #[command(
-        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
+        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read, audit:read,\n        kv:read, kv:write\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
     )]
     Create {
         /// A label for people.

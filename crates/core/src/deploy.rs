@@ -131,6 +131,19 @@ impl DeployItem {
                 ),
             ));
         }
+        let kv_scopes = [Scope::KvRead, Scope::KvWrite];
+        if let Some(missing) = kv_scopes
+            .iter()
+            .find(|s| !self.spec.grants.kv.is_empty() && !by.allows(**s, Some(namespace.as_str())))
+        {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "functions.{}.grants.kv: a function granted a store can read and write it, so deploying it needs the scopes kv:read and kv:write in namespace {namespace}; this key lacks {missing}",
+                    self.name
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub mod error;
 pub mod fair;
 pub mod framing;
 pub mod inspect;
+pub mod kv;
 pub mod live;
 pub mod metrics;
 pub mod plan;

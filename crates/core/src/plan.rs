@@ -165,6 +165,12 @@ fn changes(old: &FunctionVersion, new: &FunctionVersion) -> Vec<String> {
     for r in og.outbound.iter().filter(|r| !ng.outbound.contains(r)) {
         out.push(format!("grants.outbound: - {r}"));
     }
+    for s in ng.kv.iter().filter(|s| !og.kv.contains(s)) {
+        out.push(format!("grants.kv: + {s}"));
+    }
+    for s in og.kv.iter().filter(|s| !ng.kv.contains(s)) {
+        out.push(format!("grants.kv: - {s}"));
+    }
     out
 }
 

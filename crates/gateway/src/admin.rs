@@ -31,7 +31,7 @@ use std::sync::Arc;
 type St = State<Arc<Gateway>>;
 
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
-    Router::new()
+    crate::kv::routes(Router::new())
         .route("/namespaces/{ns}/functions", get(list_functions))
         .route(
             "/namespaces/{ns}/functions/{name}",

@@ -20,6 +20,7 @@ mod admin;
 mod body;
 mod error;
 mod invoke;
+mod kv;
 mod live;
 pub mod scopes;
 mod serve;
@@ -46,10 +47,16 @@ pub struct Gateway {
     pub auth: nimbus_core::auth::Authenticator,
     /// Every admin action (see [`nimbus_core::audit`]).
     pub audit: Arc<nimbus_core::audit::AuditLog>,
+    /// Key-value stores (see [`nimbus_core::kv`]).
+    pub kv: Arc<nimbus_core::kv::Kv>,
 }
 
 impl Gateway {
-    pub fn new(platform: Arc<Platform>, admin_token: String) -> Gateway {
+    pub fn new(
+        platform: Arc<Platform>,
+        admin_token: String,
+        kv: Arc<nimbus_core::kv::Kv>,
+    ) -> Gateway {
         let keys: Arc<dyn nimbus_core::store::KeyStore> = platform.store().clone();
         let audit: Arc<dyn nimbus_core::store::AuditStore> = platform.store().clone();
         Gateway {
@@ -57,6 +64,7 @@ impl Gateway {
             audit: nimbus_core::audit::AuditLog::new(audit),
             platform,
             admin_token,
+            kv,
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Export a span per invocation to this OTLP/HTTP traces URL
     /// (`--otlp-endpoint`); no tracing when `None`.
     pub otlp_endpoint: Option<String>,
+    /// Bytes one namespace may store across its data services
+    /// (`--max-storage-bytes-per-namespace`). Default 1 GiB.
+    pub max_storage_bytes_per_namespace: u64,
 }
 
 /// Where the secret key comes from.
@@ -138,6 +141,8 @@ impl ServerConfig {
             secrets_key: SecretKeySource::DataDir,
             secrets_previous_key_file: None,
             otlp_endpoint: None,
+            max_storage_bytes_per_namespace:
+                nimbus_core::kv::DEFAULT_MAX_STORAGE_BYTES_PER_NAMESPACE,
         }
     }
 }
@@ -255,6 +260,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let runtime = Arc::new(RuntimeSet { wasm, process });
     let recorder = Recorder::start(store.clone(), config.records.clone());
+    let kv = nimbus_core::kv::Kv::new(store.clone(), Some(config.max_storage_bytes_per_namespace));
+    kv.spawn_sweeper();
     let mut dispatch = config.dispatch.clone();
     dispatch.secret_keys = Some(secret_keys);
     let exporter = config.otlp_endpoint.clone().map(otlp::OtlpExporter::start);
@@ -272,7 +279,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tracing::info!(rotated, "sealed secrets again with the current key");
     }
 
-    let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone()));
+    let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone(), kv));
     let app = nimbus_gateway::router(gateway);
     let tls = match &config.tls {
         Some(files) => Some(

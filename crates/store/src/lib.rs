@@ -34,6 +34,7 @@ mod aliases;
 mod audit;
 mod error;
 mod keys;
+mod kv;
 mod readers;
 pub mod schema;
 mod secrets;

@@ -132,10 +132,45 @@ CREATE TABLE aliases (
 ) WITHOUT ROWID;
 ";
 
+/// Version 7: key-value stores.
+///
+/// - `kv` holds one row per entry; `version` comes from the `kv` row of
+///   `sequences`, so versions increase across every store and are never
+///   reused; an entry past `expires_at_ms` is absent until swept.
+/// - `kv_stores` holds each store's key count and bytes (keys and values),
+///   changed by the command that changes its entries: a namespace's
+///   storage is the sum of its rows.
+const SCHEMA_V7: &str = "
+CREATE TABLE kv (
+    namespace     TEXT    NOT NULL,
+    store         TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    value         BLOB    NOT NULL,
+    version       INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    PRIMARY KEY (namespace, store, key)
+) WITHOUT ROWID;
+
+CREATE INDEX kv_by_expiry ON kv (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+
+CREATE TABLE kv_stores (
+    namespace TEXT    NOT NULL,
+    store     TEXT    NOT NULL,
+    keys      INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    PRIMARY KEY (namespace, store)
+) WITHOUT ROWID;
+
+CREATE TABLE sequences (
+    name  TEXT    NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 /// The schema version this build writes.

@@ -62,6 +62,8 @@ fn request(
         .replace("{version}", "1")
         .replace("{id}", id)
         .replace("{alias}", "prod")
+        .replace("{store}", "default")
+        .replace("{*key}", "k")
         .replace("[@{version or alias}]", "")
         .replace("/…", "/");
     let method = match e.method {
@@ -76,6 +78,13 @@ fn request(
         })),
         ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
         ("PUT", p) if p.contains("/aliases/") => rb.json(&json!({ "version": 1 })),
+        ("PUT", p) if p.contains("/kv/") => rb.body("1"),
+        ("POST", p) if p.ends_with("/kv/{store}/get") || p.ends_with("/kv/{store}/delete") => {
+            rb.json(&json!({ "keys": ["k"] }))
+        }
+        ("POST", p) if p.ends_with("/kv/{store}/set") => {
+            rb.json(&json!({ "entries": [{ "key": "k", "value": "1" }] }))
+        }
         ("POST", p) if p.ends_with("/rollout") => {
             rb.json(&json!({ "to": 2, "every_ms": 600_000 }))
         }
@@ -132,6 +141,16 @@ async fn every_endpoint_needs_its_scope_in_its_namespace() {
             a_invocation.clone()
         };
         let what = format!("{} {}", e.method, e.path);
+        // An entry to read, count and delete, in both namespaces.
+        for ns in ["team-a", "team-b"] {
+            let r = s
+                .admin(Method::PUT, &format!("/namespaces/{ns}/kv/default/keys/k"))
+                .body("1")
+                .send()
+                .await
+                .expect("seed kv");
+            assert_eq!(r.status(), 200);
+        }
         if e.path.ends_with("/rollback") {
             // Something to roll back to: the alias moved once.
             for version in [1, 2] {

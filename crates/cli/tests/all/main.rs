@@ -16,6 +16,7 @@ mod hardening;
 mod init_check;
 mod invoke;
 mod keys;
+mod kv;
 mod limits;
 mod operations;
 mod persistence;

@@ -9,6 +9,8 @@
 //! crash.
 
 pub mod conformance;
+pub mod kv;
+pub mod kv_conformance;
 
 use async_trait::async_trait;
 use nimbus_api::alias::Alias;

@@ -422,6 +422,6 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 6);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(version, 7);
+    assert_eq!(SCHEMA_VERSION, 7);
 }

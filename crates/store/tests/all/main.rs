@@ -24,3 +24,8 @@ pub fn db_path(dir: &TempDir) -> PathBuf {
 mod conformance {
     nimbus_core::store_conformance_tests!(super::fresh());
 }
+
+/// The key-value conformance suite, one test per check.
+mod kv_conformance {
+    nimbus_core::kv_conformance_tests!(super::fresh());
+}
