@@ -291,15 +291,33 @@ impl Kv {
             ));
         }
         let after = cursor.map(decode_cursor).transpose()?;
-        let keys = self
-            .store
-            .kv_keys(at, prefix.to_owned(), after, limit, crate::time::now_ms())
-            .await
-            .map_err(|e| Error::internal(e.into()))?;
+        let keys = self.keys_after(at, prefix, after, limit).await?;
         let cursor = (keys.len() == limit as usize)
             .then(|| keys.last().map(|k| encode_cursor(k)))
             .flatten();
         Ok(KvKeyList { keys, cursor })
+    }
+
+    /// Up to `limit` keys that start with `prefix` and sort after `after`
+    /// (the last key of the previous page), ascending.
+    pub async fn keys_after(
+        &self,
+        at: KvBucket<'_>,
+        prefix: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        api::check_store_name(at.store).map_err(|e| Error::new(ErrorCode::InvalidName, e))?;
+        self.store
+            .kv_keys(
+                at,
+                prefix.to_owned(),
+                after,
+                limit.clamp(1, MAX_KV_LIST_LIMIT),
+                crate::time::now_ms(),
+            )
+            .await
+            .map_err(|e| Error::internal(e.into()))
     }
 
     /// The namespace's stores.

@@ -240,7 +240,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     private::create_private_file(&db)?;
     let store = SqliteStore::open(&db).context("open the store")?;
     let artifacts = ArtifactStore::open(dir.join("code"))?;
+    let kv = nimbus_core::kv::Kv::new(store.clone(), Some(config.max_storage_bytes_per_namespace));
+    kv.spawn_sweeper();
     let mut wasm = WasmConfig::new(dir.join("cache"));
+    wasm.kv = Some(kv.clone());
     wasm.max_instances = config.max_wasm_instances;
     wasm.max_idle_instances = config.max_idle_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
@@ -260,8 +263,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let runtime = Arc::new(RuntimeSet { wasm, process });
     let recorder = Recorder::start(store.clone(), config.records.clone());
-    let kv = nimbus_core::kv::Kv::new(store.clone(), Some(config.max_storage_bytes_per_namespace));
-    kv.spawn_sweeper();
     let mut dispatch = config.dispatch.clone();
     dispatch.secret_keys = Some(secret_keys);
     let exporter = config.otlp_endpoint.clone().map(otlp::OtlpExporter::start);

@@ -28,7 +28,17 @@ pub struct HttpState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: crate::outbound::Outbound,
+    kv: crate::keyvalue::KvCtx,
     limiter: MemoryLimiter,
+}
+
+impl HttpState {
+    fn kv_view(&mut self) -> crate::keyvalue::KvView<'_> {
+        crate::keyvalue::KvView {
+            ctx: &mut self.kv,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for HttpState {
@@ -58,6 +68,9 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HttpState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("link wasi:http")?;
+    crate::keyvalue::add_to_linker(&mut linker, HttpState::kv_view)
+        .map_err(anyhow::Error::from)
+        .context("link wasi:keyvalue")?;
     Ok(linker)
 }
 
@@ -104,11 +117,17 @@ pub(crate) fn prepared(
     pre: Arc<ProxyPre<HttpState>>,
     version: &FunctionVersion,
     budget: &Arc<IdleBudget>,
+    kv: Option<Arc<nimbus_core::kv::Kv>>,
 ) -> Arc<dyn Prepared> {
     let max_uses = version.scaling.max_invocations_per_instance.get();
     Arc::new(HttpPrepared {
         pre,
         outbound: version.grants.outbound.clone().into(),
+        kv: crate::keyvalue::KvGrants {
+            service: kv,
+            namespace: version.namespace.as_str().into(),
+            stores: version.grants.kv.clone().into(),
+        },
         version: version.clone(),
         reuse: (max_uses > 1).then(|| Reuse {
             max_uses,
@@ -128,6 +147,8 @@ struct HttpPrepared {
     version: FunctionVersion,
     /// The hosts the version may send requests to (`grants.outbound`).
     outbound: Arc<[nimbus_api::grants::OutboundRule]>,
+    /// The key-value stores it may open (`grants.kv`).
+    kv: crate::keyvalue::KvGrants,
     /// Instances kept between invocations; `None` when every invocation
     /// gets a fresh one (`max_invocations_per_instance: 1`, the default).
     reuse: Option<Reuse>,
@@ -276,6 +297,7 @@ impl HttpPrepared {
                     deadline.into(),
                     logs.stderr(),
                 ),
+                kv: crate::keyvalue::KvCtx::new(self.kv.clone(), deadline.into(), logs.stderr()),
                 limiter: MemoryLimiter::new(limits.memory_limit_bytes()),
             },
         );
@@ -296,6 +318,7 @@ impl Prepared for HttpPrepared {
                 data.limiter.denied = false;
                 data.hooks.budget = self.outbound_budget();
                 data.hooks.deadline = ctx.deadline.into();
+                data.kv.reset(ctx.deadline.into());
                 (w.store, Some(w.proxy), w.logs, w.served)
             }
             None => {

@@ -24,6 +24,7 @@
 mod capture;
 mod cgi;
 mod http;
+pub mod keyvalue;
 mod limiter;
 mod outbound;
 
@@ -92,6 +93,9 @@ pub struct WasmConfig {
     /// pool gets this many slots on top of `max_instances`, so instances
     /// kept for reuse never take a slot an invocation needs. Default 100.
     pub max_idle_instances: u32,
+    /// The key-value service components reach through `wasi:keyvalue`
+    /// (their `grants.kv`); None: every `open` fails. Default none.
+    pub kv: Option<Arc<nimbus_core::kv::Kv>>,
 }
 
 impl WasmConfig {
@@ -103,6 +107,7 @@ impl WasmConfig {
             epoch_tick_ms: 2,
             keep_resident_bytes: 2 << 20,
             max_idle_instances: 100,
+            kv: None,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct WasmRuntime {
     cgi_linked: Mutex<HashMap<String, Weak<InstancePre<cgi::CgiState>>>>,
     /// Instances kept for reuse, counted across all functions.
     idle_budget: Arc<http::IdleBudget>,
+    /// What `wasi:keyvalue` reaches.
+    kv: Option<Arc<nimbus_core::kv::Kv>>,
     _ticker: EpochTicker,
 }
 
@@ -236,6 +243,7 @@ impl WasmRuntime {
             cgi_linker,
             http_linked: Mutex::new(HashMap::new()),
             idle_budget: Arc::new(http::IdleBudget::new(config.max_idle_instances as usize)),
+            kv: config.kv.clone(),
             cgi_linked: Mutex::new(HashMap::new()),
             _ticker: EpochTicker { stop },
         }))
@@ -339,14 +347,24 @@ impl Runtime for WasmRuntime {
         match version.kind {
             CodeKind::WasiHttp => {
                 if let Some(pre) = shared(&self.http_linked, digest) {
-                    return Ok(http::prepared(pre, version, &self.idle_budget));
+                    return Ok(http::prepared(
+                        pre,
+                        version,
+                        &self.idle_budget,
+                        self.kv.clone(),
+                    ));
                 }
                 let component = self
                     .load_or_compile(version, code_path, http::deserialize, http::compile)
                     .await?;
                 let pre = Arc::new(http::link(self, component)?);
                 remember(&self.http_linked, digest, &pre);
-                Ok(http::prepared(pre, version, &self.idle_budget))
+                Ok(http::prepared(
+                    pre,
+                    version,
+                    &self.idle_budget,
+                    self.kv.clone(),
+                ))
             }
             CodeKind::WasiCgi if version.scaling.max_invocations_per_instance.get() > 1 => {
                 Err(RuntimeError::new(

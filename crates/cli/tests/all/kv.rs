@@ -371,3 +371,92 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(r.text().await.expect("body"), *key);
     }
 }
+
+/// A component using the standard `wasi:keyvalue` (bindings made by
+/// wit-bindgen, nothing of Nimbus's) reads and writes the stores it is
+/// granted, shares them with clients, and is denied the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_keyvalue_component_reaches_its_granted_stores() {
+    let s = TestServer::start().await;
+    s.deploy("kv", "http_kv", "    grants:\n      kv: [default, cart]\n")
+        .await;
+    let call = |q: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.get(&format!("/fn/default/kv?{q}")).await;
+            let id = crate::common::invocation_id(&r);
+            (r.text().await.expect("body"), id)
+        }
+    };
+    for want in ["1", "2", "3"] {
+        assert_eq!(call("op=incr&key=hits").await.0, want);
+    }
+    // The same store as the REST API's.
+    assert_eq!(get(&s, "hits").await.2, "3");
+    assert_eq!(put(&s, "from-client", "hello").await.0, 200);
+    assert_eq!(call("op=get&key=from-client").await.0, "hello");
+    assert_eq!(call("op=set&key=k&value=v").await.0, "ok");
+    assert_eq!(get(&s, "k").await.2, "v");
+    assert_eq!(call("op=exists&key=k").await.0, "true");
+    assert_eq!(call("op=del&key=k").await.0, "ok");
+    assert_eq!(call("op=get&key=k").await.0, "(none)");
+    assert_eq!(call("op=many").await.0, "a=1,b=2,-");
+
+    // list-keys goes page by page (1000 keys each) to the end.
+    for batch in 0..11 {
+        let entries: Vec<Value> = (0..100)
+            .map(|i| json!({ "key": format!("item:{:04}", batch * 100 + i), "value": "v" }))
+            .collect();
+        let r = s
+            .admin(Method::POST, "/namespaces/default/kv/cart/set")
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await
+            .expect("set");
+        assert_eq!(r.status(), 200);
+    }
+    let listed = call("op=list&store=cart").await.0;
+    let keys: Vec<&str> = listed.split(',').collect();
+    assert_eq!(keys.len(), 1100);
+    assert_eq!((keys[0], keys[1099]), ("item:0000", "item:1099"));
+
+    // A store not granted: access-denied, and the record says which grant.
+    let (body, id) = call("op=get&key=x&store=payroll").await;
+    assert_eq!(body, "error: Error::AccessDenied");
+    let record = s.record(&id).await;
+    let stderr = record["stderr"].as_str().expect("stderr");
+    assert!(
+        stderr.contains("\"payroll\" denied") && stderr.contains("grants.kv"),
+        "{stderr}"
+    );
+    let (body, _) = call("op=get&key=x&store=Not_A_Store").await;
+    assert_eq!(body, "error: Error::NoSuchStore");
+}
+
+/// Many invocations incrementing one key at once: the count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_increment_one_key_exactly() {
+    let s = TestServer::start().await;
+    s.deploy(
+        "kv",
+        "http_kv",
+        "    grants:\n      kv: [\"*\"]\n    scaling: { max_concurrency: 50, max_queue: 1000 }\n",
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..300 {
+        let rb = s.http.get(s.url("/fn/default/kv?op=incr&key=hot"));
+        tasks.push(tokio::spawn(async move {
+            let r = rb.send().await.expect("invoke");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body.parse::<u64>().expect("a count"));
+    }
+    assert_eq!(seen.len(), 300, "every invocation saw its own sum");
+    assert_eq!(get(&s, "hot").await.2, "300");
+}
