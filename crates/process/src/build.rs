@@ -604,6 +604,7 @@ impl ProcessRuntime {
             address_space_limit: inner.address_space_limit(lang, memory_bytes, cgroup.is_some()),
             network: true,
             netns: None,
+            api: None,
             writable: true,
         };
         let mut cmd = build_sandbox

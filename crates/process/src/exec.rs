@@ -36,6 +36,7 @@ pub(crate) async fn invoke(
     spec: &VersionSpec,
     req: FnRequest,
     ctx: &InvokeContext,
+    token: Option<&str>,
     cap: &mut Capture,
 ) -> (Result<FnResponse, RuntimeError>, Option<u64>) {
     let internal = |what: &str, e: std::io::Error| {
@@ -53,6 +54,9 @@ pub(crate) async fn invoke(
     let mut env = spec.env.clone();
     env.extend(cgi_env(&parts, body.len()));
     env.push(("NIMBUS_INVOCATION_ID".into(), ctx.invocation_id.clone()));
+    if let Some(t) = token {
+        env.push(("NIMBUS_API_TOKEN".into(), t.to_owned()));
+    }
     let launch = Launch {
         code_dir: &spec.code_dir,
         program: sandbox.code_root(&spec.code_dir).join(&spec.handler),
@@ -67,6 +71,7 @@ pub(crate) async fn invoke(
         ),
         network: spec.network,
         netns: spec.egress.as_ref().map(|e| e.netns()),
+        api: spec.api_mounts(),
         writable: false,
     };
     let mut cmd = match sandbox.command(launch) {

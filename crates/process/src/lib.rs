@@ -71,6 +71,7 @@ pub mod egress;
 pub mod exec;
 mod interpreters;
 pub mod lambda;
+pub mod local_api;
 mod logs;
 mod netns;
 pub mod sandbox;
@@ -138,6 +139,9 @@ pub struct ProcessConfig {
     pub allow_unsandboxed: bool,
     /// Share the host's network with functions. Default false.
     pub network: bool,
+    /// The key-value service functions reach through the local API and the
+    /// `nimbus` module (their `grants.kv`); None: no local API. Default none.
+    pub kv: Option<Arc<nimbus_core::kv::Kv>>,
     /// bubblewrap's path; None searches `PATH`, `/usr/bin` and `/usr/local/bin`.
     pub bwrap: Option<PathBuf>,
     /// The Python interpreter. Default `/usr/bin/python3`.
@@ -178,6 +182,7 @@ impl ProcessConfig {
             max_workers_per_version: 16,
             allow_unsandboxed: false,
             network: false,
+            kv: None,
             bwrap: None,
             python: PathBuf::from("/usr/bin/python3"),
             node: PathBuf::from("/usr/bin/node"),
@@ -249,9 +254,23 @@ pub(crate) struct VersionSpec {
     pub egress: Option<egress::Egress>,
     /// Workers kept started ahead of calls (`scaling.min_instances`).
     pub min_instances: u32,
+    /// The version's local API (see [`local_api`]); None without a
+    /// key-value service.
+    pub api: Option<local_api::LocalApi>,
+    /// The directory of the `nimbus` modules (see [`local_api::SDK_FILES`]).
+    pub sdk_dir: Option<PathBuf>,
 }
 
 impl VersionSpec {
+    /// What the sandbox binds for the local API: its socket's directory
+    /// and the SDK directory.
+    pub(crate) fn api_mounts(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.api.as_ref()?.dir().to_path_buf(),
+            self.sdk_dir.clone()?,
+        ))
+    }
+
     pub fn arn(&self) -> String {
         format!(
             "arn:nimbus:lambda:local:{}:function:{}:{}",
@@ -269,6 +288,9 @@ pub(crate) struct Inner {
     builds: tokio::sync::Semaphore,
     /// The Python and Node.js interpreters versions are pinned to.
     pub interpreters: interpreters::Interpreters,
+    /// Where each version's local API listens (a directory per version)
+    /// and where the `nimbus` modules are; None without a key-value service.
+    api_dirs: Option<(PathBuf, PathBuf)>,
 }
 
 impl Inner {
@@ -433,6 +455,27 @@ impl ProcessRuntime {
         } else {
             None
         };
+        // The local API's sockets and the SDK live where the sandbox uid can
+        // reach them: beside the staging directory when running as root.
+        let api_dirs = match (&config.kv, &sandbox) {
+            (Some(_), Ok(s)) => {
+                let base = s
+                    .stage
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map_or_else(|| config.work_dir.clone(), Path::to_path_buf);
+                let sdk = base.join("sdk");
+                local_api::remove_stale(&base.join("api"));
+                match local_api::write_sdk(&sdk) {
+                    Ok(()) => Some((base.join("api"), sdk)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, dir = %sdk.display(), "cannot write the nimbus modules; process functions get no local API");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if let Ok(s) = &sandbox {
             tracing::info!(
                 sandbox = %s.describe(),
@@ -451,6 +494,7 @@ impl ProcessRuntime {
                 sandbox,
                 cgroups,
                 builds: build::build_slots(),
+                api_dirs,
             }),
         }))
     }
@@ -483,6 +527,7 @@ fn probe(sandbox: &Sandbox, code_dir: &Path) -> Result<(), String> {
         address_space_limit: None,
         network: false,
         netns: None,
+        api: None,
         writable: false,
     };
     let mut cmd = sandbox.std_command(launch).map_err(|e| e.to_string())?;
@@ -762,7 +807,40 @@ impl Runtime for ProcessRuntime {
                     .await?
             }
         };
-        let env = environment(version, &sandbox.code_root(&code_dir));
+        let mut env = environment(version, &sandbox.code_root(&code_dir));
+        let api = match (&self.inner.config.kv, &self.inner.api_dirs) {
+            (Some(kv), Some((parent, sdk))) => {
+                let api = local_api::LocalApi::start(
+                    parent,
+                    kv.clone(),
+                    version.namespace.clone(),
+                    version.grants.kv.clone(),
+                )
+                .map_err(|e| {
+                    RuntimeError::new(
+                        ErrorCode::Internal,
+                        format!("start the function's local API: {e}"),
+                    )
+                })?;
+                if sandbox.is_sandboxed() {
+                    env.push((
+                        "NIMBUS_API_SOCKET".into(),
+                        local_api::SOCKET_IN_SANDBOX.into(),
+                    ));
+                    env.push((
+                        "NIMBUS_SDK_PYTHON".into(),
+                        local_api::PYTHON_MODULE_MOUNT.into(),
+                    ));
+                } else {
+                    let host = |p: PathBuf| p.to_string_lossy().into_owned();
+                    env.push(("NIMBUS_API_SOCKET".into(), host(api.dir().join("api.sock"))));
+                    env.push(("NIMBUS_SDK_PYTHON".into(), host(sdk.join("python"))));
+                    env.push(("NODE_PATH".into(), host(sdk.join("node"))));
+                }
+                Some(api)
+            }
+            _ => None,
+        };
         let egress = if version.grants.outbound.is_empty() {
             None
         } else {
@@ -780,6 +858,8 @@ impl Runtime for ProcessRuntime {
             limits: version.limits,
             network: version.network,
             egress,
+            api,
+            sdk_dir: self.inner.api_dirs.as_ref().map(|(_, sdk)| sdk.clone()),
             min_instances: version.scaling.min_instances.get(),
         };
         let max = self.inner.config.max_workers_per_version.max(1);
@@ -981,6 +1061,7 @@ impl ProcessPrepared {
         &self,
         req: FnRequest,
         ctx: &InvokeContext,
+        token: Option<&str>,
         cap: &mut logs::Capture,
         head: Option<worker::HeadSender>,
     ) -> WorkerRun {
@@ -1035,7 +1116,7 @@ impl ProcessPrepared {
                 }
             }
         };
-        let invoked = worker.invoke(&self.spec, req, ctx, cap, head).await;
+        let invoked = worker.invoke(&self.spec, req, ctx, token, cap, head).await;
         if invoked.worker.is_some() {
             self.lost_in_a_row.store(0, Ordering::SeqCst);
         } else {
@@ -1082,10 +1163,13 @@ impl ProcessPrepared {
                 };
             }
         };
+        // The invocation's credential for the local API, valid until it ends.
+        let session = self.spec.api.as_ref().map(local_api::LocalApi::session);
+        let token = session.as_ref().map(|s| s.token.as_str());
         let run = match self.spec.lang {
             Lang::Exec => {
                 let (result, memory_peak) =
-                    exec::invoke(&self.inner, &self.spec, req, &ctx, &mut cap).await;
+                    exec::invoke(&self.inner, &self.spec, req, &ctx, token, &mut cap).await;
                 WorkerRun {
                     result,
                     memory_peak,
@@ -1093,8 +1177,9 @@ impl ProcessPrepared {
                     streamed: None,
                 }
             }
-            Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, &mut cap, head).await,
+            Lang::Python | Lang::Node => self.invoke_worker(req, &ctx, token, &mut cap, head).await,
         };
+        drop(session);
         drop(permit);
         let logs = cap.into_logs();
         if let Some(st) = run.streamed {

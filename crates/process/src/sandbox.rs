@@ -265,6 +265,9 @@ pub(crate) struct Launch<'a> {
     /// A network namespace of Nimbus's making to join instead (see
     /// [`crate::netns`]): the function's `grants.outbound`.
     pub netns: Option<RawFd>,
+    /// The local API's socket directory and the SDK directory to bind (see
+    /// [`crate::local_api`]).
+    pub api: Option<(PathBuf, PathBuf)>,
     /// Mount the code directory read-write (a dependency build's
     /// directory); functions always get it read-only.
     pub writable: bool,
@@ -291,6 +294,7 @@ impl Sandbox {
         code_source: &Path,
         net: Net,
         writable: bool,
+        api: Option<&(PathBuf, PathBuf)>,
         seccomp_fd: Option<RawFd>,
     ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
@@ -367,6 +371,17 @@ impl Sandbox {
                 _ => {}
             }
         }
+        if let Some((socket_dir, sdk)) = api {
+            for (from, to) in [
+                (socket_dir.clone(), crate::local_api::MOUNT),
+                (sdk.join("python"), crate::local_api::PYTHON_MODULE_MOUNT),
+                (sdk.join("node/nimbus"), crate::local_api::NODE_MODULE_MOUNT),
+            ] {
+                a.push("--ro-bind".into());
+                a.push(from.into_os_string());
+                a.push(to.into());
+            }
+        }
         if let (Net::Granted, Some(files)) = (net, &self.net_files) {
             for (file, at) in [
                 (&files.resolv_conf, "/etc/resolv.conf"),
@@ -436,6 +451,7 @@ impl Sandbox {
                     source,
                     net,
                     launch.writable,
+                    launch.api.as_ref(),
                     seccomp.as_ref().map(|(_, fd)| *fd),
                 ));
                 cmd.arg(&launch.program);

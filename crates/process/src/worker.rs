@@ -324,6 +324,7 @@ impl Worker {
             ),
             network: spec.network,
             netns: spec.egress.as_ref().map(|e| e.netns()),
+            api: spec.api_mounts(),
             writable: false,
         };
         let mut cmd = sandbox
@@ -430,12 +431,13 @@ impl Worker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Runs one invocation.
+    /// Runs one invocation; `token` is its credential for the local API.
     pub async fn invoke(
         mut self,
         spec: &VersionSpec,
         req: FnRequest,
         ctx: &InvokeContext,
+        token: Option<&str>,
         cap: &mut Capture,
         head: Option<HeadSender>,
     ) -> Invoked {
@@ -460,6 +462,7 @@ impl Worker {
                 "memory_limit_mib": spec.limits.memory_limit_mib.get(),
                 "deadline_ms": deadline_ms,
                 "invoked_function_arn": spec.arn(),
+                "nimbus_token": token,
             },
         });
         drop(req);

@@ -249,6 +249,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
     let mut process_config = ProcessConfig::new(dir.join("process"));
     process_config.build = config.build.clone();
+    process_config.kv = Some(kv.clone());
     let process = match ProcessRuntime::new(process_config) {
         Ok(p) => {
             if let Err(e) = p.sandbox_status() {

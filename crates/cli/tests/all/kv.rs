@@ -460,3 +460,123 @@ async fn concurrent_invocations_increment_one_key_exactly() {
     assert_eq!(seen.len(), 300, "every invocation saw its own sum");
     assert_eq!(get(&s, "hot").await.2, "300");
 }
+
+const PY_KV: &str = r#"
+import os
+from nimbus import kv, NimbusError
+
+def lambda_handler(event, context):
+    q = event.get("queryStringParameters") or {}
+    op = q.get("op")
+    if op == "denied":
+        try:
+            kv.store("payroll").get("x")
+            return {"denied": False}
+        except NimbusError as e:
+            return {"denied": True, "status": e.status, "code": e.code, "message": e.message}
+    if op == "token":
+        return {"token": os.environ["NIMBUS_API_TOKEN"]}
+    if op == "replay":
+        os.environ["NIMBUS_API_TOKEN"] = q["token"]
+        try:
+            kv.get("hits")
+            return {"replayed": True}
+        except NimbusError as e:
+            return {"replayed": False, "status": e.status}
+    hits = kv.incr("hits")
+    kv.set("greeting", "hello from python", ttl=60)
+    cart = kv.store("cart")
+    cart.set("item:1", b"\x00\x01")
+    cart.set("item:2", "two")
+    return {
+        "hits": hits,
+        "greeting": kv.get_text("greeting"),
+        "items": list(cart.keys(prefix="item:")),
+        "missing": kv.get("nope"),
+        "deleted": cart.delete("item:1"),
+    }
+"#;
+
+const NODE_KV: &str = r#"
+import { kv, NimbusError } from "nimbus";
+
+export const handler = async (event) => {
+  const hits = await kv.incr("hits", 10);
+  await kv.set("from-node", "hi");
+  let denied = null;
+  try {
+    await kv.store("payroll").get("x");
+  } catch (e) {
+    denied = e instanceof NimbusError ? e.code : String(e);
+  }
+  return { hits, text: await kv.getText("from-node"), keys: await kv.keys({ prefix: "from-" }), denied };
+};
+"#;
+
+/// Python and Node functions use the `nimbus` module, installed by
+/// nothing, over the local API: their granted stores only, with a
+/// credential that ends with the invocation.
+#[test]
+fn python_and_node_functions_use_the_nimbus_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = ServeProcess::start(dir.path(), &[], None);
+    let code = tempfile::tempdir().expect("code");
+    std::fs::create_dir_all(code.path().join("py")).expect("mkdir");
+    std::fs::create_dir_all(code.path().join("node")).expect("mkdir");
+    std::fs::write(code.path().join("py/app.py"), PY_KV).expect("write");
+    std::fs::write(code.path().join("node/index.mjs"), NODE_KV).expect("write");
+    let manifest = "functions:\n  py:\n    code: py\n    runtime: python3\n    handler: app.lambda_handler\n    public: true\n    grants:\n      kv: [default, cart]\n  js:\n    code: node\n    runtime: node\n    handler: index.handler\n    public: true\n    grants:\n      kv: [default]\n";
+    std::fs::write(code.path().join("nimbus.yaml"), manifest).expect("write");
+    let file = code.path().join("nimbus.yaml");
+    let (rc, out, err) = serve.nimbus(&["deploy", "-f", file.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let get = |path: &str| -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("{}{path}", serve.url)])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let v = get("/fn/default/py");
+    assert_eq!(
+        v,
+        json!({
+            "hits": 1,
+            "greeting": "hello from python",
+            "items": ["item:1", "item:2"],
+            "missing": null,
+            "deleted": true,
+        })
+    );
+    assert_eq!(get("/fn/default/py")["hits"], 2);
+    let v = get("/fn/default/py?op=denied");
+    assert_eq!(v["denied"], true, "{v}");
+    assert_eq!(
+        (v["status"].as_u64(), v["code"].as_str()),
+        (Some(403), Some("forbidden"))
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("grants.kv")),
+        "{v}"
+    );
+    // A token works only during its invocation.
+    let token = get("/fn/default/py?op=token")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(token.len(), 64);
+    let v = get(&format!("/fn/default/py?op=replay&token={token}"));
+    assert_eq!(v, json!({ "replayed": false, "status": 401 }));
+
+    let v = get("/fn/default/js");
+    assert_eq!(
+        v,
+        json!({ "hits": 12, "text": "hi", "keys": ["from-node"], "denied": "forbidden" })
+    );
+    // What functions wrote, clients read.
+    let (rc, out, _) = serve.nimbus(&["kv", "get", "hits"]);
+    assert_eq!((rc, out.as_str()), (0, "12"));
+}

@@ -207,6 +207,8 @@
     const msg = JSON.parse(line);
     let reply;
     try {
+      // This invocation's credential for Nimbus's local API.
+      process.env.NIMBUS_API_TOKEN = msg.context.nimbus_token || '';
       const context = contextOf(msg.context);
       const result = fn[STREAMING]
         ? await invokeStreaming(fn, msg.event, context)

@@ -137,6 +137,9 @@ def _nimbus_main():
                 pass
 
     sys.path.insert(0, code_dir)
+    # The platform's `nimbus` module, after the function's own code.
+    if os.environ.get("NIMBUS_SDK_PYTHON"):
+        sys.path.append(os.environ["NIMBUS_SDK_PYTHON"])
     try:
         os.chdir(code_dir)
     except OSError:
@@ -225,6 +228,8 @@ def _nimbus_main():
         reap()
         msg = loads(line)
         context = LambdaContext(msg["context"])
+        # This invocation's credential for Nimbus's local API.
+        os.environ["NIMBUS_API_TOKEN"] = msg["context"].get("nimbus_token") or ""
         try:
             result = handler(msg["event"], context)
         except Exception as e:

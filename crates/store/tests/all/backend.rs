@@ -383,6 +383,9 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
          DROP TABLE audit_log;
          DROP TABLE secrets;
          DROP TABLE aliases;
+         DROP TABLE kv;
+         DROP TABLE kv_stores;
+         DROP TABLE sequences;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )

@@ -1,0 +1,443 @@
+//! The local API: how Python, Node and exec functions reach Nimbus's
+//! services (key-value stores now) from inside their sandbox.
+//!
+//! ```text
+//!  sandbox                                   Nimbus
+//!  from nimbus import kv                     one listener per prepared version
+//!  kv.incr("hits") ── HTTP/1.1 over ───────► /run/nimbus/api.sock
+//!                     the unix socket        Authorization: Bearer <token>
+//!                                            → the invocation's session?
+//!                                            → the store granted (grants.kv)?
+//!                                            → core::kv, as the REST API
+//! ```
+//!
+//! - The socket's directory is bound into the sandbox at `/run/nimbus`
+//!   (`NIMBUS_API_SOCKET`); each version has its own, so a function reaches
+//!   only its own listener, which knows its namespace and grants.
+//! - Each invocation gets a fresh random token (`NIMBUS_API_TOKEN`, set by
+//!   the bootstrap for the handler's call; in the environment of an exec
+//!   function's process); it stops working when the invocation ends. No
+//!   token, an unknown one or an expired one: `401`.
+//! - The `nimbus` module (Python: `from nimbus import kv`; Node: `const {
+//!   kv } = require("nimbus")` or `import { kv } from "nimbus"`) speaks
+//!   this API; nothing needs to be installed (see [`SDK_FILES`]).
+//!
+//! Routes (JSON errors as the REST API's):
+//!
+//! ```text
+//! GET    /v1/kv/{store}/keys/{key}     the value, ETag "<version>"; 404 if absent
+//! PUT    /v1/kv/{store}/keys/{key}?ttl_seconds=N   → {"version"}
+//! DELETE /v1/kv/{store}/keys/{key}     204, 404 if absent
+//! POST   /v1/kv/{store}/incr/{key}     {"by": N} → {"value", "version"}
+//! GET    /v1/kv/{store}/keys?prefix=&cursor=&limit=   → {"keys", "cursor"?}
+//! ```
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use nimbus_api::ErrorCode;
+use nimbus_api::kv::{KvCounter, KvIncr, KvWritten, MAX_KV_VALUE_BYTES};
+use nimbus_core::kv::{Kv, KvWrite};
+use nimbus_core::store::kv::KvCondition;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Where the API's directory is bound inside the sandbox.
+pub(crate) const MOUNT: &str = "/run/nimbus";
+/// The socket's path inside the sandbox.
+pub(crate) const SOCKET_IN_SANDBOX: &str = "/run/nimbus/api.sock";
+/// Where the Node.js module is bound inside the sandbox (a `node_modules`
+/// at the root, which both `require` and `import` search).
+pub(crate) const NODE_MODULE_MOUNT: &str = "/node_modules/nimbus";
+/// Where the Python module is bound inside the sandbox (the bootstrap puts
+/// it on `sys.path`).
+pub(crate) const PYTHON_MODULE_MOUNT: &str = "/run/nimbus-sdk/python";
+
+/// Largest request body the local API reads: a value and its framing.
+pub const MAX_BODY_BYTES: usize = MAX_KV_VALUE_BYTES + 64 * 1024;
+
+/// The modules functions import, as files under the SDK directory.
+pub(crate) const SDK_FILES: &[(&str, &str)] = &[
+    ("python/nimbus.py", include_str!("sdk/nimbus.py")),
+    ("node/nimbus/index.js", include_str!("sdk/index.js")),
+    ("node/nimbus/package.json", include_str!("sdk/package.json")),
+];
+
+/// Removes the socket directories under `parent` that no server listens on
+/// any more (left by a server that was killed); live ones answer.
+pub(crate) fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let socket = entry.path().join("api.sock");
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Writes the SDK files under `dir` (readable by the sandbox uid).
+pub(crate) fn write_sdk(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (rel, text) in SDK_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    for d in ["python", "node"] {
+        std::fs::set_permissions(dir.join(d), std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The listener of one prepared version.
+pub(crate) struct LocalApi {
+    /// The directory holding `api.sock`, removed when this is dropped.
+    dir: PathBuf,
+    state: Arc<State>,
+    task: tokio::task::AbortHandle,
+}
+
+struct State {
+    kv: Arc<Kv>,
+    namespace: String,
+    stores: Vec<String>,
+    /// Tokens of the invocations running now.
+    sessions: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for LocalApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalApi").field("dir", &self.dir).finish()
+    }
+}
+
+impl Drop for LocalApi {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One invocation's access: its token works until this is dropped.
+pub(crate) struct Session {
+    pub token: String,
+    state: Arc<State>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.token);
+    }
+}
+
+impl LocalApi {
+    /// Listens in a new directory under `parent` for a version of
+    /// `namespace` granted `stores`.
+    pub(crate) fn start(
+        parent: &Path,
+        kv: Arc<Kv>,
+        namespace: String,
+        stores: Vec<String>,
+    ) -> std::io::Result<LocalApi> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+        let dir = parent.join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::create_dir(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let socket = dir.join("api.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket)?;
+        // The sandbox's uid connects: it needs write access to the socket.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        let state = Arc::new(State {
+            kv,
+            namespace,
+            stores,
+            sessions: Mutex::new(HashSet::new()),
+        });
+        let task = tokio::spawn(serve(listener, state.clone())).abort_handle();
+        Ok(LocalApi { dir, state, task })
+    }
+
+    /// The directory bound at [`MOUNT`].
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens an invocation's session.
+    pub(crate) fn session(&self) -> Session {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.clone());
+        Session {
+            token,
+            state: self.state.clone(),
+        }
+    }
+}
+
+async fn serve(listener: tokio::net::UnixListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type Resp = http::Response<Full<Bytes>>;
+
+fn json(status: u16, value: &impl serde::Serialize) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Resp {
+    json(
+        code.http_status(),
+        &serde_json::json!({ "error": { "code": code.as_str(), "message": message.into() } }),
+    )
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What a request asks for, read off its path.
+enum Route {
+    Key(String, String),
+    Incr(String, String),
+    Keys(String),
+}
+
+fn route(path: &str) -> Option<Route> {
+    let rest = path.strip_prefix("/v1/kv/")?;
+    let (store, rest) = rest.split_once('/')?;
+    let store = percent_decode(store)?;
+    if rest == "keys" {
+        return Some(Route::Keys(store));
+    }
+    if let Some(key) = rest.strip_prefix("keys/") {
+        return Some(Route::Key(store, percent_decode(key)?));
+    }
+    let key = rest.strip_prefix("incr/")?;
+    Some(Route::Incr(store, percent_decode(key)?))
+}
+
+async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Resp {
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let known = token.is_some_and(|t| {
+        state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(t)
+    });
+    if !known {
+        return error(
+            ErrorCode::Unauthorized,
+            "no token of a running invocation: the local API answers only during an invocation, with its NIMBUS_API_TOKEN",
+        );
+    }
+    let Some(route) = route(req.uri().path()) else {
+        return error(
+            ErrorCode::NotFound,
+            format!("no such local API route: {}", req.uri().path()),
+        );
+    };
+    let store = match &route {
+        Route::Key(s, _) | Route::Incr(s, _) | Route::Keys(s) => s.clone(),
+    };
+    if !state.stores.iter().any(|s| *s == store || s == "*") {
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "key-value store {store:?} is not granted to this function: add it to its grants.kv (grants: {{kv: [{store}]}})"
+            ),
+        );
+    }
+    let ns = state.namespace.as_str();
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            );
+        }
+    };
+    let result = match (route, method) {
+        (Route::Key(store, key), http::Method::GET) => match state.kv.get(ns, &store, &key).await {
+            Ok(Some(entry)) => Ok(http::Response::builder()
+                .header("etag", format!("\"{}\"", entry.version))
+                .header("content-type", "application/octet-stream")
+                .body(Full::new(Bytes::from(entry.value)))
+                .unwrap_or_default()),
+            Ok(None) => Ok(error(
+                ErrorCode::NotFound,
+                format!("key {key:?} is not in store {store}"),
+            )),
+            Err(e) => Err(e),
+        },
+        (Route::Key(store, key), http::Method::PUT) => {
+            let ttl_seconds = serde_urlencoded::from_str::<Vec<(String, String)>>(&query)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == "ttl_seconds")
+                .and_then(|(_, v)| v.parse().ok());
+            let write = KvWrite {
+                key,
+                value: body.to_vec(),
+                ttl_seconds,
+            };
+            state
+                .kv
+                .set(ns, &store, write, KvCondition::Always)
+                .await
+                .map(|version| json(200, &KvWritten { version }))
+        }
+        (Route::Key(store, key), http::Method::DELETE) => {
+            match state.kv.delete(ns, &store, &key, KvCondition::Always).await {
+                Ok(true) => Ok(json(200, &serde_json::json!({ "deleted": true }))),
+                Ok(false) => Ok(error(
+                    ErrorCode::NotFound,
+                    format!("key {key:?} is not in store {store}"),
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        (Route::Incr(store, key), http::Method::POST) => {
+            let by = if body.is_empty() {
+                Ok(1)
+            } else {
+                serde_json::from_slice::<KvIncr>(&body).map(|b| b.by)
+            };
+            match by {
+                Ok(by) => state
+                    .kv
+                    .incr(ns, &store, &key, by)
+                    .await
+                    .map(|(value, version)| json(200, &KvCounter { value, version })),
+                Err(e) => Ok(error(
+                    ErrorCode::BadRequest,
+                    format!("invalid JSON body: {e}; send {{\"by\": 1}}"),
+                )),
+            }
+        }
+        (Route::Keys(store), http::Method::GET) => {
+            let params: Vec<(String, String)> =
+                serde_urlencoded::from_str(&query).unwrap_or_default();
+            let get = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let limit = get("limit").and_then(|l| l.parse().ok());
+            state
+                .kv
+                .keys(
+                    ns,
+                    &store,
+                    get("prefix").unwrap_or(""),
+                    get("cursor"),
+                    limit,
+                )
+                .await
+                .map(|page| json(200, &page))
+        }
+        (_, m) => Ok(error(
+            ErrorCode::MethodNotAllowed,
+            format!("this local API route does not take {m}"),
+        )),
+    };
+    result.unwrap_or_else(|e| error(e.code, e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_read_off_the_path_with_keys_decoded() {
+        assert!(matches!(
+            route("/v1/kv/default/keys/user%3A1%2Fa%20b"),
+            Some(Route::Key(s, k)) if s == "default" && k == "user:1/a b"
+        ));
+        assert!(matches!(
+            route("/v1/kv/cart/keys/a/b"),
+            Some(Route::Key(_, k)) if k == "a/b"
+        ));
+        assert!(matches!(route("/v1/kv/cart/incr/n"), Some(Route::Incr(_, k)) if k == "n"));
+        assert!(matches!(route("/v1/kv/cart/keys"), Some(Route::Keys(s)) if s == "cart"));
+        assert!(route("/v1/other").is_none());
+        assert!(route("/v1/kv/cart/keys/%zz").is_none());
+    }
+}

@@ -1,0 +1,135 @@
+// Nimbus's services for Node.js functions, importable as they are:
+//
+//   const { kv } = require("nimbus");       // or: import { kv } from "nimbus";
+//
+//   exports.handler = async (event) => {
+//     const hits = await kv.incr("hits");
+//     await kv.set("last", String(hits), { ttl: 3600 });
+//     const cart = kv.store("cart");          // another store of the namespace
+//     return { hits, items: await cart.keys({ prefix: "item:" }) };
+//   };
+//
+// A store must be in the function's grants.kv. Calls work during an
+// invocation only (each has its own credential); a refusal rejects with a
+// NimbusError carrying the API's code and message.
+"use strict";
+
+const http = require("http");
+
+class NimbusError extends Error {
+  constructor(status, code, message) {
+    super(`${code} (${status}): ${message}`);
+    this.name = "NimbusError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function call(method, path, body) {
+  const socketPath = process.env.NIMBUS_API_SOCKET;
+  const token = process.env.NIMBUS_API_TOKEN;
+  if (!socketPath || !token) {
+    return Promise.reject(new NimbusError(0, "unavailable",
+      "Nimbus's API is reachable only inside an invocation of a Nimbus function"));
+  }
+  return new Promise((resolve, reject) => {
+    const headers = { authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["content-length"] = Buffer.byteLength(body);
+    const req = http.request({ socketPath, method, path, headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const data = Buffer.concat(chunks);
+        if (res.statusCode >= 400) {
+          try {
+            const e = JSON.parse(data.toString()).error;
+            reject(new NimbusError(res.statusCode, e.code, e.message));
+          } catch (_) {
+            reject(new NimbusError(res.statusCode, "http_error", data.toString()));
+          }
+        } else {
+          resolve(data);
+        }
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+const q = encodeURIComponent;
+
+class Store {
+  constructor(name = "default") {
+    this.name = name;
+  }
+
+  /** Another store of the namespace (it must be granted too). */
+  store(name) {
+    return new Store(name);
+  }
+
+  _key(key) {
+    return `/v1/kv/${q(this.name)}/keys/${q(key)}`;
+  }
+
+  /** The value at `key` as a Buffer, or null. */
+  async get(key) {
+    try {
+      return await call("GET", this._key(key));
+    } catch (e) {
+      if (e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  /** The value at `key` as text (UTF-8), or null. */
+  async getText(key) {
+    const v = await this.get(key);
+    return v === null ? null : v.toString("utf8");
+  }
+
+  /** Sets `key` to `value` (a string or Buffer); `{ ttl }` in seconds. Resolves to the version. */
+  async set(key, value, options = {}) {
+    const path = this._key(key) + (options.ttl ? `?ttl_seconds=${Math.ceil(options.ttl)}` : "");
+    const data = await call("PUT", path, Buffer.isBuffer(value) ? value : Buffer.from(String(value)));
+    return JSON.parse(data.toString()).version;
+  }
+
+  /** Deletes `key`; resolves to whether it was there. */
+  async delete(key) {
+    try {
+      await call("DELETE", this._key(key));
+      return true;
+    } catch (e) {
+      if (e.status === 404) return false;
+      throw e;
+    }
+  }
+
+  /** Adds `by` to the integer at `key` (absent: 0), atomically; resolves to the sum. */
+  async incr(key, by = 1) {
+    const data = await call("POST", `/v1/kv/${q(this.name)}/incr/${q(key)}`, JSON.stringify({ by }));
+    return JSON.parse(data.toString()).value;
+  }
+
+  /** Every key that starts with `prefix`, ascending. */
+  async keys({ prefix = "" } = {}) {
+    const out = [];
+    let cursor;
+    do {
+      const params = new URLSearchParams({ prefix, limit: "1000" });
+      if (cursor) params.set("cursor", cursor);
+      const page = JSON.parse((await call("GET", `/v1/kv/${q(this.name)}/keys?${params}`)).toString());
+      out.push(...page.keys);
+      cursor = page.cursor;
+    } while (cursor);
+    return out;
+  }
+}
+
+exports.kv = new Store("default");
+exports.Store = Store;
+exports.NimbusError = NimbusError;
