@@ -50,6 +50,11 @@ pub fn check_key(key: &str) -> Result<(), String> {
             key.len()
         ));
     }
+    if key == "." || key == ".." {
+        return Err(format!(
+            "the key {key:?} cannot be written in a URL path; choose another"
+        ));
+    }
     if let Some(c) = key.chars().find(|c| c.is_control()) {
         return Err(format!(
             "the key contains the control character {c:?}; keys are printable text"
@@ -209,6 +214,7 @@ mod tests {
         );
         assert!(check_key("").unwrap_err().contains("empty"));
         assert!(check_key("a\nb").unwrap_err().contains("control"));
+        assert!(check_key("..").unwrap_err().contains("URL path"));
         assert!(check_value(MAX_KV_VALUE_BYTES).is_ok());
         assert!(
             check_value(MAX_KV_VALUE_BYTES + 1)

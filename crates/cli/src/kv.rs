@@ -10,12 +10,13 @@ use reqwest::Method;
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
-/// A key as one path segment or more: each byte that could change the
-/// path's meaning is percent-encoded; `/` stays, as keys may hold it.
+/// A key as one path segment: every byte that could change the path's
+/// meaning is percent-encoded, `/` included (the server decodes it), so no
+/// part of a key is read as `.` or `..`.
 fn key_path(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/:@!$&'()*+,;=".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-_~:@!$&'()*+,;=".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -194,8 +195,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_keep_slashes_and_encode_what_would_change_the_path() {
-        assert_eq!(key_path("user:42/profile"), "user:42/profile");
+    fn keys_are_one_segment_whatever_they_hold() {
+        assert_eq!(key_path("user:42/profile"), "user:42%2Fprofile");
+        assert_eq!(key_path("a/../b"), "a%2F%2E%2E%2Fb");
         assert_eq!(key_path("a b?c#d%"), "a%20b%3Fc%23d%25");
         assert_eq!(key_path("\u{e9}"), "%C3%A9");
     }

@@ -105,10 +105,14 @@ async fn audit(State(g): St, req: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_owned());
+    // Data written through the data services (key-value entries) is not an
+    // admin action: only its refusals are audited.
+    let data_plane = route.as_deref().is_some_and(is_data_route);
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let refused = status == 401 || status == 403;
-    if !changes && !refused {
+    let audited_change = changes && !data_plane;
+    if !audited_change && !refused {
         return resp;
     }
     let actor = match resp.extensions().get::<Principal>() {
@@ -147,6 +151,12 @@ async fn audit(State(g): St, req: Request, next: Next) -> Response {
         g.audit.record_later(entry);
     }
     resp
+}
+
+/// Whether a matched route reads or writes a data service's content.
+fn is_data_route(route: &str) -> bool {
+    let route = route.strip_prefix("/api/v1").unwrap_or(route);
+    route.starts_with("/namespaces/{ns}/kv/")
 }
 
 #[derive(Debug, Default, Deserialize)]

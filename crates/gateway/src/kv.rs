@@ -37,6 +37,9 @@ use std::sync::Arc;
 
 type St = State<Arc<Gateway>>;
 
+/// Most bytes of values one `POST …/get` answers with (before encoding).
+pub const MAX_GET_ANSWER_BYTES: usize = 16 << 20;
+
 /// Adds the key-value routes to the admin router (before its scope layer).
 pub(crate) fn routes(router: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
     router
@@ -268,6 +271,15 @@ async fn get_many(
     let ns = namespace(&ns)?;
     let KvKeys { keys } = json_body(req).await?;
     let found = g.kv.get_many(ns.as_str(), &store, keys).await?;
+    let bytes: usize = found.iter().flatten().map(|e| e.value.len()).sum();
+    if bytes > MAX_GET_ANSWER_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the values come to {bytes} bytes, over the {MAX_GET_ANSWER_BYTES} one answer may carry; ask for fewer keys, or GET them one by one"
+            ),
+        ));
+    }
     let entries = found.into_iter().map(|e| e.map(pair)).collect();
     Ok(Json(KvEntries::<Option<KvPair>> { entries }).into_response())
 }

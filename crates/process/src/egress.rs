@@ -37,12 +37,14 @@
 //! - A denied connection is closed; if it starts like an HTTP request it is
 //!   first answered `403` with a body naming the grant that is missing.
 //!   Nimbus logs each denial with the function's name.
-//! - Limits: [`MAX_CONNECTIONS_PER_VERSION`] open at once per version and
-//!   the platform's [`nimbus_core::egress::MAX_OUTBOUND_CONNECTIONS`];
+//! - Limits: [`MAX_CONNECTIONS_PER_VERSION`] open at once per version (past
+//!   it Nimbus accepts no more until one closes) and the platform's
+//!   [`nimbus_core::egress::MAX_OUTBOUND_CONNECTIONS`];
 //!   [`MAX_NAMES_PER_VERSION`] names; a connection must be made within
 //!   [`CONNECT_TIMEOUT`]. An open connection lasts until one end closes it
 //!   (a worker killed at its deadline closes its end) and the other
-//!   follows, or [`LINGER`] after that.
+//!   follows, at most [`LINGER`] after that, and no longer than
+//!   [`IDLE_TIMEOUT`] without traffic.
 //!
 //! One namespace serves all the workers of a version and ends with the
 //! prepared version.
@@ -59,8 +61,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-/// Most relayed connections one version's workers may have open at once.
-pub const MAX_CONNECTIONS_PER_VERSION: usize = 256;
+/// Most connections one version's workers may have open through the relay
+/// at once (a denied one counts until it is closed): past it, Nimbus stops
+/// accepting until one closes, so the function waits in `connect`.
+pub const MAX_CONNECTIONS_PER_VERSION: usize = 64;
 /// Most distinct names one version's workers may look up (each takes an
 /// address of the sandbox's); lookups past it fail (SERVFAIL).
 pub const MAX_NAMES_PER_VERSION: usize = 4096;
@@ -69,6 +73,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a relayed connection stays open after one side closed it,
 /// waiting for the other side to finish.
 pub const LINGER: Duration = Duration::from_secs(10);
+/// How long a relayed connection may carry nothing either way before it is
+/// closed (a pooled connection of a frozen worker gives its slot back).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The first address given to a name: `127.42.0.1`.
 const NAME_BASE: u32 = u32::from_be_bytes([127, 42, 0, 0]);
@@ -148,11 +155,16 @@ pub(crate) async fn start(rules: &[OutboundRule], function: String) -> io::Resul
         names: Mutex::new(Names::default()),
         connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_VERSION)),
     });
-    let mut tasks = Vec::new();
+    // Every socket is taken over before any task starts, so a failure
+    // leaves no task behind.
     let dns = tokio::net::UdpSocket::from_std(made.dns)?;
-    tasks.push(tokio::spawn(answer_lookups(state.clone(), dns)).abort_handle());
-    for l in made.listeners {
-        let l = tokio::net::TcpListener::from_std(l)?;
+    let listeners = made
+        .listeners
+        .into_iter()
+        .map(tokio::net::TcpListener::from_std)
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut tasks = vec![tokio::spawn(answer_lookups(state.clone(), dns)).abort_handle()];
+    for l in listeners {
         tasks.push(tokio::spawn(accept(state.clone(), l)).abort_handle());
     }
     Ok(Egress {
@@ -233,9 +245,14 @@ impl State {
 
 async fn accept(state: Arc<State>, listener: tokio::net::TcpListener) {
     loop {
+        // A slot first: past the version's bound, connections wait in the
+        // kernel's backlog, not in Nimbus's descriptors.
+        let Ok(slot) = state.connections.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(relay(state.clone(), stream));
+                tokio::spawn(relay(state.clone(), stream, slot));
             }
             // Out of descriptors, most likely: try again shortly.
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -243,7 +260,11 @@ async fn accept(state: Arc<State>, listener: tokio::net::TcpListener) {
     }
 }
 
-async fn relay(state: Arc<State>, inside: tokio::net::TcpStream) {
+async fn relay(
+    state: Arc<State>,
+    inside: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let Ok(local) = inside.local_addr() else {
         return;
     };
@@ -264,12 +285,6 @@ async fn relay(state: Arc<State>, inside: tokio::net::TcpStream) {
         return deny(&state, inside, why).await;
     }
     let internal_ok = matching.iter().any(|r| r.names_internal());
-    let Ok(_version_slot) = state.connections.clone().try_acquire_owned() else {
-        let why = format!(
-            "the function's workers have {MAX_CONNECTIONS_PER_VERSION} connections open, the most a version may"
-        );
-        return deny(&state, inside, why).await;
-    };
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     let Some(_slot) = egress::connection_slot(deadline).await else {
         let why = "the platform's outgoing connections are all in use".to_owned();
@@ -304,28 +319,47 @@ async fn relay(state: Arc<State>, inside: tokio::net::TcpStream) {
     carry(inside, outside).await;
 }
 
-/// Carries bytes both ways until one side has closed and the other has
-/// followed, or [`LINGER`] after the first close: a server that keeps a
-/// connection open after the function's worker is gone (killed at its
-/// deadline, say) does not keep it, or its slot, for ever.
+/// Carries bytes both ways until both sides have closed, [`LINGER`] after
+/// the first close, or after [`IDLE_TIMEOUT`] without a byte either way: a
+/// server that keeps a connection open after the function's worker is gone
+/// (killed at its deadline, say) does not keep it, or its slot, for ever.
 async fn carry(inside: tokio::net::TcpStream, outside: tokio::net::TcpStream) {
     let (mut inside_read, mut inside_write) = inside.into_split();
     let (mut outside_read, mut outside_write) = outside.into_split();
-    let up = async {
-        let _ = tokio::io::copy(&mut inside_read, &mut outside_write).await;
-        let _ = outside_write.shutdown().await;
-    };
-    let down = async {
-        let _ = tokio::io::copy(&mut outside_read, &mut inside_write).await;
-        let _ = inside_write.shutdown().await;
-    };
-    tokio::pin!(up, down);
-    tokio::select! {
-        () = &mut up => {
-            let _ = tokio::time::timeout(LINGER, down).await;
-        }
-        () = &mut down => {
-            let _ = tokio::time::timeout(LINGER, up).await;
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut up_open, mut down_open) = (true, true);
+    let mut first_close: Option<Instant> = None;
+    while up_open || down_open {
+        let wait = match first_close {
+            Some(at) => LINGER.saturating_sub(at.elapsed()),
+            None => IDLE_TIMEOUT,
+        };
+        tokio::select! {
+            r = inside_read.read(&mut up), if up_open => match r {
+                Ok(n) if n > 0 => {
+                    if outside_write.write_all(&up[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    up_open = false;
+                    let _ = outside_write.shutdown().await;
+                    first_close.get_or_insert_with(Instant::now);
+                }
+            },
+            r = outside_read.read(&mut down), if down_open => match r {
+                Ok(n) if n > 0 => {
+                    if inside_write.write_all(&down[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    down_open = false;
+                    let _ = inside_write.shutdown().await;
+                    first_close.get_or_insert_with(Instant::now);
+                }
+            },
+            () = tokio::time::sleep(wait) => return,
         }
     }
 }

@@ -403,8 +403,9 @@ impl ProcessRuntime {
             seccomp: seccomp::program().map(std::sync::Arc::from),
             net_files: None,
         };
-        if let Some(stage) = &sandbox.stage {
-            match sandbox::NetFiles::write(stage) {
+        let runtime_dir = sandbox.stage.as_deref().and_then(sandbox::runtime_dir);
+        if let Some(dir) = &runtime_dir {
+            match sandbox::NetFiles::write(dir) {
                 Ok(files) => sandbox.net_files = Some(files),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot write the name service files of sandboxes; process functions with grants.outbound cannot be prepared")
@@ -459,19 +460,22 @@ impl ProcessRuntime {
         // reach them: beside the staging directory when running as root.
         let api_dirs = match (&config.kv, &sandbox) {
             (Some(_), Ok(s)) => {
-                let base = s
-                    .stage
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .map_or_else(|| config.work_dir.clone(), Path::to_path_buf);
-                let sdk = base.join("sdk");
-                local_api::remove_stale(&base.join("api"));
-                match local_api::write_sdk(&sdk) {
-                    Ok(()) => Some((base.join("api"), sdk)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, dir = %sdk.display(), "cannot write the nimbus modules; process functions get no local API");
+                let base = match (&s.stage, &runtime_dir) {
+                    (None, _) => Some(config.work_dir.clone()),
+                    (Some(_), dir) => dir.clone(),
+                };
+                let written = base.map(|base| {
+                    let sdk = base.join("sdk");
+                    local_api::remove_stale(&base.join("api"));
+                    local_api::write_sdk(&sdk).map(|()| (base.join("api"), sdk))
+                });
+                match written {
+                    Some(Ok(dirs)) => Some(dirs),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot write the nimbus modules; process functions get no local API");
                         None
                     }
+                    None => None,
                 }
             }
             _ => None,

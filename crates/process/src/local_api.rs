@@ -53,6 +53,13 @@ pub(crate) const NODE_MODULE_MOUNT: &str = "/node_modules/nimbus";
 /// it on `sys.path`).
 pub(crate) const PYTHON_MODULE_MOUNT: &str = "/run/nimbus-sdk/python";
 
+/// Most connections one version's workers may have open to the local API;
+/// past it Nimbus accepts no more until one closes.
+pub const MAX_CONNECTIONS_PER_VERSION: usize = 64;
+/// How long a connection may take to send a request's head, waiting
+/// between requests included: an idle connection is closed after it.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest request body the local API reads: a value and its framing.
 pub const MAX_BODY_BYTES: usize = MAX_KV_VALUE_BYTES + 64 * 1024;
 
@@ -208,21 +215,41 @@ impl LocalApi {
 }
 
 async fn serve(listener: tokio::net::UnixListener, state: Arc<State>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_VERSION));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The value of query parameter `name`, parsed; the message names it if
+/// it is there but not a number.
+fn number_param<T: std::str::FromStr>(query: &str, name: &str) -> Result<Option<T>, String> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    match params.iter().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} is {v:?}; give a whole number, e.g. {name}=60")),
     }
 }
 
@@ -347,11 +374,10 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
             Err(e) => Err(e),
         },
         (Route::Key(store, key), http::Method::PUT) => {
-            let ttl_seconds = serde_urlencoded::from_str::<Vec<(String, String)>>(&query)
-                .unwrap_or_default()
-                .into_iter()
-                .find(|(k, _)| k == "ttl_seconds")
-                .and_then(|(_, v)| v.parse().ok());
+            let ttl_seconds = match number_param::<u64>(&query, "ttl_seconds") {
+                Ok(t) => t,
+                Err(m) => return error(ErrorCode::BadRequest, m),
+            };
             let write = KvWrite {
                 key,
                 value: body.to_vec(),
@@ -400,7 +426,10 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.as_str())
             };
-            let limit = get("limit").and_then(|l| l.parse().ok());
+            let limit = match number_param::<u32>(&query, "limit") {
+                Ok(l) => l,
+                Err(m) => return error(ErrorCode::BadRequest, m),
+            };
             state
                 .kv
                 .keys(

@@ -99,6 +99,33 @@ pub(crate) const CODE_MOUNT: &str = "/code";
 /// searchable by that uid.
 const STAGE_CANDIDATES: [&str; 2] = ["/run/nimbus-process/stage", "/tmp/.nimbus-process-stage"];
 
+/// Where the files a sandbox is given beside its code live (the name
+/// service files of `grants.outbound`, the local API's sockets, the
+/// `nimbus` modules) when Nimbus runs as root: a directory of root's that
+/// nobody else can write, beside the staging directory. Never `/tmp`
+/// itself, where another user could have made the names first.
+pub(crate) fn runtime_dir(stage: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = if stage.starts_with("/run/nimbus-process") {
+        PathBuf::from("/run/nimbus-process")
+    } else {
+        PathBuf::from("/tmp/.nimbus-process-run")
+    };
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    // Root's own, a real directory, writable by nobody else.
+    if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        tracing::warn!(dir = %dir.display(), "not a directory of root's that only root can write; the sandbox's extra files are not kept there");
+        return None;
+    }
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    Some(dir)
+}
+
 /// Creates (or checks) the staging mount point; None if no candidate works.
 pub(crate) fn stage_dir() -> Option<PathBuf> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -160,11 +187,10 @@ pub(crate) struct NetFiles {
 }
 
 impl NetFiles {
-    /// Writes the two files next to the staging directory (readable by the
+    /// Writes the two files in `dir` ([`runtime_dir`]; readable by the
     /// sandbox uid, as bubblewrap binds them as that uid).
-    pub fn write(stage: &Path) -> io::Result<NetFiles> {
+    pub fn write(dir: &Path) -> io::Result<NetFiles> {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = stage.parent().unwrap_or(stage);
         let files = NetFiles {
             resolv_conf: dir.join("resolv.conf"),
             hosts: dir.join("hosts"),

@@ -297,7 +297,12 @@ impl HttpPrepared {
                     deadline.into(),
                     logs.stderr(),
                 ),
-                kv: crate::keyvalue::KvCtx::new(self.kv.clone(), deadline.into(), logs.stderr()),
+                kv: crate::keyvalue::KvCtx::new(
+                    self.kv.clone(),
+                    deadline.into(),
+                    limits.memory_limit_bytes(),
+                    logs.stderr(),
+                ),
                 limiter: MemoryLimiter::new(limits.memory_limit_bytes()),
             },
         );

@@ -43,6 +43,8 @@ use generated::wasi::keyvalue::{atomics, batch, store};
 
 /// Most listing pages one instance may continue (its cursor table).
 pub const MAX_CURSORS_PER_INSTANCE: usize = 1024;
+/// Most keys one `get-many` may name.
+pub const MAX_GET_MANY_KEYS: usize = 1000;
 
 /// An open store: its name.
 #[derive(Debug)]
@@ -76,16 +78,25 @@ pub(crate) struct KvGrants {
 pub(crate) struct KvCtx {
     grants: KvGrants,
     deadline: Instant,
+    /// Most bytes of values one `get-many` may bring back: the instance's
+    /// memory limit, as the answer must fit in its memory anyway.
+    max_answer_bytes: u64,
     /// Where each page of `list-keys` ended, by cursor - 1.
     cursors: Vec<(String, String)>,
     stderr: SinkStream,
 }
 
 impl KvCtx {
-    pub(crate) fn new(grants: KvGrants, deadline: Instant, stderr: SinkStream) -> KvCtx {
+    pub(crate) fn new(
+        grants: KvGrants,
+        deadline: Instant,
+        max_answer_bytes: u64,
+        stderr: SinkStream,
+    ) -> KvCtx {
         KvCtx {
             grants,
             deadline,
+            max_answer_bytes,
             cursors: Vec::new(),
             stderr,
         }
@@ -315,10 +326,26 @@ impl batch::Host for KvView<'_> {
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, Fail> {
         let (kv, store) = (self.service()?, self.store_of(&bucket)?);
         let ns = self.ctx.grants.namespace.clone();
+        if keys.len() > MAX_GET_MANY_KEYS {
+            return Err(Fail::Other(format!(
+                "get-many names {} keys; at most {MAX_GET_MANY_KEYS}",
+                keys.len()
+            )));
+        }
         let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = 0u64;
         for chunk in keys.chunks(MAX_KV_BATCH_KEYS) {
             let found = within(self.ctx.deadline, kv.get_many(&ns, &store, chunk.to_vec())).await?;
-            out.extend(found.into_iter().map(|e| e.map(|e| (e.key, e.value))));
+            for e in found {
+                bytes += e.as_ref().map_or(0, |e| e.value.len() as u64);
+                if bytes > self.ctx.max_answer_bytes {
+                    return Err(Fail::Other(format!(
+                        "get-many would bring back more than the function's memory limit ({} bytes); ask for fewer keys",
+                        self.ctx.max_answer_bytes
+                    )));
+                }
+                out.push(e.map(|e| (e.key, e.value)));
+            }
         }
         Ok(out)
     }

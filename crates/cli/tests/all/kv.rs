@@ -146,6 +146,39 @@ async fn values_are_set_read_guarded_and_deleted_over_rest() {
     assert_eq!(r.status(), 204);
     let (status, _, body) = get(&s, "visits").await;
     assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+
+    // Entries are data, not admin actions: none of these writes is in the
+    // audit log, while a refused one is.
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1{KV}/keys/x")))
+        .bearer_auth("nk_0000000000000000_wrong")
+        .body("v")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 401);
+    // Refusals are written in the background: wait for this one.
+    let mut actions = Vec::new();
+    for _ in 0..100 {
+        let audit = s.admin_json("/audit?limit=1000").await;
+        actions = audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .filter(|a| a.contains("/kv/"))
+            .collect();
+        if !actions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        actions,
+        vec!["PUT /api/v1/namespaces/{ns}/kv/{store}/keys/{*key}".to_owned()],
+        "only the refusal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

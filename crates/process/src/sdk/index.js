@@ -93,7 +93,7 @@ class Store {
 
   /** Sets `key` to `value` (a string or Buffer); `{ ttl }` in seconds. Resolves to the version. */
   async set(key, value, options = {}) {
-    const path = this._key(key) + (options.ttl ? `?ttl_seconds=${Math.ceil(options.ttl)}` : "");
+    const path = this._key(key) + (options.ttl !== undefined ? `?ttl_seconds=${Math.ceil(options.ttl)}` : "");
     const data = await call("PUT", path, Buffer.isBuffer(value) ? value : Buffer.from(String(value)));
     return JSON.parse(data.toString()).version;
   }

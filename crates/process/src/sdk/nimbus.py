@@ -104,7 +104,7 @@ class Store:
         seconds if given. Returns the entry's version."""
         if isinstance(value, str):
             value = value.encode("utf-8")
-        path = self._key(key) + (f"?ttl_seconds={int(ttl)}" if ttl else "")
+        path = self._key(key) + (f"?ttl_seconds={int(ttl)}" if ttl is not None else "")
         return json.loads(_call("PUT", path, body=value))["version"]
 
     def delete(self, key):

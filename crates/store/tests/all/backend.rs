@@ -428,3 +428,59 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     assert_eq!(version, 7);
     assert_eq!(SCHEMA_VERSION, 7);
 }
+
+/// A key-value batch that fails in the middle of its writes (a fault the
+/// database raises on the third row) leaves nothing of itself: no entry, no
+/// change to the store's counts, no version taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_batch_that_fails_mid_write_leaves_nothing() {
+    use nimbus_core::store::kv::{KvBucket, KvCondition, KvPut, KvStore};
+    let (dir, store) = fresh();
+    let at = KvBucket {
+        namespace: "a",
+        store: "default",
+    };
+    let put = |key: &str| KvPut {
+        key: key.to_owned(),
+        value: b"v".to_vec(),
+        expires_at_ms: None,
+        condition: KvCondition::Always,
+    };
+    let before = store
+        .kv_put(at, vec![put("first")], 1, None)
+        .await
+        .expect("put")[0];
+    // A second connection installs the fault: the writer sees it at its
+    // next statement.
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    conn.execute_batch(
+        "CREATE TRIGGER inject_fault BEFORE INSERT ON kv WHEN NEW.key = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .expect("install the fault");
+    let r = store
+        .kv_put(at, vec![put("a"), put("b"), put("boom"), put("c")], 1, None)
+        .await;
+    assert!(r.is_err(), "the injected fault fails the batch");
+    let got = store
+        .kv_get(at, vec!["a".into(), "b".into(), "c".into()], 1)
+        .await
+        .expect("get");
+    assert!(
+        got.iter().all(Option::is_none),
+        "nothing of the batch: {got:?}"
+    );
+    let stores = store.kv_stores("a").await.expect("stores");
+    assert_eq!(
+        (stores[0].keys, stores[0].bytes),
+        (1, 6),
+        "counts as before"
+    );
+    conn.execute_batch("DROP TRIGGER inject_fault")
+        .expect("remove the fault");
+    let after = store
+        .kv_put(at, vec![put("d")], 1, None)
+        .await
+        .expect("put")[0];
+    assert_eq!(after, before + 1, "the failed batch took no version");
+}

@@ -6,6 +6,7 @@
 //! - `?op=list` lists every key, page by page, comma-separated;
 //! - `?op=many` sets `a`, `b` in one batch and reads `a`, `b`, `c` back;
 //! - `?op=del&key=K`, `?op=exists&key=K`;
+//! - `?op=bench&key=K&value=N` gets K N times and answers µs per get;
 //!
 //! each on the store `?store=NAME` (default: `default`). A failure answers
 //! `error: <the guest's error>`.
@@ -65,6 +66,16 @@ fn run(op: &str, bucket: &store::Bucket, key: &str, value: &str) -> Result<Strin
                 })
                 .collect::<Vec<_>>()
                 .join(",")
+        }
+        "bench" => {
+            // `n` gets of `key`, timed inside the component: the cost of one
+            // host call as the guest sees it, in µs.
+            let n: u32 = value.parse().unwrap_or(1000).max(1);
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                bucket.get(key)?;
+            }
+            format!("{:.2}", started.elapsed().as_secs_f64() * 1e6 / f64::from(n))
         }
         other => format!("unknown op {other}"),
     })
