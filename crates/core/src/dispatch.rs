@@ -668,17 +668,21 @@ impl Platform {
             Ok((ready, cold)) => {
                 let prepared = ready.prepared;
                 redactor = ready.redactor;
+                // In-process guests take turns for the CPU, per function.
+                let cpu = if v.kind.is_wasm() {
+                    let slot = self.cpu_gate.enter(&v.namespace, &v.name).await;
+                    crate::fair::CpuTurn::new(&self.cpu_gate, &v.namespace, &v.name, slot)
+                } else {
+                    crate::fair::CpuTurn::default()
+                };
                 let ctx = InvokeContext {
                     invocation_id: id.clone(),
                     deadline: start + timeout,
                     trace: trace.as_ref().map(|(t, _)| t.context()),
+                    cpu: cpu.clone(),
                 };
-                // In-process guests take turns for the CPU, per function.
-                let _cpu = if v.kind.is_wasm() {
-                    self.cpu_gate.enter(&v.namespace, &v.name).await
-                } else {
-                    None
-                };
+                // Ends the turn however the call below ends.
+                let _turn = cpu.end_on_drop();
                 // The runtime enforces the timeout itself; this outer bound
                 // only guards against a runtime that fails to.
                 let backstop = timeout + Duration::from_secs(1);

@@ -135,6 +135,83 @@ impl FairGate {
     }
 }
 
+/// An invocation's turn at the CPU, which it gives back while a host call
+/// waits on I/O (a key-value write's commit, say): the slot goes to the
+/// next waiting function, and the invocation asks for one again, as any
+/// invocation does, before its guest runs on. Without this, invocations
+/// waiting on I/O would hold every slot while the CPU idles.
+#[derive(Clone, Default)]
+pub struct CpuTurn(Option<Arc<TurnInner>>);
+
+struct TurnInner {
+    gate: Arc<FairGate>,
+    key: Key,
+    slot: Mutex<Option<Slot>>,
+}
+
+impl std::fmt::Debug for CpuTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuTurn")
+            .field("gated", &self.0.is_some())
+            .finish()
+    }
+}
+
+impl CpuTurn {
+    /// The turn of an invocation of `namespace/name` that holds `slot`
+    /// (None: it runs without one).
+    pub fn new(gate: &Arc<FairGate>, namespace: &str, name: &str, slot: Option<Slot>) -> CpuTurn {
+        CpuTurn(Some(Arc::new(TurnInner {
+            gate: gate.clone(),
+            key: (namespace.to_owned(), name.to_owned()),
+            slot: Mutex::new(slot),
+        })))
+    }
+
+    fn held(inner: &TurnInner) -> std::sync::MutexGuard<'_, Option<Slot>> {
+        inner.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `io` without holding the turn's slot (see the type's docs).
+    pub async fn without<T>(&self, io: impl Future<Output = T>) -> T {
+        let Some(inner) = &self.0 else {
+            return io.await;
+        };
+        let given_back = Self::held(inner).take();
+        if given_back.is_none() {
+            // Running without a slot, or after the invocation ended.
+            return io.await;
+        }
+        drop(given_back);
+        let out = io.await;
+        let slot = inner.gate.enter(&inner.key.0, &inner.key.1).await;
+        *Self::held(inner) = slot;
+        out
+    }
+
+    /// Ends the turn: its slot goes to the next waiting function, whoever
+    /// still holds a copy of the turn.
+    pub fn finish(&self) {
+        if let Some(inner) = &self.0 {
+            drop(Self::held(inner).take());
+        }
+    }
+
+    /// A guard that ends the turn when dropped.
+    pub fn end_on_drop(&self) -> TurnEnd {
+        TurnEnd(self.clone())
+    }
+}
+
+/// Ends a [`CpuTurn`] when dropped.
+pub struct TurnEnd(CpuTurn);
+
+impl Drop for TurnEnd {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +246,39 @@ mod tests {
             "the victim goes before the flood's backlog: {order:?}"
         );
         assert_eq!(gate.free(), 1, "every slot came back");
+    }
+
+    #[tokio::test]
+    async fn a_turn_waiting_on_io_lets_another_function_run() {
+        let gate = FairGate::new(1, Duration::from_secs(10));
+        let slot = gate.enter("d", "io").await.expect("slot");
+        let turn = CpuTurn::new(&gate, "d", "io", Some(slot));
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let io = {
+            let turn = turn.clone();
+            tokio::spawn(async move {
+                turn.without(async {
+                    let _ = done_rx.await;
+                })
+                .await
+            })
+        };
+        // While the I/O waits, the only slot is free for another function.
+        let other = tokio::time::timeout(Duration::from_secs(5), gate.enter("d", "cpu"))
+            .await
+            .expect("the slot was given back")
+            .expect("slot");
+        done_tx.send(()).expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!io.is_finished(), "the turn waits for the slot again");
+        drop(other);
+        io.await.expect("join");
+        assert_eq!(gate.free(), 0, "the turn holds its slot again");
+        turn.finish();
+        assert_eq!(gate.free(), 1, "finishing gives it back");
+        // A copy left behind after the end does no harm.
+        turn.without(async {}).await;
+        assert_eq!(gate.free(), 1);
     }
 
     #[tokio::test]

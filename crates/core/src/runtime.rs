@@ -34,6 +34,9 @@ pub struct InvokeContext {
     /// The invocation's place in a trace, when tracing is on: outgoing
     /// requests carry it as their `traceparent`.
     pub trace: Option<crate::trace::TraceContext>,
+    /// The invocation's turn at the CPU (wasm): host calls that wait on
+    /// I/O give it back meanwhile ([`crate::fair::CpuTurn::without`]).
+    pub cpu: crate::fair::CpuTurn,
 }
 
 /// Why a runtime failed: code that could not be prepared (the user's

@@ -323,7 +323,6 @@ impl Prepared for HttpPrepared {
                 data.limiter.denied = false;
                 data.hooks.budget = self.outbound_budget();
                 data.hooks.deadline = ctx.deadline.into();
-                data.kv.reset(ctx.deadline.into());
                 (w.store, Some(w.proxy), w.logs, w.served)
             }
             None => {
@@ -332,6 +331,10 @@ impl Prepared for HttpPrepared {
             }
         };
         store.data_mut().hooks.trace = ctx.trace;
+        store
+            .data_mut()
+            .kv
+            .begin(ctx.deadline.into(), ctx.cpu.clone());
         arm_deadline(&mut store, ctx.deadline);
         let timeout_ms = limits.timeout_ms.get();
         let max_body = limits.max_response_body_bytes.get();

@@ -78,6 +78,8 @@ pub(crate) struct KvGrants {
 pub(crate) struct KvCtx {
     grants: KvGrants,
     deadline: Instant,
+    /// The invocation's CPU turn, given back while a call waits.
+    cpu: nimbus_core::fair::CpuTurn,
     /// Most bytes of values one `get-many` may bring back: the instance's
     /// memory limit, as the answer must fit in its memory anyway.
     max_answer_bytes: u64,
@@ -96,15 +98,18 @@ impl KvCtx {
         KvCtx {
             grants,
             deadline,
+            cpu: Default::default(),
             max_answer_bytes,
             cursors: Vec::new(),
             stderr,
         }
     }
 
-    /// Clears what belonged to the previous invocation.
-    pub(crate) fn reset(&mut self, deadline: Instant) {
+    /// Starts an invocation: its deadline and CPU turn, and nothing of the
+    /// previous invocation's (a reused instance).
+    pub(crate) fn begin(&mut self, deadline: Instant, cpu: nimbus_core::fair::CpuTurn) {
         self.deadline = deadline;
+        self.cpu = cpu;
         self.cursors.clear();
     }
 }
@@ -146,12 +151,17 @@ impl KvView<'_> {
     }
 }
 
-/// Runs a service call within the invocation's deadline.
+/// Runs a service call within the invocation's deadline, without its CPU
+/// turn while it waits.
 async fn within<T>(
-    deadline: Instant,
+    ctx: &KvCtx,
     fut: impl Future<Output = nimbus_core::Result<T>>,
 ) -> Result<T, Fail> {
-    match tokio::time::timeout_at(deadline, fut).await {
+    match ctx
+        .cpu
+        .without(tokio::time::timeout_at(ctx.deadline, fut))
+        .await
+    {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Fail::Other(e.message)),
         Err(_) => Err(Fail::Other(
@@ -204,7 +214,7 @@ impl store::HostBucket for KvView<'_> {
     ) -> Result<Option<Vec<u8>>, Fail> {
         let (kv, store) = (self.service()?, self.store_of(&bucket)?);
         let ns = self.ctx.grants.namespace.clone();
-        let entry = within(self.ctx.deadline, kv.get(&ns, &store, &key)).await?;
+        let entry = within(self.ctx, kv.get(&ns, &store, &key)).await?;
         Ok(entry.map(|e| e.value))
     }
 
@@ -221,23 +231,17 @@ impl store::HostBucket for KvView<'_> {
             value,
             ttl_seconds: None,
         };
-        within(
-            self.ctx.deadline,
-            kv.set(&ns, &store, write, KvCondition::Always),
-        )
-        .await
-        .map(|_| ())
+        within(self.ctx, kv.set(&ns, &store, write, KvCondition::Always))
+            .await
+            .map(|_| ())
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), Fail> {
         let (kv, store) = (self.service()?, self.store_of(&bucket)?);
         let ns = self.ctx.grants.namespace.clone();
-        within(
-            self.ctx.deadline,
-            kv.delete(&ns, &store, &key, KvCondition::Always),
-        )
-        .await
-        .map(|_| ())
+        within(self.ctx, kv.delete(&ns, &store, &key, KvCondition::Always))
+            .await
+            .map(|_| ())
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, Fail> {
@@ -269,11 +273,7 @@ impl store::HostBucket for KvView<'_> {
             namespace: &ns,
             store: &store,
         };
-        let keys = within(
-            self.ctx.deadline,
-            kv.keys_after(at, "", after, MAX_KV_LIST_LIMIT),
-        )
-        .await?;
+        let keys = within(self.ctx, kv.keys_after(at, "", after, MAX_KV_LIST_LIMIT)).await?;
         let cursor = if keys.len() == MAX_KV_LIST_LIMIT as usize {
             if self.ctx.cursors.len() >= MAX_CURSORS_PER_INSTANCE {
                 return Err(Fail::Other(format!(
@@ -309,7 +309,7 @@ impl atomics::Host for KvView<'_> {
                 "delta {delta} is above the counter range (2^63 - 1)"
             ))
         })?;
-        let (value, _) = within(self.ctx.deadline, kv.incr(&ns, &store, &key, delta)).await?;
+        let (value, _) = within(self.ctx, kv.incr(&ns, &store, &key, delta)).await?;
         u64::try_from(value).map_err(|_| {
             Fail::Other(format!(
                 "the counter {key:?} is {value}, below 0, which increment cannot return"
@@ -335,7 +335,7 @@ impl batch::Host for KvView<'_> {
         let mut out = Vec::with_capacity(keys.len());
         let mut bytes = 0u64;
         for chunk in keys.chunks(MAX_KV_BATCH_KEYS) {
-            let found = within(self.ctx.deadline, kv.get_many(&ns, &store, chunk.to_vec())).await?;
+            let found = within(self.ctx, kv.get_many(&ns, &store, chunk.to_vec())).await?;
             for e in found {
                 bytes += e.as_ref().map_or(0, |e| e.value.len() as u64);
                 if bytes > self.ctx.max_answer_bytes {
@@ -366,7 +366,7 @@ impl batch::Host for KvView<'_> {
                     ttl_seconds: None,
                 })
                 .collect();
-            within(self.ctx.deadline, kv.set_many(&ns, &store, writes)).await?;
+            within(self.ctx, kv.set_many(&ns, &store, writes)).await?;
         }
         Ok(())
     }
@@ -379,11 +379,7 @@ impl batch::Host for KvView<'_> {
         let (kv, store) = (self.service()?, self.store_of(&bucket)?);
         let ns = self.ctx.grants.namespace.clone();
         for chunk in keys.chunks(MAX_KV_BATCH_KEYS) {
-            within(
-                self.ctx.deadline,
-                kv.delete_many(&ns, &store, chunk.to_vec()),
-            )
-            .await?;
+            within(self.ctx, kv.delete_many(&ns, &store, chunk.to_vec())).await?;
         }
         Ok(())
     }

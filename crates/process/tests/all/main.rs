@@ -190,6 +190,7 @@ pub async fn invoke(p: &Arc<dyn Prepared>, req: http::Request<Bytes>, timeout_ms
         invocation_id: uuid::Uuid::now_v7().to_string(),
         deadline: Instant::now() + Duration::from_millis(timeout_ms),
         trace: None,
+        cpu: Default::default(),
     };
     p.invoke(req, ctx).await
 }
