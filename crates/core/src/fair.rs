@@ -11,7 +11,8 @@
 //! The gate never stalls the platform: a call that waits longer than
 //! `max_wait` runs without a slot. Guests blocked in a host call (a sleep,
 //! a slow body) therefore cannot starve the others; they only lose their
-//! priority.
+//! priority. Host calls that know they wait on I/O (the key-value
+//! capability's) give the slot back meanwhile ([`CpuTurn::without`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
