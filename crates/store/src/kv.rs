@@ -181,14 +181,15 @@ impl KvStore for SqliteStore {
         now_ms: u64,
     ) -> Result<Vec<Option<KvEntry>>, StoreError> {
         let at = Owned::from(at);
-        self.read(move |conn| {
+        let keys_len = keys.len();
+        let lookup = move |conn: &Connection| {
             let mut st = conn.prepare_cached(
                 "SELECT value, version, expires_at_ms FROM kv
                  WHERE namespace = ?1 AND store = ?2 AND key = ?3
                    AND (expires_at_ms IS NULL OR expires_at_ms > ?4)",
             )?;
             let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
+            for key in keys.iter().cloned() {
                 let found = st
                     .query_row(params![at.namespace, at.store, key, now_ms as i64], |r| {
                         Ok((
@@ -207,8 +208,13 @@ impl KvStore for SqliteStore {
                 }));
             }
             Ok(out)
-        })
-        .await
+        };
+        // One key is one row by its primary key: read at once.
+        if keys_len == 1 {
+            self.read_row(lookup).await
+        } else {
+            self.read(lookup).await
+        }
     }
 
     async fn kv_put(

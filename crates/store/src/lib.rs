@@ -134,6 +134,19 @@ impl SqliteStore {
     {
         readers::read(&self.readers, f).await
     }
+
+    /// [`Self::read`] of one row by its key: on the calling thread when a
+    /// read connection is free (see [`readers::read_now`]).
+    async fn read_row<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> anyhow::Result<T> + Send + Sync + 'static,
+    {
+        if let Some(done) = readers::read_now(&self.readers, &f) {
+            return done;
+        }
+        readers::read(&self.readers, f).await
+    }
 }
 
 impl Drop for SqliteStore {

@@ -3,7 +3,9 @@
 //! A fixed set of connections opened with `query_only`, each behind its own
 //! mutex. A read takes the first free connection, starting from a rotating
 //! index, or waits for the one at that index when all are busy. Reads run on
-//! tokio's blocking pool, so they never stall the async workers. In WAL mode
+//! tokio's blocking pool, so they never stall the async workers; only a
+//! lookup of one row by its primary key runs on the calling thread when a
+//! connection is free ([`read_now`]), as it takes microseconds. In WAL mode
 //! readers do not block the writer nor each other, and each read sees every
 //! write acknowledged before it started.
 
@@ -59,6 +61,22 @@ impl Readers {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn)
     }
+}
+
+/// Runs `f` at once on the calling thread if a read connection is free,
+/// for a lookup of one row by its key: a few microseconds, where the trip
+/// to the blocking pool and back costs tens. None if every connection is
+/// busy (then [`read`] waits for one on the blocking pool).
+pub(crate) fn read_now<T>(
+    readers: &Readers,
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> Option<StoreResult<T>> {
+    let conn = readers.conns.iter().find_map(|c| match c.try_lock() {
+        Ok(conn) => Some(conn),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    })?;
+    Some(f(&conn).map_err(StoreError::Backend))
 }
 
 /// Runs `f` on a read connection on the blocking pool.
