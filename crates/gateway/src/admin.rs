@@ -448,7 +448,7 @@ fn deployed_pruned(versions: Vec<FunctionVersion>, pruned: Vec<String>) -> Respo
         .into_response()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
@@ -489,7 +489,7 @@ fn query_error<T: serde::de::DeserializeOwned>(
 }
 
 /// Reads an admin request's body, up to [`crate::MAX_ADMIN_BODY_BYTES`].
-async fn admin_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiError> {
+pub(crate) async fn admin_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(
         &parts.headers,

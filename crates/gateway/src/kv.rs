@@ -16,7 +16,7 @@
 //! A key is the rest of the path, percent-decoded, so it may hold `/`.
 
 use crate::Gateway;
-use crate::admin::{namespace, parse_query};
+use crate::admin::{admin_body, namespace, parse_json, parse_query};
 use crate::body::read_body;
 use crate::error::{ApiError, Path};
 use axum::Json;
@@ -208,24 +208,8 @@ async fn delete_value(
     }
 }
 
-async fn body(req: Request) -> Result<axum::body::Bytes, ApiError> {
-    let (parts, body) = req.into_parts();
-    read_body(
-        &parts.headers,
-        body,
-        crate::MAX_ADMIN_BODY_BYTES as u64,
-        "the admin API's limit",
-    )
-    .await
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
-}
-
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    parse(&body(req).await?)
+    parse_json(&admin_body(req).await?.1)
 }
 
 async fn incr(
@@ -234,12 +218,12 @@ async fn incr(
     req: Request,
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
-    let body = body(req).await?;
+    let (_, body) = admin_body(req).await?;
     // No body is `{"by": 1}`.
     let by = if body.is_empty() {
         1
     } else {
-        parse::<KvIncr>(&body)?.by
+        parse_json::<KvIncr>(&body)?.by
     };
     let (value, version) = g.kv.incr(ns.as_str(), &store, &key, by).await?;
     Ok(Json(KvCounter { value, version }).into_response())
