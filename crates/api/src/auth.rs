@@ -22,6 +22,8 @@ pub enum Scope {
     AuditRead,
     KvRead,
     KvWrite,
+    ConfigRead,
+    ConfigWrite,
 }
 
 /// Every scope: its name and what it allows.
@@ -72,6 +74,16 @@ pub const SCOPES: &[(Scope, &str, &str)] = &[
         Scope::KvWrite,
         "kv:write",
         "write key-value stores: set, increment, delete",
+    ),
+    (
+        Scope::ConfigRead,
+        "config:read",
+        "read app config: current settings, one version, history",
+    ),
+    (
+        Scope::ConfigWrite,
+        "config:write",
+        "change app config: set and delete keys, roll back",
     ),
 ];
 

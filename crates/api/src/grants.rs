@@ -5,6 +5,7 @@
 //!   api:
 //!     grants:
 //!       secrets: [DB_PASSWORD]                 # `nimbus secret set DB_PASSWORD`
+//!       config: [API_URL, "feature.*"]     # `nimbus config set API_URL=…`
 //!       outbound:
 //!         - https://api.example.com           # port 443
 //!         - https://*.example.com:8443        # any subdomain, one port
@@ -38,11 +39,23 @@ pub struct Grants {
     /// all; each granted store may be read and written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv: Vec<String>,
+    /// App config keys the function may read: a key (`API_URL`), a prefix
+    /// (`feature.*`) or `*` for every key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<String>,
 }
 
 impl Grants {
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.outbound.is_empty() && self.kv.is_empty()
+        self.secrets.is_empty()
+            && self.outbound.is_empty()
+            && self.kv.is_empty()
+            && self.config.is_empty()
+    }
+
+    /// Whether config key `key` is granted.
+    pub fn has_config_key(&self, key: &str) -> bool {
+        crate::config::granted(&self.config, key)
     }
 
     /// Whether key-value store `name` is granted.
@@ -68,11 +81,17 @@ impl Grants {
             .iter()
             .filter(|s| *s == "*")
             .map(|_| "kv *".to_owned());
+        let config = self
+            .config
+            .iter()
+            .filter(|s| *s == "*")
+            .map(|_| "config *".to_owned());
         self.outbound
             .iter()
             .filter(|r| r.is_wildcard())
             .map(|r| format!("outbound {r}"))
             .chain(stores)
+            .chain(config)
             .collect()
     }
 
@@ -128,6 +147,17 @@ impl Grants {
             }
             if self.kv[..i].contains(s) {
                 return Err(format!("grants.kv: {s} is listed twice"));
+            }
+        }
+        if self.config.len() > MAX_GRANTS_PER_LIST {
+            return Err(format!(
+                "grants.config: at most {MAX_GRANTS_PER_LIST} keys or prefixes"
+            ));
+        }
+        for (i, p) in self.config.iter().enumerate() {
+            crate::config::check_pattern(p).map_err(|e| format!("grants.config: {e}"))?;
+            if self.config[..i].contains(p) {
+                return Err(format!("grants.config: {p} is listed twice"));
             }
         }
         Ok(())

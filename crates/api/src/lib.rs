@@ -7,6 +7,7 @@
 pub mod alias;
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod function;
 pub mod grants;

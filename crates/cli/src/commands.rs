@@ -63,6 +63,10 @@ pub struct DeployArgs {
     /// Grant a key-value store of the namespace, or * for all (repeatable).
     #[arg(long = "kv")]
     pub kv: Vec<String>,
+    /// Let the function read app config key KEY, prefix PREFIX*, or * for
+    /// all (repeatable).
+    #[arg(long = "config")]
+    pub config: Vec<String>,
     /// Print what the deploy would change (created, updated with each
     /// difference, unchanged, deleted with --prune) and change nothing.
     #[arg(long)]
@@ -91,6 +95,7 @@ impl DeployArgs {
             secrets: Vec::new(),
             outbound: Vec::new(),
             kv: Vec::new(),
+            config: Vec::new(),
             plan: false,
             prune: false,
         }
@@ -293,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(cmd) => crate::keys::run(&g, cmd).await,
         Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
         Command::Kv(cmd) => crate::kv::run(&g, cmd).await,
+        Command::Config(cmd) => crate::settings::run(&g, cmd).await,
         Command::Alias(cmd) => crate::aliases::run(&g, cmd).await,
         Command::Rollback { name, alias } => crate::aliases::rollback(&g, &name, alias).await,
         Command::Rollout {
@@ -568,6 +574,7 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                         .map(|r| r.parse().map_err(|e| anyhow::anyhow!("--outbound: {e}")))
                         .collect::<anyhow::Result<_>>()?,
                     kv: args.kv.clone(),
+                    config: args.config.clone(),
                 },
                 build: None,
             };
@@ -750,9 +757,12 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
             for s in &f.grants.kv {
                 println!("  grant kv {s}");
             }
+            for s in &f.grants.config {
+                println!("  grant config {s}");
+            }
             for w in f.grants.wildcards() {
                 eprintln!(
-                    "warning: functions.{}: the grant {w} allows more than one host or port; name each one the function needs",
+                    "warning: functions.{}: the grant {w} allows more than one host, port, store or key; name each one the function needs",
                     f.name
                 );
             }
@@ -1203,6 +1213,9 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                     }
                     for s in &v.grants.kv {
                         println!("  grant:   kv {s}");
+                    }
+                    for s in &v.grants.config {
+                        println!("  grant:   config {s}");
                     }
                     if !v.dependencies.is_empty() {
                         println!("  dependencies:");

@@ -18,6 +18,7 @@ mod init;
 mod keys;
 mod kv;
 mod secrets;
+mod settings;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -248,6 +249,13 @@ pub enum Command {
         after_help = "Examples:\n  nimbus kv set greeting hello\n  nimbus kv get greeting\n  nimbus kv incr visits\n  nimbus kv set session:42 '{\"user\":1}' --ttl 1h --store sessions\n  nimbus kv list --prefix session: --store sessions -o json\n  nimbus kv del greeting"
     )]
     Kv(KvCommand),
+    /// App config: versioned settings functions read (wasi:config,
+    /// nimbus.config): set, unset, get, history, rollback.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus config set API_URL=https://api.example.com feature.checkout=on -m \"new checkout\"\n  nimbus config get\n  nimbus config get API_URL\n  nimbus config history\n  nimbus config rollback 3"
+    )]
+    Config(ConfigCommand),
     /// Point named aliases (prod, staging) at versions, or split traffic
     /// across versions by weight; call them as NAME@ALIAS.
     #[command(
@@ -467,10 +475,75 @@ pub enum KvCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set keys (KEY=VALUE ...), all in one new version.
+    #[command(
+        after_help = "Examples:\n  nimbus config set API_URL=https://api.example.com\n  nimbus config set feature.checkout=on feature.search=off -m \"launch checkout\"\n  nimbus config set LIMIT=10 --if-version 4"
+    )]
+    Set {
+        /// KEY=VALUE; the value is everything after the first =.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Why, kept in the history.
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        /// Only if the config is still at this version (If-Match).
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Delete keys, all in one new version.
+    #[command(
+        after_help = "Examples:\n  nimbus config unset feature.search\n  nimbus config unset A B -m \"cleanup\""
+    )]
+    Unset {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Print one key's value, or every KEY=VALUE of the current (or a
+    /// kept) version.
+    #[command(
+        after_help = "Examples:\n  nimbus config get\n  nimbus config get API_URL\n  nimbus config get --version 3 -o json"
+    )]
+    Get {
+        key: Option<String>,
+        /// A kept version instead of the current one.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// List versions, newest first: who changed what, and when.
+    #[command(
+        after_help = "Examples:\n  nimbus config history\n  nimbus config history --limit 5 --before 20"
+    )]
+    History {
+        /// Most versions (1 to 100; default 20).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Only versions older than this one (the next page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Make an earlier version's settings current again, as a new version.
+    #[command(
+        after_help = "Examples:\n  nimbus config rollback 3\n  nimbus config rollback 3 -m \"checkout broke search\""
+    )]
+    Rollback {
+        version: u64,
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key; its token is printed once and never again.
     #[command(
-        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read, audit:read,\n        kv:read, kv:write\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
+        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read, audit:read,\n        kv:read, kv:write, config:read, config:write\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
     )]
     Create {
         /// A label for people.

@@ -94,6 +94,15 @@ impl Principal {
         })
     }
 
+    /// How records name the principal: `admin`, `key:<id>` or `anonymous`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_owned(),
+            Principal::Key { id, .. } => format!("key:{id}"),
+            Principal::Anonymous => "anonymous".to_owned(),
+        }
+    }
+
     /// The namespace a key is bound to, if it is bound to one.
     pub fn namespace(&self) -> Option<&str> {
         match self {

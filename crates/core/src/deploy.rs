@@ -144,6 +144,18 @@ impl DeployItem {
                 ),
             ));
         }
+        if !self.spec.grants.config.is_empty()
+            && !by.allows(Scope::ConfigRead, Some(namespace.as_str()))
+        {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "functions.{}.grants.config: a function granted config keys can read them, so deploying it needs the scope {} in namespace {namespace}, which this key lacks",
+                    self.name,
+                    Scope::ConfigRead
+                ),
+            ));
+        }
         Ok(())
     }
 

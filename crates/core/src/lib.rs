@@ -19,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cgi;
+pub mod config;
 pub mod deploy;
 pub mod dispatch;
 pub mod egress;

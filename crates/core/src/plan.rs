@@ -171,6 +171,12 @@ fn changes(old: &FunctionVersion, new: &FunctionVersion) -> Vec<String> {
     for s in og.kv.iter().filter(|s| !ng.kv.contains(s)) {
         out.push(format!("grants.kv: - {s}"));
     }
+    for s in ng.config.iter().filter(|s| !og.config.contains(s)) {
+        out.push(format!("grants.config: + {s}"));
+    }
+    for s in og.config.iter().filter(|s| !ng.config.contains(s)) {
+        out.push(format!("grants.config: - {s}"));
+    }
     out
 }
 

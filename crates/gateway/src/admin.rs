@@ -31,7 +31,7 @@ use std::sync::Arc;
 type St = State<Arc<Gateway>>;
 
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
-    crate::kv::routes(Router::new())
+    crate::config::routes(crate::kv::routes(Router::new()))
         .route("/namespaces/{ns}/functions", get(list_functions))
         .route(
             "/namespaces/{ns}/functions/{name}",
@@ -115,11 +115,10 @@ async fn audit(State(g): St, req: Request, next: Next) -> Response {
     if !audited_change && !refused {
         return resp;
     }
-    let actor = match resp.extensions().get::<Principal>() {
-        Some(Principal::Admin) => "admin".to_owned(),
-        Some(Principal::Key { id, .. }) => format!("key:{id}"),
-        _ => "anonymous".to_owned(),
-    };
+    let actor = resp
+        .extensions()
+        .get::<Principal>()
+        .map_or_else(|| Principal::Anonymous.actor(), Principal::actor);
     let route = match route {
         Some(r) if r.starts_with("/api/v1") => r,
         Some(r) => format!("/api/v1{r}"),
@@ -278,7 +277,7 @@ fn visible_namespace(
     }
 }
 
-fn principal_of(req: &Request) -> Principal {
+pub(crate) fn principal_of(req: &Request) -> Principal {
     req.extensions()
         .get::<Principal>()
         .cloned()

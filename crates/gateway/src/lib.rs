@@ -18,6 +18,7 @@
 
 mod admin;
 mod body;
+mod config;
 mod error;
 mod invoke;
 mod kv;
@@ -49,14 +50,18 @@ pub struct Gateway {
     pub audit: Arc<nimbus_core::audit::AuditLog>,
     /// Key-value stores (see [`nimbus_core::kv`]).
     pub kv: Arc<nimbus_core::kv::Kv>,
+    /// App config (see [`nimbus_core::config`]).
+    pub config: Arc<nimbus_core::config::Config>,
+}
+
+/// The data services the REST API serves.
+pub struct DataServices {
+    pub kv: Arc<nimbus_core::kv::Kv>,
+    pub config: Arc<nimbus_core::config::Config>,
 }
 
 impl Gateway {
-    pub fn new(
-        platform: Arc<Platform>,
-        admin_token: String,
-        kv: Arc<nimbus_core::kv::Kv>,
-    ) -> Gateway {
+    pub fn new(platform: Arc<Platform>, admin_token: String, data: DataServices) -> Gateway {
         let keys: Arc<dyn nimbus_core::store::KeyStore> = platform.store().clone();
         let audit: Arc<dyn nimbus_core::store::AuditStore> = platform.store().clone();
         Gateway {
@@ -64,7 +69,8 @@ impl Gateway {
             audit: nimbus_core::audit::AuditLog::new(audit),
             platform,
             admin_token,
-            kv,
+            kv: data.kv,
+            config: data.config,
         }
     }
 }

@@ -142,6 +142,9 @@ pub struct ProcessConfig {
     /// The key-value service functions reach through the local API and the
     /// `nimbus` module (their `grants.kv`); None: no local API. Default none.
     pub kv: Option<Arc<nimbus_core::kv::Kv>>,
+    /// The app config functions read through the local API and the
+    /// `nimbus` module (their `grants.config`). Default none.
+    pub config: Option<Arc<nimbus_core::config::Config>>,
     /// bubblewrap's path; None searches `PATH`, `/usr/bin` and `/usr/local/bin`.
     pub bwrap: Option<PathBuf>,
     /// The Python interpreter. Default `/usr/bin/python3`.
@@ -183,6 +186,7 @@ impl ProcessConfig {
             allow_unsandboxed: false,
             network: false,
             kv: None,
+            config: None,
             bwrap: None,
             python: PathBuf::from("/usr/bin/python3"),
             node: PathBuf::from("/usr/bin/node"),
@@ -458,8 +462,9 @@ impl ProcessRuntime {
         };
         // The local API's sockets and the SDK live where the sandbox uid can
         // reach them: beside the staging directory when running as root.
-        let api_dirs = match (&config.kv, &sandbox) {
-            (Some(_), Ok(s)) => {
+        let has_services = config.kv.is_some() || config.config.is_some();
+        let api_dirs = match (has_services, &sandbox) {
+            (true, Ok(s)) => {
                 let base = match (&s.stage, &runtime_dir) {
                     (None, _) => Some(config.work_dir.clone()),
                     (Some(_), dir) => dir.clone(),
@@ -812,13 +817,17 @@ impl Runtime for ProcessRuntime {
             }
         };
         let mut env = environment(version, &sandbox.code_root(&code_dir));
-        let api = match (&self.inner.config.kv, &self.inner.api_dirs) {
-            (Some(kv), Some((parent, sdk))) => {
+        let api = match &self.inner.api_dirs {
+            Some((parent, sdk)) => {
+                let services = local_api::Services {
+                    kv: self.inner.config.kv.clone(),
+                    config: self.inner.config.config.clone(),
+                };
                 let api = local_api::LocalApi::start(
                     parent,
-                    kv.clone(),
+                    services,
                     version.namespace.clone(),
-                    version.grants.kv.clone(),
+                    &version.grants,
                 )
                 .map_err(|e| {
                     RuntimeError::new(
@@ -1168,7 +1177,7 @@ impl ProcessPrepared {
             }
         };
         // The invocation's credential for the local API, valid until it ends.
-        let session = self.spec.api.as_ref().map(local_api::LocalApi::session);
+        let session = self.spec.api.as_ref().map(|api| api.session(ctx.deadline));
         let token = session.as_ref().map(|s| s.token.as_str());
         let run = match self.spec.lang {
             Lang::Exec => {

@@ -1,5 +1,5 @@
 //! The local API: how Python, Node and exec functions reach Nimbus's
-//! services (key-value stores now) from inside their sandbox.
+//! services (key-value stores and app config) from inside their sandbox.
 //!
 //! ```text
 //!  sandbox                                   Nimbus
@@ -30,7 +30,13 @@
 //! DELETE /v1/kv/{store}/keys/{key}     204, 404 if absent
 //! POST   /v1/kv/{store}/incr/{key}     {"by": N} → {"value", "version"}
 //! GET    /v1/kv/{store}/keys?prefix=&cursor=&limit=   → {"keys", "cursor"?}
+//! GET    /v1/config                    → {"version", "entries"}: the granted keys
+//! GET    /v1/config/{key}              → {"key", "value", "version"}; 404 if unset
 //! ```
+//!
+//! Config reads of one invocation answer from the version current at its
+//! first read, as `wasi:config` does for components: one invocation never
+//! sees a mix of two versions.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -38,7 +44,7 @@ use nimbus_api::ErrorCode;
 use nimbus_api::kv::{KvCounter, KvIncr, KvWritten, MAX_KV_VALUE_BYTES};
 use nimbus_core::kv::{Kv, KvWrite};
 use nimbus_core::store::kv::KvCondition;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -122,12 +128,29 @@ pub(crate) struct LocalApi {
     task: tokio::task::AbortHandle,
 }
 
+/// The services the local API serves (each None: its routes answer 404).
+#[derive(Clone, Default)]
+pub(crate) struct Services {
+    pub kv: Option<Arc<Kv>>,
+    pub config: Option<Arc<nimbus_core::config::Config>>,
+}
+
 struct State {
-    kv: Arc<Kv>,
+    services: Services,
     namespace: String,
     stores: Vec<String>,
-    /// Tokens of the invocations running now.
-    sessions: Mutex<HashSet<String>>,
+    /// `grants.config`.
+    config_keys: Vec<String>,
+    /// Tokens of the invocations running now, with what each has read.
+    sessions: Mutex<HashMap<String, SessionState>>,
+}
+
+/// One invocation's session: its deadline and what it has read.
+struct SessionState {
+    /// Calls still running at the invocation's deadline are cut short.
+    deadline: tokio::time::Instant,
+    /// The config version it reads (version, settings), once loaded.
+    config: Option<Arc<(u64, BTreeMap<String, String>)>>,
 }
 
 impl std::fmt::Debug for LocalApi {
@@ -161,12 +184,12 @@ impl Drop for Session {
 
 impl LocalApi {
     /// Listens in a new directory under `parent` for a version of
-    /// `namespace` granted `stores`.
+    /// `namespace` with `grants`.
     pub(crate) fn start(
         parent: &Path,
-        kv: Arc<Kv>,
+        services: Services,
         namespace: String,
-        stores: Vec<String>,
+        grants: &nimbus_api::Grants,
     ) -> std::io::Result<LocalApi> {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::create_dir_all(parent)?;
@@ -181,10 +204,11 @@ impl LocalApi {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let state = Arc::new(State {
-            kv,
+            services,
             namespace,
-            stores,
-            sessions: Mutex::new(HashSet::new()),
+            stores: grants.kv.clone(),
+            config_keys: grants.config.clone(),
+            sessions: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(serve(listener, state.clone())).abort_handle();
         Ok(LocalApi { dir, state, task })
@@ -195,8 +219,8 @@ impl LocalApi {
         &self.dir
     }
 
-    /// Opens an invocation's session.
-    pub(crate) fn session(&self) -> Session {
+    /// Opens an invocation's session, which ends at `deadline` at the latest.
+    pub(crate) fn session(&self, deadline: std::time::Instant) -> Session {
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -206,7 +230,13 @@ impl LocalApi {
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(token.clone());
+            .insert(
+                token.clone(),
+                SessionState {
+                    deadline: deadline.into(),
+                    config: None,
+                },
+            );
         Session {
             token,
             state: self.state.clone(),
@@ -293,9 +323,17 @@ enum Route {
     Key(String, String),
     Incr(String, String),
     Keys(String),
+    ConfigAll,
+    ConfigKey(String),
 }
 
 fn route(path: &str) -> Option<Route> {
+    if path == "/v1/config" {
+        return Some(Route::ConfigAll);
+    }
+    if let Some(key) = path.strip_prefix("/v1/config/") {
+        return Some(Route::ConfigKey(percent_decode(key)?));
+    }
     let rest = path.strip_prefix("/v1/kv/")?;
     let (store, rest) = rest.split_once('/')?;
     let store = percent_decode(store)?;
@@ -315,19 +353,32 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let known = token.is_some_and(|t| {
+    let token = token.map(str::to_owned);
+    let deadline = token.as_ref().and_then(|t| {
         state
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(t)
+            .get(t)
+            .map(|s| s.deadline)
     });
-    if !known {
+    let (Some(deadline), Some(token)) = (deadline, token) else {
         return error(
             ErrorCode::Unauthorized,
             "no token of a running invocation: the local API answers only during an invocation, with its NIMBUS_API_TOKEN",
         );
+    };
+    match tokio::time::timeout_at(deadline, serve_call(state, &token, req)).await {
+        Ok(resp) => resp,
+        Err(_) => error(
+            ErrorCode::Timeout,
+            "the invocation's deadline passed during this call",
+        ),
     }
+}
+
+/// A call of a known session.
+async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::Incoming>) -> Resp {
     let Some(route) = route(req.uri().path()) else {
         return error(
             ErrorCode::NotFound,
@@ -336,6 +387,18 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
     };
     let store = match &route {
         Route::Key(s, _) | Route::Incr(s, _) | Route::Keys(s) => s.clone(),
+        Route::ConfigAll | Route::ConfigKey(_) => {
+            if req.method() != http::Method::GET {
+                return error(
+                    ErrorCode::MethodNotAllowed,
+                    "functions only read config: GET; change it with nimbus config set",
+                );
+            }
+            return config(state, token, route).await;
+        }
+    };
+    let Some(kv) = state.services.kv.clone() else {
+        return error(ErrorCode::NotFound, "this server has no key-value service");
     };
     if !state.stores.iter().any(|s| *s == store || s == "*") {
         return error(
@@ -361,7 +424,7 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
         }
     };
     let result = match (route, method) {
-        (Route::Key(store, key), http::Method::GET) => match state.kv.get(ns, &store, &key).await {
+        (Route::Key(store, key), http::Method::GET) => match kv.get(ns, &store, &key).await {
             Ok(Some(entry)) => Ok(http::Response::builder()
                 .header("etag", format!("\"{}\"", entry.version))
                 .header("content-type", "application/octet-stream")
@@ -383,14 +446,12 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
                 value: body.to_vec(),
                 ttl_seconds,
             };
-            state
-                .kv
-                .set(ns, &store, write, KvCondition::Always)
+            kv.set(ns, &store, write, KvCondition::Always)
                 .await
                 .map(|version| json(200, &KvWritten { version }))
         }
         (Route::Key(store, key), http::Method::DELETE) => {
-            match state.kv.delete(ns, &store, &key, KvCondition::Always).await {
+            match kv.delete(ns, &store, &key, KvCondition::Always).await {
                 Ok(true) => Ok(json(200, &serde_json::json!({ "deleted": true }))),
                 Ok(false) => Ok(error(
                     ErrorCode::NotFound,
@@ -406,8 +467,7 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
                 serde_json::from_slice::<KvIncr>(&body).map(|b| b.by)
             };
             match by {
-                Ok(by) => state
-                    .kv
+                Ok(by) => kv
                     .incr(ns, &store, &key, by)
                     .await
                     .map(|(value, version)| json(200, &KvCounter { value, version })),
@@ -430,17 +490,15 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
                 Ok(l) => l,
                 Err(m) => return error(ErrorCode::BadRequest, m),
             };
-            state
-                .kv
-                .keys(
-                    ns,
-                    &store,
-                    get("prefix").unwrap_or(""),
-                    get("cursor"),
-                    limit,
-                )
-                .await
-                .map(|page| json(200, &page))
+            kv.keys(
+                ns,
+                &store,
+                get("prefix").unwrap_or(""),
+                get("cursor"),
+                limit,
+            )
+            .await
+            .map(|page| json(200, &page))
         }
         (_, m) => Ok(error(
             ErrorCode::MethodNotAllowed,
@@ -448,6 +506,76 @@ async fn handle(state: &State, req: http::Request<hyper::body::Incoming>) -> Res
         )),
     };
     result.unwrap_or_else(|e| error(e.code, e.message))
+}
+
+/// A config read: from the invocation's version, loaded on its first read.
+async fn config(state: &State, token: &str, route: Route) -> Resp {
+    if let Route::ConfigKey(key) = &route
+        && !nimbus_api::config::granted(&state.config_keys, key)
+    {
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "config key {key:?} is not granted to this function: add it, or a prefix* of it, to its grants.config (grants: {{config: [{key}]}})"
+            ),
+        );
+    }
+    let cached = state
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(token)
+        .and_then(|s| s.config.clone());
+    let loaded = match cached {
+        Some(c) => c,
+        None => {
+            let Some(service) = state.services.config.clone() else {
+                return error(ErrorCode::Unavailable, "this server has no config service");
+            };
+            let current = match service.current(&state.namespace).await {
+                Ok(v) => v,
+                Err(e) => return error(e.code, e.message),
+            };
+            let loaded = Arc::new((current.version, current.entries.unwrap_or_default()));
+            // Two first reads racing: both answer from the one kept.
+            match state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(token)
+            {
+                Some(s) => s.config.get_or_insert(loaded).clone(),
+                None => loaded,
+            }
+        }
+    };
+    let (version, entries) = &*loaded;
+    match route {
+        Route::ConfigKey(key) => match entries.get(&key) {
+            Some(value) => json(
+                200,
+                &nimbus_api::config::ConfigValue {
+                    key,
+                    value: value.clone(),
+                    version: *version,
+                },
+            ),
+            None => error(
+                ErrorCode::NotFound,
+                format!("config key {key:?} is not set (config version {version})"),
+            ),
+        },
+        _ => {
+            let granted: BTreeMap<&String, &String> = entries
+                .iter()
+                .filter(|(k, _)| nimbus_api::config::granted(&state.config_keys, k))
+                .collect();
+            json(
+                200,
+                &serde_json::json!({ "version": version, "entries": granted }),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +594,8 @@ mod tests {
         ));
         assert!(matches!(route("/v1/kv/cart/incr/n"), Some(Route::Incr(_, k)) if k == "n"));
         assert!(matches!(route("/v1/kv/cart/keys"), Some(Route::Keys(s)) if s == "cart"));
+        assert!(matches!(route("/v1/config"), Some(Route::ConfigAll)));
+        assert!(matches!(route("/v1/config/API_URL"), Some(Route::ConfigKey(k)) if k == "API_URL"));
         assert!(route("/v1/other").is_none());
         assert!(route("/v1/kv/cart/keys/%zz").is_none());
     }

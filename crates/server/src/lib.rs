@@ -242,14 +242,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let artifacts = ArtifactStore::open(dir.join("code"))?;
     let kv = nimbus_core::kv::Kv::new(store.clone(), Some(config.max_storage_bytes_per_namespace));
     kv.spawn_sweeper();
+    let app_config = nimbus_core::config::Config::new(
+        store.clone(),
+        Some(config.max_storage_bytes_per_namespace),
+    );
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.kv = Some(kv.clone());
+    wasm.config = Some(app_config.clone());
     wasm.max_instances = config.max_wasm_instances;
     wasm.max_idle_instances = config.max_idle_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;
     let mut process_config = ProcessConfig::new(dir.join("process"));
     process_config.build = config.build.clone();
     process_config.kv = Some(kv.clone());
+    process_config.config = Some(app_config.clone());
     let process = match ProcessRuntime::new(process_config) {
         Ok(p) => {
             if let Err(e) = p.sandbox_status() {
@@ -281,7 +287,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tracing::info!(rotated, "sealed secrets again with the current key");
     }
 
-    let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone(), kv));
+    let data = nimbus_gateway::DataServices {
+        kv,
+        config: app_config,
+    };
+    let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone(), data));
     let app = nimbus_gateway::router(gateway);
     let tls = match &config.tls {
         Some(files) => Some(

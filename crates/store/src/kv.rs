@@ -54,15 +54,6 @@ fn holds(condition: KvCondition, live: Option<&Current>) -> bool {
     }
 }
 
-/// The namespace's stored bytes over every service that counts them.
-fn used_bytes(conn: &Connection, namespace: &str) -> Result<u64, StoreError> {
-    conn.prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM kv_stores WHERE namespace = ?1")
-        .and_then(|mut st| st.query_row(params![namespace], |r| r.get::<_, i64>(0)))
-        .map(|b| b.max(0) as u64)
-        .with_context(|| format!("read the storage of namespace {namespace}"))
-        .map_err(StoreError::Backend)
-}
-
 /// Refuses growth past the quota.
 fn check_quota(
     conn: &Connection,
@@ -76,7 +67,7 @@ fn check_quota(
     if growth <= 0 {
         return Ok(Ok(()));
     }
-    let needed = used_bytes(conn, namespace)?.saturating_add(growth as u64);
+    let needed = crate::usage::used_bytes(conn, namespace)?.saturating_add(growth as u64);
     if needed > limit {
         return Ok(Err(KvError::QuotaExceeded {
             needed_bytes: needed,
@@ -414,8 +405,10 @@ impl KvStore for SqliteStore {
 
     async fn storage_bytes(&self, namespace: &str) -> Result<u64, StoreError> {
         let namespace = namespace.to_owned();
-        self.read(move |conn| used_bytes(conn, &namespace).map_err(anyhow::Error::from))
-            .await
+        self.read(move |conn| {
+            crate::usage::used_bytes(conn, &namespace).map_err(anyhow::Error::from)
+        })
+        .await
     }
 
     async fn kv_sweep(&self, now_ms: u64, limit: u32) -> Result<u64, StoreError> {

@@ -32,12 +32,14 @@
 
 mod aliases;
 mod audit;
+mod config;
 mod error;
 mod keys;
 mod kv;
 mod readers;
 pub mod schema;
 mod secrets;
+mod usage;
 mod writer;
 
 pub use writer::WriterStats;

@@ -167,10 +167,30 @@ CREATE TABLE sequences (
 ) WITHOUT ROWID;
 ";
 
+/// Version 8: app config, one row per kept version of a namespace's
+/// settings (`entries`, a JSON object), what its change did (`changed`:
+/// the keys set and deleted), and its size in `bytes`, which counts
+/// towards the namespace's storage.
+const SCHEMA_V8: &str = "
+CREATE TABLE config_versions (
+    namespace     TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    author        TEXT    NOT NULL,
+    description   TEXT    NOT NULL,
+    rollback_of   INTEGER,
+    changed       TEXT    NOT NULL,
+    keys          INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    entries       TEXT    NOT NULL,
+    PRIMARY KEY (namespace, version)
+);
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 /// The schema version this build writes.

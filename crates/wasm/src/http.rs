@@ -29,6 +29,7 @@ pub struct HttpState {
     table: ResourceTable,
     hooks: crate::outbound::Outbound,
     kv: crate::keyvalue::KvCtx,
+    config: crate::appconfig::ConfigCtx,
     limiter: MemoryLimiter,
 }
 
@@ -39,6 +40,17 @@ impl HttpState {
             table: &mut self.table,
         }
     }
+
+    fn config_view(&mut self) -> &mut crate::appconfig::ConfigCtx {
+        &mut self.config
+    }
+}
+
+/// The data services components reach through their capabilities.
+#[derive(Clone, Default)]
+pub(crate) struct Services {
+    pub kv: Option<Arc<nimbus_core::kv::Kv>>,
+    pub config: Option<Arc<nimbus_core::config::Config>>,
 }
 
 impl WasiView for HttpState {
@@ -71,6 +83,9 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HttpState>> {
     crate::keyvalue::add_to_linker(&mut linker, HttpState::kv_view)
         .map_err(anyhow::Error::from)
         .context("link wasi:keyvalue")?;
+    crate::appconfig::add_to_linker(&mut linker, HttpState::config_view)
+        .map_err(anyhow::Error::from)
+        .context("link wasi:config")?;
     Ok(linker)
 }
 
@@ -117,16 +132,21 @@ pub(crate) fn prepared(
     pre: Arc<ProxyPre<HttpState>>,
     version: &FunctionVersion,
     budget: &Arc<IdleBudget>,
-    kv: Option<Arc<nimbus_core::kv::Kv>>,
+    services: &Services,
 ) -> Arc<dyn Prepared> {
     let max_uses = version.scaling.max_invocations_per_instance.get();
     Arc::new(HttpPrepared {
         pre,
         outbound: version.grants.outbound.clone().into(),
         kv: crate::keyvalue::KvGrants {
-            service: kv,
+            service: services.kv.clone(),
             namespace: version.namespace.as_str().into(),
             stores: version.grants.kv.clone().into(),
+        },
+        config: crate::appconfig::ConfigGrants {
+            service: services.config.clone(),
+            namespace: version.namespace.as_str().into(),
+            patterns: version.grants.config.clone().into(),
         },
         version: version.clone(),
         reuse: (max_uses > 1).then(|| Reuse {
@@ -149,6 +169,8 @@ struct HttpPrepared {
     outbound: Arc<[nimbus_api::grants::OutboundRule]>,
     /// The key-value stores it may open (`grants.kv`).
     kv: crate::keyvalue::KvGrants,
+    /// The config keys it may read (`grants.config`).
+    config: crate::appconfig::ConfigGrants,
     /// Instances kept between invocations; `None` when every invocation
     /// gets a fresh one (`max_invocations_per_instance: 1`, the default).
     reuse: Option<Reuse>,
@@ -303,6 +325,11 @@ impl HttpPrepared {
                     limits.memory_limit_bytes(),
                     logs.stderr(),
                 ),
+                config: crate::appconfig::ConfigCtx::new(
+                    self.config.clone(),
+                    deadline.into(),
+                    logs.stderr(),
+                ),
                 limiter: MemoryLimiter::new(limits.memory_limit_bytes()),
             },
         );
@@ -334,6 +361,10 @@ impl Prepared for HttpPrepared {
         store
             .data_mut()
             .kv
+            .begin(ctx.deadline.into(), ctx.cpu.clone());
+        store
+            .data_mut()
+            .config
             .begin(ctx.deadline.into(), ctx.cpu.clone());
         arm_deadline(&mut store, ctx.deadline);
         let timeout_ms = limits.timeout_ms.get();

@@ -25,21 +25,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "nimbus:platform/capabilities",
-        imports: { default: async | trappable },
-        with: {
-            "wasi:keyvalue/store.bucket": super::Bucket,
-        },
-        trappable_error_type: {
-            "wasi:keyvalue/store.error" => super::Fail,
-        },
-    });
-}
-
-use generated::wasi::keyvalue::{atomics, batch, store};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// Most listing pages one instance may continue (its cursor table).
 pub const MAX_CURSORS_PER_INSTANCE: usize = 1024;

@@ -21,6 +21,8 @@
 //! at each tick, so a busy loop cannot starve other invocations, and traps
 //! once past its deadline); memory uses a per-store [`limiter::MemoryLimiter`].
 
+mod appconfig;
+mod bindings;
 mod capture;
 mod cgi;
 mod http;
@@ -96,6 +98,9 @@ pub struct WasmConfig {
     /// The key-value service components reach through `wasi:keyvalue`
     /// (their `grants.kv`); None: every `open` fails. Default none.
     pub kv: Option<Arc<nimbus_core::kv::Kv>>,
+    /// The app config components read through `wasi:config` (their
+    /// `grants.config`); None: every read fails. Default none.
+    pub config: Option<Arc<nimbus_core::config::Config>>,
 }
 
 impl WasmConfig {
@@ -108,6 +113,7 @@ impl WasmConfig {
             keep_resident_bytes: 2 << 20,
             max_idle_instances: 100,
             kv: None,
+            config: None,
         }
     }
 }
@@ -124,8 +130,8 @@ pub struct WasmRuntime {
     cgi_linked: Mutex<HashMap<String, Weak<InstancePre<cgi::CgiState>>>>,
     /// Instances kept for reuse, counted across all functions.
     idle_budget: Arc<http::IdleBudget>,
-    /// What `wasi:keyvalue` reaches.
-    kv: Option<Arc<nimbus_core::kv::Kv>>,
+    /// What the capabilities reach.
+    services: http::Services,
     _ticker: EpochTicker,
 }
 
@@ -243,7 +249,10 @@ impl WasmRuntime {
             cgi_linker,
             http_linked: Mutex::new(HashMap::new()),
             idle_budget: Arc::new(http::IdleBudget::new(config.max_idle_instances as usize)),
-            kv: config.kv.clone(),
+            services: http::Services {
+                kv: config.kv.clone(),
+                config: config.config.clone(),
+            },
             cgi_linked: Mutex::new(HashMap::new()),
             _ticker: EpochTicker { stop },
         }))
@@ -351,7 +360,7 @@ impl Runtime for WasmRuntime {
                         pre,
                         version,
                         &self.idle_budget,
-                        self.kv.clone(),
+                        &self.services,
                     ));
                 }
                 let component = self
@@ -363,7 +372,7 @@ impl Runtime for WasmRuntime {
                     pre,
                     version,
                     &self.idle_budget,
-                    self.kv.clone(),
+                    &self.services,
                 ))
             }
             CodeKind::WasiCgi if version.scaling.max_invocations_per_instance.get() > 1 => {

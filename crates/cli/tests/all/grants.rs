@@ -417,7 +417,7 @@ async fn a_component_reaches_the_hosts_it_is_granted_and_no_other() {
     };
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("warning: functions.wild: the grant outbound http://*:* allows more than one host or port"),
+        err.contains("warning: functions.wild: the grant outbound http://*:* allows more than one host, port, store or key"),
         "{err}"
     );
     let (status, _, record) = fetch(&s, "wild", &format!("http://127.0.0.1:{port}/"), "").await;
@@ -457,6 +457,10 @@ async fn bad_grants_are_refused_at_deploy() {
             "A is also set in env",
         ),
         ("    grants:\n      files: [x]\n", "unknown field `files`"),
+        (
+            "    grants:\n      config: [\"a b\"]\n",
+            "grants.config: \"a b\" is not a config key or prefix",
+        ),
     ] {
         let manifest = format!("functions:\n  f:\n    code: hello.wasm\n{extra}");
         let (status, body) = s.deploy_manifest(&manifest, &["hello"]).await;

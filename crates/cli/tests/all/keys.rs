@@ -64,6 +64,7 @@ fn request(
         .replace("{alias}", "prod")
         .replace("{store}", "default")
         .replace("{*key}", "k")
+        .replace("{key}", "k")
         .replace("[@{version or alias}]", "")
         .replace("/…", "/");
     let method = match e.method {
@@ -78,7 +79,9 @@ fn request(
         })),
         ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
         ("PUT", p) if p.contains("/aliases/") => rb.json(&json!({ "version": 1 })),
-        ("PUT", p) if p.contains("/kv/") => rb.body("1"),
+        ("PUT", p) if p.contains("/kv/") || p.contains("/config/") => rb.body("1"),
+        ("PATCH", p) if p.ends_with("/config") => rb.json(&json!({ "set": { "k": "2" } })),
+        ("POST", p) if p.ends_with("/config/rollback") => rb.json(&json!({ "version": 1 })),
         ("POST", p) if p.ends_with("/kv/{store}/get") || p.ends_with("/kv/{store}/delete") => {
             rb.json(&json!({ "keys": ["k"] }))
         }
@@ -149,6 +152,14 @@ async fn every_endpoint_needs_its_scope_in_its_namespace() {
                 .send()
                 .await
                 .expect("seed kv");
+            assert_eq!(r.status(), 200);
+            // A config key to read and delete (version 1 the first time).
+            let r = s
+                .admin(Method::PUT, &format!("/namespaces/{ns}/config/keys/k"))
+                .body("1")
+                .send()
+                .await
+                .expect("seed config");
             assert_eq!(r.status(), 200);
         }
         if e.path.ends_with("/rollback") {

@@ -9,6 +9,7 @@ mod auth;
 mod build;
 mod cli;
 mod common;
+mod config;
 mod deploy;
 mod first_hour;
 mod grants;

@@ -134,7 +134,7 @@ pub trait KvStore: Send + Sync + 'static {
     async fn kv_stores(&self, namespace: &str) -> Result<Vec<KvStoreInfo>, StoreError>;
 
     /// Bytes the namespace stores, over every service that counts them
-    /// (the key-value stores now).
+    /// (key-value entries and kept config versions).
     async fn storage_bytes(&self, namespace: &str) -> Result<u64, StoreError>;
 
     /// Removes up to `limit` entries expired at `now_ms`. Returns how many.

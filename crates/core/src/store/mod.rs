@@ -8,6 +8,8 @@
 //! durable when it returns `Ok`: a deploy that was acknowledged survives a
 //! crash.
 
+pub mod config;
+pub mod config_conformance;
 pub mod conformance;
 pub mod kv;
 pub mod kv_conformance;

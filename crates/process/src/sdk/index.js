@@ -1,15 +1,18 @@
 // Nimbus's services for Node.js functions, importable as they are:
 //
-//   const { kv } = require("nimbus");       // or: import { kv } from "nimbus";
+//   const { config, kv } = require("nimbus"); // or: import { kv } from "nimbus";
 //
 //   exports.handler = async (event) => {
+//     const url = await config.get("API_URL", "https://example.com");
 //     const hits = await kv.incr("hits");
 //     await kv.set("last", String(hits), { ttl: 3600 });
 //     const cart = kv.store("cart");          // another store of the namespace
 //     return { hits, items: await cart.keys({ prefix: "item:" }) };
 //   };
 //
-// A store must be in the function's grants.kv. Calls work during an
+// A store must be in the function's grants.kv, a config key in its
+// grants.config; config reads of one invocation all see the version current
+// at its first read. Calls work during an
 // invocation only (each has its own credential); a refusal rejects with a
 // NimbusError carrying the API's code and message.
 "use strict";
@@ -130,6 +133,26 @@ class Store {
   }
 }
 
+/** The app config of the function's namespace: text values, read-only, the keys in grants.config. */
+class Config {
+  /** The value of `key`, or `fallback` (default undefined) if it is not set. */
+  async get(key, fallback) {
+    try {
+      return JSON.parse((await call("GET", `/v1/config/${q(key)}`)).toString()).value;
+    } catch (e) {
+      if (e.code === "not_found") return fallback;
+      throw e;
+    }
+  }
+
+  /** Every granted key and its value, as an object. */
+  async all() {
+    return JSON.parse((await call("GET", "/v1/config")).toString()).entries;
+  }
+}
+
 exports.kv = new Store("default");
+exports.config = new Config();
+exports.Config = Config;
 exports.Store = Store;
 exports.NimbusError = NimbusError;

@@ -1,14 +1,17 @@
 """Nimbus's services for Python functions, importable as they are:
 
-    from nimbus import kv
+    from nimbus import config, kv
 
     def lambda_handler(event, context):
+        url = config.get("API_URL", "https://example.com")   # app config
         hits = kv.incr("hits")
         kv.set("last", str(hits), ttl=3600)
         cart = kv.store("cart")           # another store of the namespace
         return {"hits": hits, "items": list(cart.keys(prefix="item:"))}
 
-A store must be in the function's grants.kv. Calls work during an
+A store must be in the function's grants.kv, a config key in its
+grants.config. Config reads of one invocation all see the version current
+at its first read. Calls work during an
 invocation only (each has its own credential); a refusal raises NimbusError
 with the API's code and message.
 """
@@ -19,7 +22,7 @@ import os
 import socket
 import urllib.parse
 
-__all__ = ["kv", "NimbusError", "Store"]
+__all__ = ["config", "kv", "Config", "NimbusError", "Store"]
 
 
 class NimbusError(Exception):
@@ -137,3 +140,24 @@ class Store:
 
 
 kv = Store("default")
+
+
+class Config:
+    """The app config of the function's namespace (`nimbus config set`):
+    text values, read-only, the keys in grants.config."""
+
+    def get(self, key, default=None):
+        """The value of `key`, or `default` if it is not set."""
+        try:
+            return json.loads(_call("GET", f"/v1/config/{_q(key)}"))["value"]
+        except NimbusError as e:
+            if e.code == "not_found":
+                return default
+            raise
+
+    def all(self):
+        """Every granted key and its value, as a dict."""
+        return json.loads(_call("GET", "/v1/config"))["entries"]
+
+
+config = Config()

@@ -386,6 +386,7 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
          DROP TABLE kv;
          DROP TABLE kv_stores;
          DROP TABLE sequences;
+         DROP TABLE config_versions;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )
@@ -425,8 +426,8 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 7);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(version, 8);
+    assert_eq!(SCHEMA_VERSION, 8);
 }
 
 /// A key-value batch that fails in the middle of its writes (a fault the
@@ -483,4 +484,71 @@ async fn a_kv_batch_that_fails_mid_write_leaves_nothing() {
         .await
         .expect("put")[0];
     assert_eq!(after, before + 1, "the failed batch took no version");
+}
+
+/// A config commit that fails at its last statement (removing versions
+/// beyond those kept; a fault the database raises) leaves nothing of
+/// itself: the new version is not there, the old ones all are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_commit_that_fails_at_its_last_step_leaves_nothing() {
+    use nimbus_core::store::config::{ConfigBounds, ConfigCommit, ConfigEdit, ConfigStore};
+    let (dir, store) = fresh();
+    let bounds = ConfigBounds {
+        max_keys: 10,
+        max_bytes: 1000,
+        keep_versions: 2,
+        quota_bytes: None,
+    };
+    let commit = |value: &str| ConfigCommit {
+        edit: ConfigEdit::Change {
+            set: [("k".to_owned(), value.to_owned())].into(),
+            delete: Vec::new(),
+        },
+        expected_version: None,
+        author: "t".to_owned(),
+        description: String::new(),
+        created_at_ms: 1,
+    };
+    for v in ["1", "2"] {
+        store
+            .config_commit("a", commit(v), bounds)
+            .await
+            .expect("commit");
+    }
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    conn.execute_batch(
+        "CREATE TRIGGER inject_fault BEFORE DELETE ON config_versions
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .expect("install the fault");
+    let r = store.config_commit("a", commit("3"), bounds).await;
+    assert!(r.is_err(), "the injected fault fails the commit");
+    let current = store
+        .config_version("a", None)
+        .await
+        .expect("read")
+        .expect("current");
+    assert_eq!(current.version, 2, "the failed commit made no version");
+    assert_eq!(current.entries.expect("entries")["k"], "2");
+    assert!(
+        store
+            .config_version("a", Some(1))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    conn.execute_batch("DROP TRIGGER inject_fault")
+        .expect("remove the fault");
+    let (v, _) = store
+        .config_commit("a", commit("3"), bounds)
+        .await
+        .expect("commit");
+    assert_eq!(v.version, 3);
+    assert!(
+        store
+            .config_version("a", Some(1))
+            .await
+            .expect("read")
+            .is_none()
+    );
 }

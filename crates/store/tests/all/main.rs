@@ -29,3 +29,8 @@ mod conformance {
 mod kv_conformance {
     nimbus_core::kv_conformance_tests!(super::fresh());
 }
+
+/// The app config conformance suite, one test per check.
+mod config_conformance {
+    nimbus_core::config_conformance_tests!(super::fresh());
+}
