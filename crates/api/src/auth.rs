@@ -24,6 +24,8 @@ pub enum Scope {
     KvWrite,
     ConfigRead,
     ConfigWrite,
+    DocsRead,
+    DocsWrite,
 }
 
 /// Every scope: its name and what it allows.
@@ -84,6 +86,16 @@ pub const SCOPES: &[(Scope, &str, &str)] = &[
         Scope::ConfigWrite,
         "config:write",
         "change app config: set and delete keys, roll back",
+    ),
+    (
+        Scope::DocsRead,
+        "docs:read",
+        "read document collections: get, query, count, follow the change feed",
+    ),
+    (
+        Scope::DocsWrite,
+        "docs:write",
+        "write document collections: create, replace, patch, delete, transactions",
     ),
 ];
 

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     /// A condition of the request (`If-Match`, `If-None-Match`) does not
     /// hold: the entry changed since the client read it, or exists.
     PreconditionFailed,
+    /// What was asked for is no longer kept (a change-feed resume point
+    /// older than the feed's oldest change).
+    Gone,
     /// A namespace quota (functions, code bytes) would be exceeded.
     QuotaExceeded,
     /// The request body exceeds the function's `max_request_body_bytes`.
@@ -87,6 +90,7 @@ impl ErrorCode {
             ErrorCode::RouteConflict => "route_conflict",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PreconditionFailed => "precondition_failed",
+            ErrorCode::Gone => "gone",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -123,6 +127,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::RouteConflict | ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => 413,
             ErrorCode::Throttled => 429,

@@ -8,6 +8,7 @@ pub mod alias;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod function;
 pub mod grants;

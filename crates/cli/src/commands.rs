@@ -299,6 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret(cmd) => crate::secrets::run(&g, cmd).await,
         Command::Kv(cmd) => crate::kv::run(&g, cmd).await,
         Command::Config(cmd) => crate::settings::run(&g, cmd).await,
+        Command::Docs(cmd) => crate::docs::run(&g, cmd).await,
         Command::Alias(cmd) => crate::aliases::run(&g, cmd).await,
         Command::Rollback { name, alias } => crate::aliases::rollback(&g, &name, alias).await,
         Command::Rollout {
@@ -1074,42 +1075,29 @@ async fn follow(g: &Global, c: &Client, args: &LogsArgs) -> anyhow::Result<ExitC
         "/api/v1/namespaces/{}/functions/{}/invocations/live",
         g.namespace, args.name
     );
-    let mut resp = c.stream(c.request(Method::GET, &path).query(&q)).await?;
+    let resp = c.stream(c.request(Method::GET, &path).query(&q)).await?;
     if g.output == Output::Text {
         eprintln!("following {}/{} (Ctrl-C stops)", g.namespace, args.name);
     }
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await.context("read the live stream")? {
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            let frame: Vec<u8> = buf.drain(..end + 2).collect();
-            let frame = String::from_utf8_lossy(&frame);
-            let mut event = "";
-            let mut data = String::new();
-            for line in frame.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e;
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
+    let mut frames = crate::sse::Frames::new(resp);
+    while let Some(frame) = frames.next().await? {
+        let data = frame.data;
+        match frame.event.as_str() {
+            "invocation" => {
+                if g.output == Output::Json {
+                    println!("{data}");
+                } else if let Ok(r) = serde_json::from_str::<InvocationRecord>(&data) {
+                    print_record("", &r);
                 }
             }
-            match event {
-                "invocation" => {
-                    if g.output == Output::Json {
-                        println!("{data}");
-                    } else if let Ok(r) = serde_json::from_str::<InvocationRecord>(&data) {
-                        print_record("", &r);
-                    }
-                }
-                "dropped" => {
-                    let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
-                    eprintln!(
-                        "note: {}",
-                        v["message"].as_str().unwrap_or("records were dropped")
-                    );
-                }
-                _ => {}
+            "dropped" => {
+                let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                eprintln!(
+                    "note: {}",
+                    v["message"].as_str().unwrap_or("records were dropped")
+                );
             }
+            _ => {}
         }
     }
     eprintln!("the server ended the stream");

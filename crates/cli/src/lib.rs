@@ -14,11 +14,13 @@ mod client;
 mod commands;
 mod contexts;
 mod dev;
+mod docs;
 mod init;
 mod keys;
 mod kv;
 mod secrets;
 mod settings;
+mod sse;
 mod timefmt;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -256,6 +258,13 @@ pub enum Command {
         after_help = "Examples:\n  nimbus config set API_URL=https://api.example.com feature.checkout=on -m \"new checkout\"\n  nimbus config get\n  nimbus config get API_URL\n  nimbus config history\n  nimbus config rollback 3"
     )]
     Config(ConfigCommand),
+    /// Document collections: put, get, patch, delete, query with filters
+    /// and sorts, and watch the change feed.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  nimbus docs put orders '{\"status\":\"open\",\"total\":42}'\n  nimbus docs put users ada '{\"name\":\"Ada\"}'\n  nimbus docs get users ada\n  nimbus docs query orders --where 'status == open' --where 'total > 10' --order-by total:desc --count\n  nimbus docs watch orders"
+    )]
+    Docs(DocsCommand),
     /// Point named aliases (prod, staging) at versions, or split traffic
     /// across versions by weight; call them as NAME@ALIAS.
     #[command(
@@ -540,10 +549,101 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Create a document (no ID: the server makes one) or replace one.
+    #[command(
+        after_help = "Examples:\n  nimbus docs put orders '{\"status\":\"open\"}'\n  nimbus docs put users ada '{\"name\":\"Ada\"}' --if-absent\n  nimbus docs put users ada - < ada.json --if-version 12"
+    )]
+    Put {
+        collection: String,
+        /// The id, then the JSON; with one argument it is the JSON.
+        #[arg(required = true, num_args = 1..=2, value_name = "[ID] JSON")]
+        args: Vec<String>,
+        /// Only if no document has the id (If-None-Match: *).
+        #[arg(long, conflicts_with = "if_version")]
+        if_absent: bool,
+        /// Only if the document is at this version (If-Match).
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Print a document's data (-o json: with its id and version).
+    #[command(
+        after_help = "Examples:\n  nimbus docs get users ada\n  nimbus docs get users ada -o json"
+    )]
+    Get { collection: String, id: String },
+    /// Merge a JSON patch into a document (RFC 7386: null removes a field).
+    #[command(
+        after_help = "Examples:\n  nimbus docs patch users ada '{\"email\":\"ada@example.com\",\"old\":null}'"
+    )]
+    Patch {
+        collection: String,
+        id: String,
+        patch: String,
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Delete a document.
+    #[command(after_help = "Examples:\n  nimbus docs del users ada")]
+    Del {
+        collection: String,
+        id: String,
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// Query a collection: filters (and-ed), sorts, a page at a time.
+    #[command(
+        after_help = "A filter is FIELD OP VALUE; OP is one of == != < <= > >= in not-in contains exists;\nVALUE is JSON when it parses as JSON (42, true, null, [1,2], \"text\"), else text.\n\nExamples:\n  nimbus docs query orders --where 'status == open' --order-by total:desc --limit 20\n  nimbus docs query orders --where 'tags contains vip' --count\n  nimbus docs query users --where 'email exists true' -o json"
+    )]
+    Query {
+        collection: String,
+        /// FIELD OP VALUE (repeatable; all must hold).
+        #[arg(long = "where", value_name = "FIELD OP VALUE")]
+        filters: Vec<String>,
+        /// FIELD or FIELD:desc (repeatable).
+        #[arg(long = "order-by", value_name = "FIELD[:desc]")]
+        order_by: Vec<String>,
+        /// Most documents (1 to 1000; default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue after a previous page (its printed cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Also count every matching document.
+        #[arg(long)]
+        count: bool,
+    },
+    /// Follow a collection's changes as they commit (reconnecting, it
+    /// resumes where it left off); with --where, a live query: the result,
+    /// then what enters, changes in or leaves it.
+    #[command(
+        after_help = "Examples:\n  nimbus docs watch orders\n  nimbus docs watch orders --after oldest -o json    # everything kept, then live\n  nimbus docs watch orders --where 'status == open' --order-by total:desc"
+    )]
+    Watch {
+        collection: String,
+        /// Start after this seq, or `oldest` for everything kept
+        /// (default: from now on).
+        #[arg(long, conflicts_with_all = ["filters", "order_by"])]
+        after: Option<String>,
+        /// FIELD OP VALUE (repeatable): watch this query's result.
+        #[arg(long = "where", value_name = "FIELD OP VALUE")]
+        filters: Vec<String>,
+        /// FIELD or FIELD:desc (repeatable): the snapshot's order.
+        #[arg(long = "order-by", value_name = "FIELD[:desc]")]
+        order_by: Vec<String>,
+        /// Most documents in the snapshot (1 to 1000; default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// List the namespace's collections with their document counts.
+    #[command(after_help = "Examples:\n  nimbus docs list")]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key; its token is printed once and never again.
     #[command(
-        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read, audit:read,\n        kv:read, kv:write, config:read, config:write\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
+        after_help = "Scopes: functions:read, functions:deploy, functions:invoke, logs:read, usage:read,\n        secrets:write, keys:admin, metrics:read, audit:read,\n        kv:read, kv:write, config:read, config:write,\n        docs:read, docs:write\n\nExamples:\n  nimbus key create ci -n shop --scope functions:deploy --scope functions:read\n  nimbus key create ops --all-namespaces --scope logs:read --scope usage:read --expires-in 30d"
     )]
     Create {
         /// A label for people.

@@ -22,6 +22,7 @@ pub mod cgi;
 pub mod config;
 pub mod deploy;
 pub mod dispatch;
+pub mod docs;
 pub mod egress;
 pub mod error;
 pub mod fair;

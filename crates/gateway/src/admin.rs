@@ -31,7 +31,7 @@ use std::sync::Arc;
 type St = State<Arc<Gateway>>;
 
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
-    crate::config::routes(crate::kv::routes(Router::new()))
+    crate::docs::routes(crate::config::routes(crate::kv::routes(Router::new())))
         .route("/namespaces/{ns}/functions", get(list_functions))
         .route(
             "/namespaces/{ns}/functions/{name}",
@@ -156,6 +156,8 @@ async fn audit(State(g): St, req: Request, next: Next) -> Response {
 fn is_data_route(route: &str) -> bool {
     let route = route.strip_prefix("/api/v1").unwrap_or(route);
     route.starts_with("/namespaces/{ns}/kv/")
+        || route.starts_with("/namespaces/{ns}/collections/")
+        || route == "/namespaces/{ns}/transactions"
 }
 
 #[derive(Debug, Default, Deserialize)]

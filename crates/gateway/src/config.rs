@@ -13,12 +13,13 @@
 //! ```
 //!
 //! Every change takes `If-Match: "<version>"` (commit only if that version
-//! is still current) and answers with the version now current and whether
+//! is still current; `If-None-Match: *`: only if there is none yet) and answers with the version now current and whether
 //! the change made it; its ETag is that version.
 
 use crate::Gateway;
 use crate::admin::{admin_body, namespace, parse_json, parse_query, principal_of};
 use crate::body::read_body;
+use crate::conditions::{Precondition, precondition};
 use crate::error::{ApiError, Path};
 use axum::Json;
 use axum::Router;
@@ -55,25 +56,13 @@ fn with_etag(mut resp: Response, version: u64) -> Response {
     resp
 }
 
-/// The version of `If-Match: "<version>"`, if given.
+/// The version a change requires: `If-Match: "<version>"`, or
+/// `If-None-Match: *` for none yet (version 0).
 fn expected(headers: &http::HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(v) = headers.get(http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    v.to_str()
-        .ok()
-        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "If-Match is {:?}; give the config version (the ETag a read returned), e.g. \"7\"",
-                    String::from_utf8_lossy(v.as_bytes())
-                ),
-            )
-        })
+    Ok(precondition(headers)?.map(|p| match p {
+        Precondition::Absent => 0,
+        Precondition::Version(v) => v,
+    }))
 }
 
 fn committed(c: ConfigCommitted) -> Response {

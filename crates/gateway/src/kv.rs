@@ -18,6 +18,7 @@
 use crate::Gateway;
 use crate::admin::{admin_body, namespace, parse_json, parse_query};
 use crate::body::read_body;
+use crate::conditions::{Precondition, precondition};
 use crate::error::{ApiError, Path};
 use axum::Json;
 use axum::Router;
@@ -130,32 +131,11 @@ fn not_found(ns: &str, store: &str, key: &str) -> ApiError {
 
 /// The condition of `If-Match: "<version>"` or `If-None-Match: *`.
 fn condition(headers: &http::HeaderMap) -> Result<KvCondition, ApiError> {
-    if let Some(v) = headers.get(http::header::IF_NONE_MATCH) {
-        return match v.to_str().map(str::trim) {
-            Ok("*") => Ok(KvCondition::Absent),
-            _ => Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "If-None-Match takes only *: write only if the key has no entry",
-            )),
-        };
-    }
-    let Some(v) = headers.get(http::header::IF_MATCH) else {
-        return Ok(KvCondition::Always);
-    };
-    v.to_str()
-        .ok()
-        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(KvCondition::Version)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "If-Match is {:?}; give the ETag a read returned, e.g. \"42\"",
-                    String::from_utf8_lossy(v.as_bytes())
-                ),
-            )
-        })
+    Ok(match precondition(headers)? {
+        None => KvCondition::Always,
+        Some(Precondition::Absent) => KvCondition::Absent,
+        Some(Precondition::Version(v)) => KvCondition::Version(v),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]

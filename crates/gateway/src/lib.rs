@@ -18,7 +18,9 @@
 
 mod admin;
 mod body;
+mod conditions;
 mod config;
+mod docs;
 mod error;
 mod invoke;
 mod kv;
@@ -52,12 +54,15 @@ pub struct Gateway {
     pub kv: Arc<nimbus_core::kv::Kv>,
     /// App config (see [`nimbus_core::config`]).
     pub config: Arc<nimbus_core::config::Config>,
+    /// Document collections (see [`nimbus_core::docs`]).
+    pub docs: Arc<nimbus_core::docs::Docs>,
 }
 
 /// The data services the REST API serves.
 pub struct DataServices {
     pub kv: Arc<nimbus_core::kv::Kv>,
     pub config: Arc<nimbus_core::config::Config>,
+    pub docs: Arc<nimbus_core::docs::Docs>,
 }
 
 impl Gateway {
@@ -71,6 +76,7 @@ impl Gateway {
             admin_token,
             kv: data.kv,
             config: data.config,
+            docs: data.docs,
         }
     }
 }

@@ -160,6 +160,8 @@ pub struct RunningServer {
     grace: Duration,
     data_dir: PathBuf,
     exporter: Option<Arc<otlp::OtlpExporter>>,
+    /// Its change-feed streams end at shutdown.
+    docs: Arc<nimbus_core::docs::Docs>,
 }
 
 impl RunningServer {
@@ -189,6 +191,8 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         // Live-log followers' streams end, so their connections can close.
         self.platform.recorder().live().close();
+        // So do document change streams and live queries.
+        self.docs.close();
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
@@ -246,6 +250,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         Some(config.max_storage_bytes_per_namespace),
     );
+    let docs =
+        nimbus_core::docs::Docs::new(store.clone(), Some(config.max_storage_bytes_per_namespace));
+    docs.spawn_pruner();
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.kv = Some(kv.clone());
     wasm.config = Some(app_config.clone());
@@ -290,6 +297,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let data = nimbus_gateway::DataServices {
         kv,
         config: app_config,
+        docs: docs.clone(),
     };
     let gateway = Arc::new(Gateway::new(platform.clone(), admin_token.clone(), data));
     let app = nimbus_gateway::router(gateway);
@@ -335,6 +343,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         grace: Duration::from_millis(config.shutdown_grace_ms),
         data_dir: config.data_dir.clone(),
         exporter,
+        docs,
     })
 }
 

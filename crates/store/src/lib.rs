@@ -33,6 +33,7 @@
 mod aliases;
 mod audit;
 mod config;
+mod docs;
 mod error;
 mod keys;
 mod kv;
@@ -127,6 +128,35 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         writer::submit(self.queue.as_ref(), work).await
+    }
+
+    /// [`Self::write`] of a command that may be refused part-way: a
+    /// refusal (`Ok(Err(_))`) rolls the command's savepoint back, so
+    /// nothing it wrote before remains, and reaches the caller as given.
+    async fn write_all_or_nothing<T, E, F>(&self, work: F) -> StoreResult<Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<Result<T, E>> + Send + 'static,
+    {
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = refused.clone();
+        let done = self
+            .write(move |conn| match work(conn)? {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    Err(StoreError::Conflict("refused: rolled back".to_owned()))
+                }
+            })
+            .await;
+        match done {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) => match refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(refusal) => Ok(Err(refusal)),
+                None => Err(e),
+            },
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>

@@ -187,10 +187,54 @@ CREATE TABLE config_versions (
 );
 ";
 
+/// Version 9: document collections and their change feed.
+///
+/// - `docs` holds one row per document, its JSON object as text in
+///   `data`; `version` is the `seq` of the change that made it.
+/// - `doc_collections` holds each collection's document count and bytes
+///   (ids and JSON), changed by the command that changes its documents.
+/// - `doc_changes` is the change feed (the outbox): one row per document
+///   changed, written by the same command; `seq` never goes back (it is
+///   AUTOINCREMENT), so a reader resumes after the last one it saw.
+const SCHEMA_V9: &str = "
+CREATE TABLE docs (
+    namespace     TEXT    NOT NULL,
+    collection    TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    data          TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, collection, id)
+);
+
+CREATE TABLE doc_collections (
+    namespace  TEXT    NOT NULL,
+    collection TEXT    NOT NULL,
+    docs       INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (namespace, collection)
+) WITHOUT ROWID;
+
+CREATE TABLE doc_changes (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace  TEXT    NOT NULL,
+    collection TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    op         TEXT    NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    data       TEXT
+);
+
+CREATE INDEX doc_changes_by_collection ON doc_changes (namespace, collection, seq);
+CREATE INDEX doc_changes_by_time ON doc_changes (at_ms);
+";
+
 /// Every migration in order; entry `i` takes the schema from version `i` to
 /// `i + 1`. Append only: released entries never change.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 /// The schema version this build writes.

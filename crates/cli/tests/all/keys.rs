@@ -65,6 +65,7 @@ fn request(
         .replace("{store}", "default")
         .replace("{*key}", "k")
         .replace("{key}", "k")
+        .replace("{collection}", "c")
         .replace("[@{version or alias}]", "")
         .replace("/…", "/");
     let method = match e.method {
@@ -80,6 +81,13 @@ fn request(
         ("PUT", p) if p.contains("/secrets/") => rb.json(&json!({ "value": "s3cr3t-value" })),
         ("PUT", p) if p.contains("/aliases/") => rb.json(&json!({ "version": 1 })),
         ("PUT", p) if p.contains("/kv/") || p.contains("/config/") => rb.body("1"),
+        ("PUT" | "PATCH" | "POST", p) if p.contains("/collections/") && p.contains("/docs") => {
+            rb.json(&json!({ "a": 1 }))
+        }
+        ("POST", p) if p.ends_with("/query") => rb.json(&json!({})),
+        ("POST", p) if p.ends_with("/transactions") => rb.json(
+            &json!({ "writes": [{ "op": "put", "collection": "c", "id": "t", "data": {} }] }),
+        ),
         ("PATCH", p) if p.ends_with("/config") => rb.json(&json!({ "set": { "k": "2" } })),
         ("POST", p) if p.ends_with("/config/rollback") => rb.json(&json!({ "version": 1 })),
         ("POST", p) if p.ends_with("/kv/{store}/get") || p.ends_with("/kv/{store}/delete") => {
@@ -153,6 +161,17 @@ async fn every_endpoint_needs_its_scope_in_its_namespace() {
                 .await
                 .expect("seed kv");
             assert_eq!(r.status(), 200);
+            // A document to read, patch and delete.
+            let r = s
+                .admin(
+                    Method::PUT,
+                    &format!("/namespaces/{ns}/collections/c/docs/{id}"),
+                )
+                .json(&json!({ "a": 0 }))
+                .send()
+                .await
+                .expect("seed a document");
+            assert!(r.status().is_success(), "{}", r.status());
             // A config key to read and delete (version 1 the first time).
             let r = s
                 .admin(Method::PUT, &format!("/namespaces/{ns}/config/keys/k"))

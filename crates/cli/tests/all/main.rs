@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod config;
 mod deploy;
+mod docs;
 mod first_hour;
 mod grants;
 mod hardening;

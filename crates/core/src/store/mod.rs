@@ -11,6 +11,8 @@
 pub mod config;
 pub mod config_conformance;
 pub mod conformance;
+pub mod docs;
+pub mod docs_conformance;
 pub mod kv;
 pub mod kv_conformance;
 

@@ -387,6 +387,9 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
          DROP TABLE kv_stores;
          DROP TABLE sequences;
          DROP TABLE config_versions;
+         DROP TABLE docs;
+         DROP TABLE doc_collections;
+         DROP TABLE doc_changes;
          UPDATE invocations SET body = json_remove(body, '$.billed_ms');
          PRAGMA user_version = 1;",
     )
@@ -426,8 +429,8 @@ async fn a_version_1_file_is_migrated_keeping_its_data() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 8);
-    assert_eq!(SCHEMA_VERSION, 8);
+    assert_eq!(version, 9);
+    assert_eq!(SCHEMA_VERSION, 9);
 }
 
 /// A key-value batch that fails in the middle of its writes (a fault the
@@ -551,4 +554,97 @@ async fn a_config_commit_that_fails_at_its_last_step_leaves_nothing() {
             .expect("read")
             .is_none()
     );
+}
+
+/// A document transaction that the database fails part-way (a fault raised
+/// on its third document) leaves nothing: no document, no change in the
+/// feed, no change to the collection's counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_transaction_that_fails_mid_write_leaves_nothing() {
+    use nimbus_core::store::docs::{DocBounds, DocCondition, DocOp, DocStore, DocWrite};
+    let (dir, store) = fresh();
+    let bounds = DocBounds {
+        max_doc_bytes: 1 << 20,
+        quota_bytes: None,
+    };
+    let put = |id: &str| DocWrite {
+        collection: "c".to_owned(),
+        id: id.to_owned(),
+        op: DocOp::Put(serde_json::Map::new()),
+        condition: DocCondition::Always,
+    };
+    store
+        .docs_write("a", vec![put("first")], 1, bounds)
+        .await
+        .expect("write");
+    let (head, _) = store.docs_feed_bounds().await.expect("bounds");
+    let conn = rusqlite::Connection::open(db_path(&dir)).expect("open");
+    conn.execute_batch(
+        "CREATE TRIGGER inject_fault BEFORE INSERT ON docs WHEN NEW.id = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .expect("install the fault");
+    let r = store
+        .docs_write(
+            "a",
+            vec![put("x"), put("y"), put("boom"), put("z")],
+            1,
+            bounds,
+        )
+        .await;
+    assert!(r.is_err(), "the injected fault fails the transaction");
+    let got = store
+        .docs_get("a", "c", vec!["x".into(), "y".into(), "z".into()])
+        .await
+        .expect("get");
+    assert!(got.iter().all(Option::is_none), "{got:?}");
+    let feed = store
+        .docs_changes(nimbus_core::store::docs::ChangeQuery {
+            after: head,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("feed");
+    assert!(feed.is_empty(), "no change of it in the feed: {feed:?}");
+    let collections = store.docs_collections("a").await.expect("collections");
+    assert_eq!(collections[0].docs, 1, "counts as before");
+}
+
+/// Following the feed from a point older than what is kept is refused as
+/// gone, not answered with a gap; from within what is kept it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_point_older_than_the_kept_feed_is_gone() {
+    use nimbus_core::store::docs::DocStore;
+    let (_dir, store) = fresh();
+    let docs = nimbus_core::docs::Docs::new(store.clone(), None);
+    let mut last = 0;
+    for i in 0..3 {
+        last = docs
+            .put(
+                "a",
+                "c",
+                &format!("d{i}"),
+                serde_json::json!({ "i": i }),
+                Default::default(),
+            )
+            .await
+            .expect("put")
+            .version;
+    }
+    store.docs_prune_changes(0, 1).await.expect("prune");
+    let e = docs
+        .changes("a", "c", Some(0), None)
+        .await
+        .expect_err("gone");
+    assert_eq!(e.code, nimbus_api::ErrorCode::Gone);
+    assert!(e.message.contains("read the documents again"), "{e}");
+    let page = docs
+        .changes("a", "c", Some(last - 1), None)
+        .await
+        .expect("kept");
+    assert_eq!(page.changes.len(), 1);
+    // No resume point: from the oldest change kept, never gone.
+    let page = docs.changes("a", "c", None, None).await.expect("kept");
+    assert_eq!(page.changes.len(), 1);
 }

@@ -30,6 +30,11 @@ mod kv_conformance {
     nimbus_core::kv_conformance_tests!(super::fresh());
 }
 
+/// The document conformance suite, one test per check.
+mod docs_conformance {
+    nimbus_core::docs_conformance_tests!(super::fresh());
+}
+
 /// The app config conformance suite, one test per check.
 mod config_conformance {
     nimbus_core::config_conformance_tests!(super::fresh());
