@@ -5,6 +5,7 @@
 //!   api:
 //!     grants:
 //!       secrets: [DB_PASSWORD]                 # `nimbus secret set DB_PASSWORD`
+//!       docs: [orders]                     # document collections, or [*]
 //!       config: [API_URL, "feature.*"]     # `nimbus config set API_URL=…`
 //!       outbound:
 //!         - https://api.example.com           # port 443
@@ -39,6 +40,10 @@ pub struct Grants {
     /// all; each granted store may be read and written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv: Vec<String>,
+    /// Document collections of the function's namespace, by name, or `*`
+    /// for all; each granted collection may be read and written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docs: Vec<String>,
     /// App config keys the function may read: a key (`API_URL`), a prefix
     /// (`feature.*`) or `*` for every key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -50,7 +55,13 @@ impl Grants {
         self.secrets.is_empty()
             && self.outbound.is_empty()
             && self.kv.is_empty()
+            && self.docs.is_empty()
             && self.config.is_empty()
+    }
+
+    /// Whether collection `name` is granted.
+    pub fn has_collection(&self, name: &str) -> bool {
+        self.docs.iter().any(|c| c == name || c == "*")
     }
 
     /// Whether config key `key` is granted.
@@ -81,6 +92,11 @@ impl Grants {
             .iter()
             .filter(|s| *s == "*")
             .map(|_| "kv *".to_owned());
+        let collections = self
+            .docs
+            .iter()
+            .filter(|s| *s == "*")
+            .map(|_| "docs *".to_owned());
         let config = self
             .config
             .iter()
@@ -91,6 +107,7 @@ impl Grants {
             .filter(|r| r.is_wildcard())
             .map(|r| format!("outbound {r}"))
             .chain(stores)
+            .chain(collections)
             .chain(config)
             .collect()
     }
@@ -147,6 +164,20 @@ impl Grants {
             }
             if self.kv[..i].contains(s) {
                 return Err(format!("grants.kv: {s} is listed twice"));
+            }
+        }
+        if self.docs.len() > MAX_GRANTS_PER_LIST {
+            return Err(format!(
+                "grants.docs: at most {MAX_GRANTS_PER_LIST} collections"
+            ));
+        }
+        for (i, c) in self.docs.iter().enumerate() {
+            if c != "*" {
+                crate::docs::check_collection(c)
+                    .map_err(|e| format!("grants.docs: {e}, or * for every collection"))?;
+            }
+            if self.docs[..i].contains(c) {
+                return Err(format!("grants.docs: {c} is listed twice"));
             }
         }
         if self.config.len() > MAX_GRANTS_PER_LIST {

@@ -63,6 +63,10 @@ pub struct DeployArgs {
     /// Grant a key-value store of the namespace, or * for all (repeatable).
     #[arg(long = "kv")]
     pub kv: Vec<String>,
+    /// Grant a document collection of the namespace, or * for all
+    /// (repeatable).
+    #[arg(long = "docs")]
+    pub docs: Vec<String>,
     /// Let the function read app config key KEY, prefix PREFIX*, or * for
     /// all (repeatable).
     #[arg(long = "config")]
@@ -95,6 +99,7 @@ impl DeployArgs {
             secrets: Vec::new(),
             outbound: Vec::new(),
             kv: Vec::new(),
+            docs: Vec::new(),
             config: Vec::new(),
             plan: false,
             prune: false,
@@ -575,6 +580,7 @@ pub(crate) fn deploy_request(args: &DeployArgs) -> anyhow::Result<DeployRequest>
                         .map(|r| r.parse().map_err(|e| anyhow::anyhow!("--outbound: {e}")))
                         .collect::<anyhow::Result<_>>()?,
                     kv: args.kv.clone(),
+                    docs: args.docs.clone(),
                     config: args.config.clone(),
                 },
                 build: None,
@@ -757,6 +763,9 @@ pub(crate) fn print_deployed(c: &Client, resp: &DeployResponse) {
             }
             for s in &f.grants.kv {
                 println!("  grant kv {s}");
+            }
+            for s in &f.grants.docs {
+                println!("  grant docs {s}");
             }
             for s in &f.grants.config {
                 println!("  grant config {s}");
@@ -1201,6 +1210,9 @@ async fn function(g: &Global, cmd: FnCommand) -> anyhow::Result<ExitCode> {
                     }
                     for s in &v.grants.kv {
                         println!("  grant:   kv {s}");
+                    }
+                    for s in &v.grants.docs {
+                        println!("  grant:   docs {s}");
                     }
                     for s in &v.grants.config {
                         println!("  grant:   config {s}");

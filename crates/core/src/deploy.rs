@@ -144,6 +144,18 @@ impl DeployItem {
                 ),
             ));
         }
+        let docs_scopes = [Scope::DocsRead, Scope::DocsWrite];
+        if let Some(missing) = docs_scopes.iter().find(|s| {
+            !self.spec.grants.docs.is_empty() && !by.allows(**s, Some(namespace.as_str()))
+        }) {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "functions.{}.grants.docs: a function granted a collection can read and write it, so deploying it needs the scopes docs:read and docs:write in namespace {namespace}; this key lacks {missing}",
+                    self.name
+                ),
+            ));
+        }
         if !self.spec.grants.config.is_empty()
             && !by.allows(Scope::ConfigRead, Some(namespace.as_str()))
         {

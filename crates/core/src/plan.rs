@@ -171,6 +171,12 @@ fn changes(old: &FunctionVersion, new: &FunctionVersion) -> Vec<String> {
     for s in og.kv.iter().filter(|s| !ng.kv.contains(s)) {
         out.push(format!("grants.kv: - {s}"));
     }
+    for s in ng.docs.iter().filter(|s| !og.docs.contains(s)) {
+        out.push(format!("grants.docs: + {s}"));
+    }
+    for s in og.docs.iter().filter(|s| !ng.docs.contains(s)) {
+        out.push(format!("grants.docs: - {s}"));
+    }
     for s in ng.config.iter().filter(|s| !og.config.contains(s)) {
         out.push(format!("grants.config: + {s}"));
     }

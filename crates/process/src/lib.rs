@@ -145,6 +145,9 @@ pub struct ProcessConfig {
     /// The app config functions read through the local API and the
     /// `nimbus` module (their `grants.config`). Default none.
     pub config: Option<Arc<nimbus_core::config::Config>>,
+    /// The document collections functions reach through the local API and
+    /// the `nimbus` module (their `grants.docs`). Default none.
+    pub docs: Option<Arc<nimbus_core::docs::Docs>>,
     /// bubblewrap's path; None searches `PATH`, `/usr/bin` and `/usr/local/bin`.
     pub bwrap: Option<PathBuf>,
     /// The Python interpreter. Default `/usr/bin/python3`.
@@ -187,6 +190,7 @@ impl ProcessConfig {
             network: false,
             kv: None,
             config: None,
+            docs: None,
             bwrap: None,
             python: PathBuf::from("/usr/bin/python3"),
             node: PathBuf::from("/usr/bin/node"),
@@ -462,7 +466,7 @@ impl ProcessRuntime {
         };
         // The local API's sockets and the SDK live where the sandbox uid can
         // reach them: beside the staging directory when running as root.
-        let has_services = config.kv.is_some() || config.config.is_some();
+        let has_services = config.kv.is_some() || config.config.is_some() || config.docs.is_some();
         let api_dirs = match (has_services, &sandbox) {
             (true, Ok(s)) => {
                 let base = match (&s.stage, &runtime_dir) {
@@ -822,6 +826,7 @@ impl Runtime for ProcessRuntime {
                 let services = local_api::Services {
                     kv: self.inner.config.kv.clone(),
                     config: self.inner.config.config.clone(),
+                    docs: self.inner.config.docs.clone(),
                 };
                 let api = local_api::LocalApi::start(
                     parent,

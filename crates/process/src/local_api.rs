@@ -32,11 +32,14 @@
 //! GET    /v1/kv/{store}/keys?prefix=&cursor=&limit=   → {"keys", "cursor"?}
 //! GET    /v1/config                    → {"version", "entries"}: the granted keys
 //! GET    /v1/config/{key}              → {"key", "value", "version"}; 404 if unset
+//! …      /v1/docs/…, /v1/transactions  documents of granted collections (see `docs`)
 //! ```
 //!
 //! Config reads of one invocation answer from the version current at its
 //! first read, as `wasi:config` does for components: one invocation never
 //! sees a mix of two versions.
+
+mod docs;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -133,12 +136,15 @@ pub(crate) struct LocalApi {
 pub(crate) struct Services {
     pub kv: Option<Arc<Kv>>,
     pub config: Option<Arc<nimbus_core::config::Config>>,
+    pub docs: Option<Arc<nimbus_core::docs::Docs>>,
 }
 
 struct State {
     services: Services,
     namespace: String,
     stores: Vec<String>,
+    /// `grants.docs`.
+    collections: Vec<String>,
     /// `grants.config`.
     config_keys: Vec<String>,
     /// Tokens of the invocations running now, with what each has read.
@@ -207,6 +213,7 @@ impl LocalApi {
             services,
             namespace,
             stores: grants.kv.clone(),
+            collections: grants.docs.clone(),
             config_keys: grants.config.clone(),
             sessions: Mutex::new(HashMap::new()),
         });
@@ -325,9 +332,13 @@ enum Route {
     Keys(String),
     ConfigAll,
     ConfigKey(String),
+    Docs(docs::DocsRoute),
 }
 
 fn route(path: &str) -> Option<Route> {
+    if let Some(r) = docs::route(path) {
+        return Some(Route::Docs(r));
+    }
     if path == "/v1/config" {
         return Some(Route::ConfigAll);
     }
@@ -396,9 +407,24 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
             }
             return config(state, token, route).await;
         }
+        Route::Docs(_) => {
+            let method = req.method().clone();
+            let (parts, body) = req.into_parts();
+            let body = match read_limited(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Route::Docs(r) = route else {
+                return error(ErrorCode::Internal, "a docs route changed kind");
+            };
+            return docs::serve(state, r, method, &parts.headers, body).await;
+        }
     };
     let Some(kv) = state.services.kv.clone() else {
-        return error(ErrorCode::NotFound, "this server has no key-value service");
+        return error(
+            ErrorCode::Unavailable,
+            "this server has no key-value service",
+        );
     };
     if !state.stores.iter().any(|s| *s == store || s == "*") {
         return error(
@@ -411,17 +437,9 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
     let ns = state.namespace.as_str();
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(
-                ErrorCode::PayloadTooLarge,
-                format!("the request body is over {MAX_BODY_BYTES} bytes"),
-            );
-        }
+    let body = match read_limited(req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let result = match (route, method) {
         (Route::Key(store, key), http::Method::GET) => match kv.get(ns, &store, &key).await {
@@ -506,6 +524,17 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
         )),
     };
     result.unwrap_or_else(|e| error(e.code, e.message))
+}
+
+/// A request's body, up to [`MAX_BODY_BYTES`].
+async fn read_limited(body: hyper::body::Incoming) -> Result<Bytes, Resp> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        )),
+    }
 }
 
 /// A config read: from the invocation's version, loaded on its first read.

@@ -263,6 +263,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     process_config.build = config.build.clone();
     process_config.kv = Some(kv.clone());
     process_config.config = Some(app_config.clone());
+    process_config.docs = Some(docs.clone());
     let process = match ProcessRuntime::new(process_config) {
         Ok(p) => {
             if let Err(e) = p.sandbox_status() {

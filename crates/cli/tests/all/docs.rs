@@ -754,3 +754,107 @@ async fn a_live_query_receives_exactly_the_changes_that_match_it() {
         .expect("watch");
     assert_eq!(r.status(), 400);
 }
+
+const PY_DOCS: &str = r#"
+from nimbus import docs, NimbusError
+
+def lambda_handler(event, context):
+    orders = docs["orders"]
+    oid = orders.create({"status": "open", "total": 5})
+    v = orders.patch(oid, {"total": 7})
+    try:
+        orders.put(oid, {"status": "lost"}, if_version=v - 1)
+        stale = None
+    except NimbusError as e:
+        stale = e.status
+    orders.put("fixed", {"status": "paid", "total": 1})
+    page = orders.query(where={"field": "status", "op": "==", "value": "open"}, count=True)
+    try:
+        docs["payroll"].get("x")
+        denied = None
+    except NimbusError as e:
+        denied = [e.status, "grants.docs" in e.message]
+    try:
+        docs.transaction([{"op": "put", "collection": "payroll", "id": "x", "data": {}}])
+        tx_denied = None
+    except NimbusError as e:
+        tx_denied = e.status
+    return {
+        "got": orders.get(oid),
+        "missing": orders.get("nope"),
+        "stale": stale,
+        "open": page["count"],
+        "ids": [d["id"] for d in orders.find(order_by=["-total"])],
+        "denied": denied,
+        "tx_denied": tx_denied,
+        "deleted": orders.delete("fixed"),
+    }
+"#;
+
+const NODE_DOCS: &str = r#"
+import { docs, NimbusError } from "nimbus";
+
+export const handler = async () => {
+  const users = docs.collection("users");
+  await users.put("ada", { name: "Ada" }, { ifAbsent: true });
+  let again = null;
+  try {
+    await users.put("ada", { name: "Other" }, { ifAbsent: true });
+  } catch (e) {
+    again = e instanceof NimbusError ? e.status : String(e);
+  }
+  const results = await docs.transaction([
+    { op: "create", collection: "users", data: { name: "Grace" } },
+    { op: "patch", collection: "users", id: "ada", data: { age: 36 } },
+  ]);
+  const page = await users.query({ orderBy: ["name"], count: true });
+  return { ada: await users.get("ada"), again, ops: results.map((r) => r.op), count: page.count, first: page.docs[0].data.name };
+};
+"#;
+
+/// Python and Node functions use their granted collections through the
+/// `nimbus` module, and are denied the others.
+#[test]
+fn python_and_node_functions_use_documents_with_the_nimbus_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = ServeProcess::start(dir.path(), &[], None);
+    let code = tempfile::tempdir().expect("code");
+    std::fs::create_dir_all(code.path().join("py")).expect("mkdir");
+    std::fs::create_dir_all(code.path().join("node")).expect("mkdir");
+    std::fs::write(code.path().join("py/app.py"), PY_DOCS).expect("write");
+    std::fs::write(code.path().join("node/index.mjs"), NODE_DOCS).expect("write");
+    let manifest = "functions:\n  py:\n    code: py\n    runtime: python3\n    handler: app.lambda_handler\n    public: true\n    grants:\n      docs: [orders]\n  js:\n    code: node\n    runtime: node\n    handler: index.handler\n    public: true\n    grants:\n      docs: [users]\n";
+    std::fs::write(code.path().join("nimbus.yaml"), manifest).expect("write");
+    let file = code.path().join("nimbus.yaml");
+    let (rc, out, err) = serve.nimbus(&["deploy", "-f", file.to_str().expect("path")]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("grant docs orders"), "{out}");
+    let get = |path: &str| -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("{}{path}", serve.url)])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let v = get("/fn/default/py");
+    assert_eq!(v["got"], json!({ "status": "open", "total": 7 }), "{v}");
+    assert_eq!(v["missing"], Value::Null);
+    assert_eq!(v["stale"], 412);
+    assert_eq!(v["open"], 1);
+    assert_eq!(v["ids"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["ids"][1], "fixed", "sorted by total, descending");
+    assert_eq!(v["denied"], json!([403, true]));
+    assert_eq!(v["tx_denied"], 403);
+    assert_eq!(v["deleted"], true);
+    let v = get("/fn/default/js");
+    assert_eq!(
+        v,
+        json!({ "ada": { "name": "Ada", "age": 36 }, "again": 412, "ops": ["create", "update"], "count": 2, "first": "Ada" })
+    );
+    // What functions wrote, clients read.
+    let (rc, out, _) = serve.nimbus(&["docs", "get", "users", "ada", "-o", "json"]);
+    assert_eq!(rc, 0);
+    let doc: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["data"]["age"], 36);
+}

@@ -1,6 +1,6 @@
 // Nimbus's services for Node.js functions, importable as they are:
 //
-//   const { config, kv } = require("nimbus"); // or: import { kv } from "nimbus";
+//   const { config, docs, kv } = require("nimbus"); // or: import { kv } from "nimbus";
 //
 //   exports.handler = async (event) => {
 //     const url = await config.get("API_URL", "https://example.com");
@@ -28,7 +28,7 @@ class NimbusError extends Error {
   }
 }
 
-function call(method, path, body) {
+function call(method, path, body, extraHeaders) {
   const socketPath = process.env.NIMBUS_API_SOCKET;
   const token = process.env.NIMBUS_API_TOKEN;
   if (!socketPath || !token) {
@@ -36,7 +36,7 @@ function call(method, path, body) {
       "Nimbus's API is reachable only inside an invocation of a Nimbus function"));
   }
   return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${token}` };
+    const headers = Object.assign({}, extraHeaders, { authorization: `Bearer ${token}` });
     if (body !== undefined) headers["content-length"] = Buffer.byteLength(body);
     const req = http.request({ socketPath, method, path, headers }, (res) => {
       const chunks = [];
@@ -151,7 +151,103 @@ class Config {
   }
 }
 
+async function callJson(method, path, value, headers) {
+  const h = Object.assign({}, headers);
+  let body;
+  if (value !== undefined) {
+    body = JSON.stringify(value);
+    h["content-type"] = "application/json";
+  }
+  return JSON.parse((await call(method, path, body, h)).toString());
+}
+
+function conditions(options = {}) {
+  const h = {};
+  if (options.ifVersion !== undefined) h["if-match"] = `"${options.ifVersion}"`;
+  if (options.ifAbsent) h["if-none-match"] = "*";
+  return h;
+}
+
+/** A document collection of the function's namespace (in grants.docs). */
+class Collection {
+  constructor(name) {
+    this.name = name;
+  }
+
+  _item(id) {
+    return `/v1/docs/${q(this.name)}/${q(id)}`;
+  }
+
+  /** Creates a document with a server-made id; resolves to the id. */
+  async create(data) {
+    return (await callJson("POST", `/v1/docs/${q(this.name)}`, data)).id;
+  }
+
+  /** The document with its id, version and times, or null. */
+  async getDoc(id) {
+    try {
+      return JSON.parse((await call("GET", this._item(id))).toString());
+    } catch (e) {
+      if (e.code === "not_found") return null;
+      throw e;
+    }
+  }
+
+  /** The document's data, or null. */
+  async get(id) {
+    const doc = await this.getDoc(id);
+    return doc === null ? null : doc.data;
+  }
+
+  /** Creates or replaces a document; `{ ifVersion, ifAbsent }`. Resolves to its version. */
+  async put(id, data, options = {}) {
+    return (await callJson("PUT", this._item(id), data, conditions(options))).version;
+  }
+
+  /** Merges a patch (null removes a field); `{ ifVersion }`. Resolves to its version. */
+  async patch(id, patch, options = {}) {
+    return (await callJson("PATCH", this._item(id), patch, conditions(options))).version;
+  }
+
+  /** Deletes a document; resolves to whether it was there. */
+  async delete(id, options = {}) {
+    try {
+      await call("DELETE", this._item(id), undefined, conditions(options));
+      return true;
+    } catch (e) {
+      if (e.code === "not_found") return false;
+      throw e;
+    }
+  }
+
+  /** One page `{ docs, cursor?, count? }`; `orderBy` names fields, "-field" descending. */
+  async query({ where, orderBy, limit, cursor, count } = {}) {
+    const body = {};
+    if (where !== undefined) body.where = where;
+    if (orderBy) body.order_by = orderBy.map((f) => (f.startsWith("-") ? { field: f.slice(1), dir: "desc" } : { field: f }));
+    if (limit !== undefined) body.limit = limit;
+    if (cursor) body.cursor = cursor;
+    if (count) body.count = true;
+    return callJson("POST", `/v1/docs/${q(this.name)}/query`, body);
+  }
+}
+
+/** The namespace's collections: `docs.collection("orders")`. */
+class Docs {
+  collection(name) {
+    return new Collection(name);
+  }
+
+  /** Writes all or none: [{ op, collection, id?, data?, if_version? }]. */
+  async transaction(writes) {
+    return (await callJson("POST", "/v1/transactions", { writes })).results;
+  }
+}
+
 exports.kv = new Store("default");
+exports.docs = new Docs();
+exports.Docs = Docs;
+exports.Collection = Collection;
 exports.config = new Config();
 exports.Config = Config;
 exports.Store = Store;

@@ -1,15 +1,17 @@
 """Nimbus's services for Python functions, importable as they are:
 
-    from nimbus import config, kv
+    from nimbus import config, docs, kv
 
     def lambda_handler(event, context):
         url = config.get("API_URL", "https://example.com")   # app config
         hits = kv.incr("hits")
         kv.set("last", str(hits), ttl=3600)
         cart = kv.store("cart")           # another store of the namespace
+        order_id = docs["orders"].create({"status": "open", "hits": hits})
         return {"hits": hits, "items": list(cart.keys(prefix="item:"))}
 
-A store must be in the function's grants.kv, a config key in its
+A store must be in the function's grants.kv, a collection in its
+grants.docs, a config key in its
 grants.config. Config reads of one invocation all see the version current
 at its first read. Calls work during an
 invocation only (each has its own credential); a refusal raises NimbusError
@@ -22,7 +24,7 @@ import os
 import socket
 import urllib.parse
 
-__all__ = ["config", "kv", "Config", "NimbusError", "Store"]
+__all__ = ["config", "docs", "kv", "Collection", "Config", "Docs", "NimbusError", "Store"]
 
 
 class NimbusError(Exception):
@@ -47,16 +49,16 @@ class _Connection(http.client.HTTPConnection):
         self.sock = s
 
 
-def _call(method, path, body=None):
+def _call(method, path, body=None, headers=None):
     sock = os.environ.get("NIMBUS_API_SOCKET")
     token = os.environ.get("NIMBUS_API_TOKEN")
     if not sock or not token:
         raise NimbusError(0, "unavailable", "Nimbus's API is reachable only inside an invocation of a Nimbus function")
     conn = _Connection(sock, timeout=30)
     try:
-        headers = {"authorization": "Bearer " + token}
+        headers = dict(headers or {}, authorization="Bearer " + token)
         if body is not None:
-            headers["content-type"] = "application/octet-stream"
+            headers.setdefault("content-type", "application/octet-stream")
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
@@ -161,3 +163,117 @@ class Config:
 
 
 config = Config()
+
+
+def _json(method, path, value=None, headers=None):
+    body = None if value is None else json.dumps(value).encode("utf-8")
+    h = dict(headers or {})
+    if body is not None:
+        h["content-type"] = "application/json"
+    return json.loads(_call(method, path, body=body, headers=h))
+
+
+def _conditions(if_version=None, if_absent=False):
+    h = {}
+    if if_version is not None:
+        h["if-match"] = '"%d"' % if_version
+    if if_absent:
+        h["if-none-match"] = "*"
+    return h
+
+
+class Collection:
+    """A document collection of the function's namespace (in grants.docs).
+
+    Documents are dicts; each write returns the document's new version,
+    which `if_version=` makes a later write conditional on."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def _item(self, id):
+        return f"/v1/docs/{_q(self.name)}/{_q(id)}"
+
+    def create(self, data):
+        """Creates a document with a server-made id; returns the id."""
+        return _json("POST", f"/v1/docs/{_q(self.name)}", data)["id"]
+
+    def get_doc(self, id):
+        """The document with its id, version and times, or None."""
+        try:
+            return json.loads(_call("GET", self._item(id)))
+        except NimbusError as e:
+            if e.code == "not_found":
+                return None
+            raise
+
+    def get(self, id):
+        """The document's data (a dict), or None."""
+        doc = self.get_doc(id)
+        return None if doc is None else doc["data"]
+
+    def put(self, id, data, if_version=None, if_absent=False):
+        """Creates or replaces a document; returns its version."""
+        return _json("PUT", self._item(id), data, _conditions(if_version, if_absent))["version"]
+
+    def patch(self, id, patch, if_version=None):
+        """Merges `patch` into the document (None removes a field); returns its version."""
+        return _json("PATCH", self._item(id), patch, _conditions(if_version))["version"]
+
+    def delete(self, id, if_version=None):
+        """Deletes a document; returns whether it was there."""
+        try:
+            _call("DELETE", self._item(id), headers=_conditions(if_version))
+            return True
+        except NimbusError as e:
+            if e.code == "not_found":
+                return False
+            raise
+
+    def query(self, where=None, order_by=None, limit=None, cursor=None, count=False):
+        """One page: {"docs": [...], "cursor"?: ..., "count"?: n}. `where` is
+        a filter ({"field", "op", "value"} or {"and"/"or": [...]}); `order_by`
+        a list of field names, "-field" for descending."""
+        q = {}
+        if where is not None:
+            q["where"] = where
+        if order_by:
+            q["order_by"] = [
+                {"field": f[1:], "dir": "desc"} if f.startswith("-") else {"field": f}
+                for f in order_by
+            ]
+        if limit is not None:
+            q["limit"] = limit
+        if cursor:
+            q["cursor"] = cursor
+        if count:
+            q["count"] = True
+        return _json("POST", f"/v1/docs/{_q(self.name)}/query", q)
+
+    def find(self, where=None, order_by=None):
+        """Every matching document, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = self.query(where=where, order_by=order_by, limit=1000, cursor=cursor)
+            yield from page["docs"]
+            cursor = page.get("cursor")
+            if not cursor:
+                return
+
+
+class Docs:
+    """The namespace's document collections: docs["orders"]."""
+
+    def collection(self, name):
+        return Collection(name)
+
+    def __getitem__(self, name):
+        return Collection(name)
+
+    def transaction(self, writes):
+        """Writes all or none: a list of {"op": create|put|patch|delete,
+        "collection", "id"?, "data"?, "if_version"?}; returns their results."""
+        return _json("POST", "/v1/transactions", {"writes": writes})["results"]
+
+
+docs = Docs()
