@@ -256,6 +256,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut wasm = WasmConfig::new(dir.join("cache"));
     wasm.kv = Some(kv.clone());
     wasm.config = Some(app_config.clone());
+    wasm.docs = Some(docs.clone());
     wasm.max_instances = config.max_wasm_instances;
     wasm.max_idle_instances = config.max_idle_wasm_instances;
     let wasm = WasmRuntime::new(wasm).context("start the wasm runtime")?;

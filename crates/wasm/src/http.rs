@@ -30,6 +30,7 @@ pub struct HttpState {
     hooks: crate::outbound::Outbound,
     kv: crate::keyvalue::KvCtx,
     config: crate::appconfig::ConfigCtx,
+    docs: crate::docs::DocsCtx,
     limiter: MemoryLimiter,
 }
 
@@ -44,6 +45,10 @@ impl HttpState {
     fn config_view(&mut self) -> &mut crate::appconfig::ConfigCtx {
         &mut self.config
     }
+
+    fn docs_view(&mut self) -> &mut crate::docs::DocsCtx {
+        &mut self.docs
+    }
 }
 
 /// The data services components reach through their capabilities.
@@ -51,6 +56,7 @@ impl HttpState {
 pub(crate) struct Services {
     pub kv: Option<Arc<nimbus_core::kv::Kv>>,
     pub config: Option<Arc<nimbus_core::config::Config>>,
+    pub docs: Option<Arc<nimbus_core::docs::Docs>>,
 }
 
 impl WasiView for HttpState {
@@ -86,6 +92,9 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HttpState>> {
     crate::appconfig::add_to_linker(&mut linker, HttpState::config_view)
         .map_err(anyhow::Error::from)
         .context("link wasi:config")?;
+    crate::docs::add_to_linker(&mut linker, HttpState::docs_view)
+        .map_err(anyhow::Error::from)
+        .context("link nimbus:docs")?;
     Ok(linker)
 }
 
@@ -148,6 +157,11 @@ pub(crate) fn prepared(
             namespace: version.namespace.as_str().into(),
             patterns: version.grants.config.clone().into(),
         },
+        docs: crate::docs::DocsGrants {
+            service: services.docs.clone(),
+            namespace: version.namespace.as_str().into(),
+            collections: version.grants.docs.clone().into(),
+        },
         version: version.clone(),
         reuse: (max_uses > 1).then(|| Reuse {
             max_uses,
@@ -171,6 +185,8 @@ struct HttpPrepared {
     kv: crate::keyvalue::KvGrants,
     /// The config keys it may read (`grants.config`).
     config: crate::appconfig::ConfigGrants,
+    /// The collections it may reach (`grants.docs`).
+    docs: crate::docs::DocsGrants,
     /// Instances kept between invocations; `None` when every invocation
     /// gets a fresh one (`max_invocations_per_instance: 1`, the default).
     reuse: Option<Reuse>,
@@ -330,6 +346,7 @@ impl HttpPrepared {
                     deadline.into(),
                     logs.stderr(),
                 ),
+                docs: crate::docs::DocsCtx::new(self.docs.clone(), deadline.into(), logs.stderr()),
                 limiter: MemoryLimiter::new(limits.memory_limit_bytes()),
             },
         );
@@ -365,6 +382,10 @@ impl Prepared for HttpPrepared {
         store
             .data_mut()
             .config
+            .begin(ctx.deadline.into(), ctx.cpu.clone());
+        store
+            .data_mut()
+            .docs
             .begin(ctx.deadline.into(), ctx.cpu.clone());
         arm_deadline(&mut store, ctx.deadline);
         let timeout_ms = limits.timeout_ms.get();

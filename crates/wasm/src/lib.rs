@@ -25,6 +25,7 @@ mod appconfig;
 mod bindings;
 mod capture;
 mod cgi;
+mod docs;
 mod http;
 pub mod keyvalue;
 mod limiter;
@@ -101,6 +102,9 @@ pub struct WasmConfig {
     /// The app config components read through `wasi:config` (their
     /// `grants.config`); None: every read fails. Default none.
     pub config: Option<Arc<nimbus_core::config::Config>>,
+    /// The document collections components reach through `nimbus:docs`
+    /// (their `grants.docs`); None: every call fails. Default none.
+    pub docs: Option<Arc<nimbus_core::docs::Docs>>,
 }
 
 impl WasmConfig {
@@ -114,6 +118,7 @@ impl WasmConfig {
             max_idle_instances: 100,
             kv: None,
             config: None,
+            docs: None,
         }
     }
 }
@@ -252,6 +257,7 @@ impl WasmRuntime {
             services: http::Services {
                 kv: config.kv.clone(),
                 config: config.config.clone(),
+                docs: config.docs.clone(),
             },
             cgi_linked: Mutex::new(HashMap::new()),
             _ticker: EpochTicker { stop },

@@ -858,3 +858,91 @@ fn python_and_node_functions_use_documents_with_the_nimbus_module() {
     let doc: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(doc["data"]["age"], 36);
 }
+
+/// A component using `nimbus:docs` (bindings made by wit-bindgen from
+/// `wit/`) reads and writes the collections it is granted, shares them
+/// with clients, and is denied the others, naming the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_reaches_its_granted_collections_and_no_other() {
+    let s = TestServer::start().await;
+    s.deploy("docs", "http_docs", "    grants:\n      docs: [orders]\n")
+        .await;
+    let call = |q: &str, body: &'static str| {
+        let (s, q) = (&s, q.to_owned());
+        async move {
+            let r = s
+                .http
+                .post(s.url(&format!("/fn/default/docs?{q}")))
+                .body(body)
+                .send()
+                .await
+                .expect("call");
+            let id = crate::common::invocation_id(&r);
+            (r.text().await.expect("body"), id)
+        }
+    };
+    let (id, _) = call("op=create&c=orders", r#"{"status":"open","total":5}"#).await;
+    assert_eq!(id.len(), 32, "{id}");
+    // What the component wrote, clients read.
+    let doc = s.admin_json(&format!("{C}/orders/docs/{id}")).await;
+    assert_eq!(doc["data"], json!({ "status": "open", "total": 5 }));
+
+    let (v, _) = call("op=put&c=orders&id=fixed", r#"{"status":"paid","total":9}"#).await;
+    let fixed: u64 = v.parse().expect("a version");
+    let (v, _) = call("op=patch&c=orders&id=fixed&if=1", r#"{"total":10}"#).await;
+    assert!(v.starts_with("error: Error::ConditionFailed("), "{v}");
+    let (v, _) = call(
+        &format!("op=patch&c=orders&id=fixed&if={fixed}"),
+        r#"{"total":10}"#,
+    )
+    .await;
+    assert!(v.parse::<u64>().is_ok_and(|n| n > fixed), "{v}");
+    let (got, _) = call("op=get&c=orders&id=fixed", "").await;
+    let got: Value = serde_json::from_str(&got).expect("json");
+    assert_eq!(got["data"], json!({ "status": "paid", "total": 10 }));
+    assert_eq!(call("op=get&c=orders&id=nope", "").await.0, "(none)");
+    let (page, _) = call(
+        "op=query&c=orders",
+        r#"{"where":{"field":"total","op":">","value":6},"count":true}"#,
+    )
+    .await;
+    let page: Value = serde_json::from_str(&page).expect("json");
+    assert_eq!(page["count"], 1);
+    assert_eq!(page["docs"][0]["id"], "fixed");
+    let (v, _) = call(
+        "op=query&c=orders",
+        r#"{"where":{"field":"total","op":"<","value":true}}"#,
+    )
+    .await;
+    assert!(v.starts_with("error: Error::Invalid("), "{v}");
+    let (v, _) = call(
+        "op=tx&c=orders",
+        r#"[{"op":"put","collection":"orders","id":"t1","data":{}},{"op":"delete","collection":"orders","id":"fixed"}]"#,
+    )
+    .await;
+    assert_eq!(v.split(',').count(), 2, "{v}");
+    assert_eq!(call("op=delete&c=orders&id=fixed", "").await.0, "false");
+
+    // Not granted: denied, the record says which grant; a transaction
+    // naming it does nothing at all.
+    let (v, rid) = call("op=get&c=payroll&id=x", "").await;
+    assert!(
+        v.starts_with("error: Error::AccessDenied(") && v.contains("grants.docs"),
+        "{v}"
+    );
+    let record = s.record(&rid).await;
+    assert!(
+        record["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"payroll\" is not granted")),
+        "{record}"
+    );
+    let (v, _) = call(
+        "op=tx",
+        r#"[{"op":"put","collection":"orders","id":"t2","data":{}},{"op":"put","collection":"payroll","id":"x","data":{}}]"#,
+    )
+    .await;
+    assert!(v.starts_with("error: Error::AccessDenied("), "{v}");
+    let (status, _, _) = send(s.admin(Method::GET, &format!("{C}/orders/docs/t2"))).await;
+    assert_eq!(status, 404, "nothing of the refused transaction");
+}
