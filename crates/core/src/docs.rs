@@ -28,6 +28,44 @@ use nimbus_api::docs::{
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
+/// A change as followers send it: the change and its JSON, encoded once.
+#[derive(Debug)]
+pub struct FollowedChange {
+    pub change: DocChange,
+    pub json: String,
+}
+
+/// Reads of the feed that followers share: one per (namespace, collection,
+/// after, newest seq known), kept for the last [`FEED_READS_KEPT`] keys
+/// (followers woken by one commit reach it one after another). A follower
+/// woken by a commit knows a newer seq than any read made before that
+/// commit, so it never gets a read that misses it.
+#[derive(Default)]
+pub struct FeedReads {
+    recent: std::sync::Mutex<std::collections::VecDeque<(FeedKey, Arc<FeedRead>)>>,
+}
+
+type FeedKey = (String, String, u64, u64);
+type FeedRead = tokio::sync::OnceCell<Arc<Vec<FollowedChange>>>;
+
+/// Shared feed reads kept (see [`FeedReads`]).
+pub const FEED_READS_KEPT: usize = 8;
+
+impl FeedReads {
+    fn cell(&self, key: FeedKey) -> Arc<FeedRead> {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, cell)) = recent.iter().find(|(k, _)| *k == key) {
+            return cell.clone();
+        }
+        let cell = Arc::new(FeedRead::new());
+        if recent.len() >= FEED_READS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((key, cell.clone()));
+        cell
+    }
+}
+
 /// Fields to sort on, in turn.
 pub type Order = Vec<(FieldPath, api::Dir)>;
 
@@ -47,6 +85,8 @@ pub struct Docs {
     written: tokio::sync::watch::Sender<u64>,
     /// Set at shutdown: followers end their streams.
     closed: tokio::sync::watch::Sender<bool>,
+    /// Feed reads followers share.
+    reads: FeedReads,
 }
 
 impl std::fmt::Debug for Docs {
@@ -143,6 +183,7 @@ impl Docs {
             quota_bytes,
             written: tokio::sync::watch::Sender::new(0),
             closed: tokio::sync::watch::Sender::new(false),
+            reads: FeedReads::default(),
         })
     }
 
@@ -462,15 +503,24 @@ impl Docs {
             .as_deref()
             .map(|c| decode_cursor(c, order.len()))
             .transpose()?;
-        let count = if q.count {
-            Some(
+        let count = match (q.count, &filter) {
+            (false, _) => None,
+            // Every document: the collection's count, kept by each write.
+            (true, None) => Some(
+                self.store
+                    .docs_collections(namespace)
+                    .await
+                    .map_err(|e| Error::internal(e.into()))?
+                    .iter()
+                    .find(|c| c.name == collection)
+                    .map_or(0, |c| c.docs),
+            ),
+            (true, Some(_)) => Some(
                 self.store
                     .docs_count(namespace, collection, filter.clone())
                     .await
                     .map_err(|e| Error::internal(e.into()))?,
-            )
-        } else {
-            None
+            ),
         };
         let rows = self
             .store
@@ -639,24 +689,43 @@ impl Docs {
         Ok((page, filter, head))
     }
 
-    /// The changes of a collection after `after` (a page), for followers.
+    /// The changes of a collection after `after` (a page), for followers,
+    /// each with its JSON. `seen` is the newest seq the follower knows was
+    /// committed (its [`Docs::subscribe`] value): followers at the same
+    /// place that know the same share one read and one encoding, so a
+    /// commit costs one read however many follow (see [`FeedReads`]).
     pub async fn changes_after(
         &self,
         namespace: &str,
         collection: &str,
         after: u64,
-    ) -> Result<Vec<DocChange>> {
-        let rows = self
-            .store
-            .docs_changes(ChangeQuery {
-                namespace: Some(namespace.to_owned()),
-                collection: Some(collection.to_owned()),
-                after,
-                limit: MAX_CHANGES_LIMIT,
-            })
-            .await
-            .map_err(|e| Error::internal(e.into()))?;
-        Ok(rows.into_iter().map(change_of).collect())
+        seen: u64,
+    ) -> Result<Arc<Vec<FollowedChange>>> {
+        let key = (namespace.to_owned(), collection.to_owned(), after, seen);
+        let cell = self.reads.cell(key);
+        cell.get_or_try_init(|| async {
+            let rows = self
+                .store
+                .docs_changes(ChangeQuery {
+                    namespace: Some(namespace.to_owned()),
+                    collection: Some(collection.to_owned()),
+                    after,
+                    limit: MAX_CHANGES_LIMIT,
+                })
+                .await
+                .map_err(|e| Error::internal(e.into()))?;
+            Ok(Arc::new(
+                rows.into_iter()
+                    .map(|r| {
+                        let change = change_of(r);
+                        let json = serde_json::to_string(&change).unwrap_or_default();
+                        FollowedChange { change, json }
+                    })
+                    .collect(),
+            ))
+        })
+        .await
+        .cloned()
     }
 
     /// Prunes the feed every [`PRUNE_INTERVAL_MS`] while the service lives.

@@ -29,8 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nimbus_api::ErrorCode;
 use nimbus_api::docs::{
-    Dir, DocChange, DocWritten, Filter, OrderBy, QueryRequest, Transaction, TransactionResult,
+    Dir, DocWritten, Filter, OrderBy, QueryRequest, Transaction, TransactionResult,
 };
+use nimbus_core::docs::FollowedChange;
 use nimbus_core::store::docs::DocCondition;
 use serde::Deserialize;
 use serde_json::Value;
@@ -317,7 +318,8 @@ enum View {
 impl View {
     /// The frame of one change; None: nothing to send; Err: the stream
     /// must end with this frame.
-    fn frame(&mut self, c: &DocChange) -> Result<Option<String>, String> {
+    fn frame(&mut self, followed: &FollowedChange) -> Result<Option<String>, String> {
+        let c = &followed.change;
         let event = match self {
             View::All => "change",
             View::Live { filter, members } => {
@@ -352,8 +354,7 @@ impl View {
         };
         Ok(Some(format!(
             "event: {event}\nid: {}\ndata: {}\n\n",
-            c.seq,
-            serde_json::to_string(c).unwrap_or_default()
+            c.seq, followed.json
         )))
     }
 }
@@ -413,7 +414,12 @@ fn follow(
         }
         loop {
             if s.behind {
-                let batch = match s.docs.changes_after(&s.ns, &s.collection, s.after).await {
+                let seen = *s.wake.borrow_and_update();
+                let batch = match s
+                    .docs
+                    .changes_after(&s.ns, &s.collection, s.after, seen)
+                    .await
+                {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e.message, "reading the change feed failed");
@@ -422,8 +428,8 @@ fn follow(
                 };
                 s.behind = batch.len() == nimbus_api::docs::MAX_CHANGES_LIMIT as usize;
                 let mut frame = String::new();
-                for c in &batch {
-                    s.after = c.seq;
+                for c in batch.iter() {
+                    s.after = c.change.seq;
                     match s.view.frame(c) {
                         Ok(Some(f)) => frame.push_str(&f),
                         Ok(None) => {}
