@@ -410,7 +410,7 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
         Route::Docs(_) => {
             let method = req.method().clone();
             let (parts, body) = req.into_parts();
-            let body = match read_limited(body).await {
+            let body = match read_limited(body, docs::MAX_DOCS_BODY_BYTES).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
@@ -437,7 +437,7 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
     let ns = state.namespace.as_str();
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let body = match read_limited(req.into_body()).await {
+    let body = match read_limited(req.into_body(), MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -526,13 +526,13 @@ async fn serve_call(state: &State, token: &str, req: http::Request<hyper::body::
     result.unwrap_or_else(|e| error(e.code, e.message))
 }
 
-/// A request's body, up to [`MAX_BODY_BYTES`].
-async fn read_limited(body: hyper::body::Incoming) -> Result<Bytes, Resp> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+/// A request's body, up to `max` bytes.
+async fn read_limited(body: hyper::body::Incoming, max: usize) -> Result<Bytes, Resp> {
+    match Limited::new(body, max).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(_) => Err(error(
             ErrorCode::PayloadTooLarge,
-            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            format!("the request body is over {max} bytes"),
         )),
     }
 }

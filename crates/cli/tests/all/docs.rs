@@ -779,7 +779,7 @@ def lambda_handler(event, context):
         tx_denied = None
     except NimbusError as e:
         tx_denied = e.status
-    return {
+    result = {
         "got": orders.get(oid),
         "missing": orders.get("nope"),
         "stale": stale,
@@ -789,6 +789,17 @@ def lambda_handler(event, context):
         "tx_denied": tx_denied,
         "deleted": orders.delete("fixed"),
     }
+    orders.put("query", {"named": "query"})
+    big = "字" * 233000
+    orders.put("cjk", {"t": big})
+    docs.transaction([
+        {"op": "put", "collection": "orders", "id": f"bulk{i}", "data": {"t": "x" * 500000}}
+        for i in range(3)
+    ])
+    result["query_doc"] = orders.get("query")
+    result["cjk"] = len(orders.get("cjk")["t"])
+    result["bulk"] = orders.get_doc("bulk2") is not None
+    return result
 "#;
 
 const NODE_DOCS: &str = r#"
@@ -847,6 +858,9 @@ fn python_and_node_functions_use_documents_with_the_nimbus_module() {
     assert_eq!(v["denied"], json!([403, true]));
     assert_eq!(v["tx_denied"], 403);
     assert_eq!(v["deleted"], true);
+    assert_eq!(v["query_doc"], json!({ "named": "query" }));
+    assert_eq!(v["cjk"], 233_000);
+    assert_eq!(v["bulk"], true, "a transaction over 1 MiB from a function");
     let v = get("/fn/default/js");
     assert_eq!(
         v,

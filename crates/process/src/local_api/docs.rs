@@ -10,6 +10,9 @@
 //! POST   /v1/docs/{collection}/query      {where, order_by, limit, cursor, count} → a page
 //! POST   /v1/transactions                 {"writes": [...]}: every collection granted
 //! ```
+//!
+//! Bodies may be up to [`MAX_DOCS_BODY_BYTES`] (a transaction of several
+//! documents), beyond the other routes' bound.
 
 use super::{Resp, State, error, json, percent_decode};
 use bytes::Bytes;
@@ -19,11 +22,13 @@ use nimbus_core::error::{Error, Result};
 use nimbus_core::store::docs::DocCondition;
 use serde_json::Value;
 
+/// Largest body of a document route.
+pub const MAX_DOCS_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 /// A document route, read off the path.
 pub(super) enum DocsRoute {
     Collection(String),
     Item(String, String),
-    Query(String),
     Transaction,
 }
 
@@ -36,9 +41,8 @@ pub(super) fn route(path: &str) -> Option<DocsRoute> {
         return Some(DocsRoute::Collection(percent_decode(rest)?));
     };
     let collection = percent_decode(collection)?;
-    if rest == "query" {
-        return Some(DocsRoute::Query(collection));
-    }
+    // `…/query` is the query for POST, and a document called query for
+    // the other methods (see `run`).
     Some(DocsRoute::Item(collection, percent_decode(rest)?))
 }
 
@@ -115,11 +119,7 @@ async fn run(
                 .await
                 .map(|results| json(200, &TransactionResult { results }))
         }
-        (DocsRoute::Collection(c) | DocsRoute::Item(c, _) | DocsRoute::Query(c), _)
-            if !granted(&c) =>
-        {
-            Ok(denied(&c))
-        }
+        (DocsRoute::Collection(c) | DocsRoute::Item(c, _), _) if !granted(&c) => Ok(denied(&c)),
         (DocsRoute::Collection(c), http::Method::POST) => {
             let data: Value = parse(&body)?;
             docs.create(ns, &c, None, data).await.map(|w| json(201, &w))
@@ -146,7 +146,7 @@ async fn run(
             let cond = condition(headers)?;
             docs.delete(ns, &c, &id, cond).await.map(|w| json(200, &w))
         }
-        (DocsRoute::Query(c), http::Method::POST) => {
+        (DocsRoute::Item(c, id), http::Method::POST) if id == "query" => {
             let q: QueryRequest = if body.is_empty() {
                 QueryRequest::default()
             } else {

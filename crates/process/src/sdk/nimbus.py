@@ -166,7 +166,9 @@ config = Config()
 
 
 def _json(method, path, value=None, headers=None):
-    body = None if value is None else json.dumps(value).encode("utf-8")
+    body = None if value is None else json.dumps(
+        value, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
     h = dict(headers or {})
     if body is not None:
         h["content-type"] = "application/json"
@@ -174,6 +176,8 @@ def _json(method, path, value=None, headers=None):
 
 
 def _conditions(if_version=None, if_absent=False):
+    if if_version is not None and if_absent:
+        raise ValueError("give if_version or if_absent, not both")
     h = {}
     if if_version is not None:
         h["if-match"] = '"%d"' % if_version
