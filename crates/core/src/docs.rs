@@ -36,13 +36,15 @@ pub struct FollowedChange {
 }
 
 /// Reads of the feed that followers share: one per (namespace, collection,
-/// after, newest seq known), kept for the last [`FEED_READS_KEPT`] keys
-/// (followers woken by one commit reach it one after another). A follower
-/// woken by a commit knows a newer seq than any read made before that
-/// commit, so it never gets a read that misses it.
+/// after, newest seq known), kept for [`FEED_READ_GRACE_MS`] and at most
+/// the last [`FEED_READS_KEPT`] keys (followers woken by one commit reach
+/// it one after another). A follower woken by a commit knows a newer seq
+/// than any read made before that commit, so it never gets a read that
+/// misses it.
 #[derive(Default)]
 pub struct FeedReads {
-    recent: std::sync::Mutex<std::collections::VecDeque<(FeedKey, Arc<FeedRead>)>>,
+    recent:
+        std::sync::Mutex<std::collections::VecDeque<(FeedKey, Arc<FeedRead>, std::time::Instant)>>,
 }
 
 type FeedKey = (String, String, u64, u64);
@@ -50,18 +52,23 @@ type FeedRead = tokio::sync::OnceCell<Arc<Vec<FollowedChange>>>;
 
 /// Shared feed reads kept (see [`FeedReads`]).
 pub const FEED_READS_KEPT: usize = 8;
+/// How long a shared feed read is kept for followers still to come, in ms.
+pub const FEED_READ_GRACE_MS: u64 = 1_000;
 
 impl FeedReads {
     fn cell(&self, key: FeedKey) -> Arc<FeedRead> {
+        let now = std::time::Instant::now();
+        let grace = std::time::Duration::from_millis(FEED_READ_GRACE_MS);
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, cell)) = recent.iter().find(|(k, _)| *k == key) {
+        recent.retain(|(_, _, at)| now.duration_since(*at) < grace);
+        if let Some((_, cell, _)) = recent.iter().find(|(k, _, _)| *k == key) {
             return cell.clone();
         }
         let cell = Arc::new(FeedRead::new());
         if recent.len() >= FEED_READS_KEPT {
             recent.pop_front();
         }
-        recent.push_back((key, cell.clone()));
+        recent.push_back((key, cell.clone(), now));
         cell
     }
 }
@@ -508,11 +515,9 @@ impl Docs {
             // Every document: the collection's count, kept by each write.
             (true, None) => Some(
                 self.store
-                    .docs_collections(namespace)
+                    .docs_collection(namespace, collection)
                     .await
                     .map_err(|e| Error::internal(e.into()))?
-                    .iter()
-                    .find(|c| c.name == collection)
                     .map_or(0, |c| c.docs),
             ),
             (true, Some(_)) => Some(

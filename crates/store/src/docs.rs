@@ -651,6 +651,29 @@ impl DocStore for SqliteStore {
         .await
     }
 
+    async fn docs_collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<CollectionInfo>, StoreError> {
+        let (ns, collection) = (namespace.to_owned(), collection.to_owned());
+        self.read_row(move |conn| {
+            conn.prepare_cached(
+                "SELECT docs, bytes FROM doc_collections WHERE namespace = ?1 AND collection = ?2",
+            )?
+            .query_row(params![ns, collection], |r| {
+                Ok(CollectionInfo {
+                    name: collection.clone(),
+                    docs: r.get::<_, i64>(0)?.max(0) as u64,
+                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
+                })
+            })
+            .optional()
+            .context("read a collection")
+        })
+        .await
+    }
+
     async fn docs_collections(&self, namespace: &str) -> Result<Vec<CollectionInfo>, StoreError> {
         let ns = namespace.to_owned();
         self.read(move |conn| {

@@ -182,6 +182,13 @@ pub trait DocStore: Send + Sync + 'static {
         filter: Option<Filter>,
     ) -> Result<u64, StoreError>;
 
+    /// One collection's count and bytes; None if it holds no documents.
+    async fn docs_collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<CollectionInfo>, StoreError>;
+
     /// The collections of a namespace that hold documents, by name.
     async fn docs_collections(&self, namespace: &str) -> Result<Vec<CollectionInfo>, StoreError>;
 

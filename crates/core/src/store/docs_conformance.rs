@@ -633,6 +633,14 @@ pub async fn collections_count_documents_and_bytes<S: DocStore>(s: Arc<S>) {
         .map(|c| (c.name.as_str(), c.docs, c.bytes))
         .collect();
     assert_eq!(seen, [("a", 2, 6), ("b", 1, 8)]);
+    let one = s.docs_collection(NS, "b").await.expect("collection");
+    assert_eq!(one.map(|c| (c.docs, c.bytes)), Some((1, 8)));
+    assert!(
+        s.docs_collection(NS, "none")
+            .await
+            .expect("collection")
+            .is_none()
+    );
     s.docs_write(
         NS,
         vec![DocWrite {
