@@ -111,6 +111,24 @@ pub struct ConfigVersion {
     pub entries: Option<BTreeMap<String, String>>,
 }
 
+impl ConfigVersion {
+    /// Version 0: what a namespace that never set anything has.
+    pub fn none_yet() -> ConfigVersion {
+        ConfigVersion {
+            version: 0,
+            created_at_ms: 0,
+            author: String::new(),
+            description: String::new(),
+            set: Vec::new(),
+            deleted: Vec::new(),
+            rollback_of: None,
+            keys: 0,
+            bytes: 0,
+            entries: Some(BTreeMap::new()),
+        }
+    }
+}
+
 /// `PATCH …/config`: keys to set and keys to delete, in one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,7 +16,6 @@ use nimbus_api::config::{
     DEFAULT_CONFIG_HISTORY_LIMIT, MAX_CONFIG_BYTES, MAX_CONFIG_DESCRIPTION_BYTES,
     MAX_CONFIG_HISTORY_LIMIT, MAX_CONFIG_KEYS, MAX_CONFIG_VERSIONS_KEPT,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The service (see the module docs). Cheap to share behind an `Arc`.
@@ -31,22 +30,6 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("quota_bytes", &self.quota_bytes)
             .finish_non_exhaustive()
-    }
-}
-
-/// The version a namespace with no config has.
-fn empty() -> ConfigVersion {
-    ConfigVersion {
-        version: 0,
-        created_at_ms: 0,
-        author: String::new(),
-        description: String::new(),
-        set: Vec::new(),
-        deleted: Vec::new(),
-        rollback_of: None,
-        keys: 0,
-        bytes: 0,
-        entries: Some(BTreeMap::new()),
     }
 }
 
@@ -82,7 +65,7 @@ impl Config {
             .config_version(namespace, None)
             .await
             .map_err(|e| Error::internal(e.into()))?
-            .unwrap_or_else(empty))
+            .unwrap_or_else(ConfigVersion::none_yet))
     }
 
     /// One kept version with its settings.

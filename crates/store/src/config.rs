@@ -113,18 +113,7 @@ fn commit(
         ConfigEdit::Change { .. } => None,
     };
     let Some(Applied { next, set, deleted }) = apply(cur_entries, &c.edit, target.as_ref()) else {
-        let unchanged = cur.unwrap_or_else(|| ConfigVersion {
-            version: 0,
-            created_at_ms: 0,
-            author: String::new(),
-            description: String::new(),
-            set: Vec::new(),
-            deleted: Vec::new(),
-            rollback_of: None,
-            keys: 0,
-            bytes: 0,
-            entries: Some(BTreeMap::new()),
-        });
+        let unchanged = cur.unwrap_or_else(ConfigVersion::none_yet);
         return Ok(Ok((unchanged, false)));
     };
     let bytes = entries_bytes(&next);

@@ -104,6 +104,17 @@ fn error_of(e: nimbus_core::Error) -> Error {
     }
 }
 
+/// The service for `collection` and `text` read as JSON.
+fn granted_json(
+    ctx: &mut DocsCtx,
+    collection: &str,
+    text: &str,
+    what: &str,
+) -> Result<(Arc<Docs>, Value), Error> {
+    let docs = ctx.granted(collection)?;
+    Ok((docs, json(text, what)?))
+}
+
 fn json(text: &str, what: &str) -> Result<Value, Error> {
     serde_json::from_str(text).map_err(|e| Error::Invalid(format!("{what} is not JSON: {e}")))
 }
@@ -149,12 +160,8 @@ impl collections::Host for &mut DocsCtx {
     }
 
     async fn create(&mut self, collection: String, data: String) -> Answer<Written> {
-        let docs = match self.granted(&collection) {
+        let (docs, data) = match granted_json(self, &collection, &data, "the document") {
             Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
-        let data = match json(&data, "the document") {
-            Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let ns = self.grants.namespace.clone();
@@ -171,12 +178,8 @@ impl collections::Host for &mut DocsCtx {
         data: String,
         if_version: Option<u64>,
     ) -> Answer<Written> {
-        let docs = match self.granted(&collection) {
+        let (docs, data) = match granted_json(self, &collection, &data, "the document") {
             Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
-        let data = match json(&data, "the document") {
-            Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let ns = self.grants.namespace.clone();
@@ -193,12 +196,8 @@ impl collections::Host for &mut DocsCtx {
         patch: String,
         if_version: Option<u64>,
     ) -> Answer<Written> {
-        let docs = match self.granted(&collection) {
+        let (docs, patch) = match granted_json(self, &collection, &patch, "the patch") {
             Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
-        let patch = match json(&patch, "the patch") {
-            Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let ns = self.grants.namespace.clone();
